@@ -1,0 +1,4 @@
+//! Pieces shared by the macros.
+
+pub mod fallback;
+pub mod names;

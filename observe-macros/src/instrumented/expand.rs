@@ -1,0 +1,246 @@
+//! Code generation for `#[instrumented]`: a few statics and a few calls into
+//! `::observe::__private`, around the user's untouched body.
+
+use proc_macro2::{Literal, Span, TokenStream};
+use quote::{quote, quote_spanned};
+use syn::visit::Visit;
+use syn::{ItemFn, ReturnType, Type};
+
+use super::attr::{Args, Sigil};
+
+/// Does the type mention `impl Trait` anywhere (so it cannot be named in a turbofish)?
+fn mentions_impl_trait(ty: &Type) -> bool {
+    struct Finder(bool);
+    impl<'ast> Visit<'ast> for Finder {
+        fn visit_type_impl_trait(&mut self, _: &'ast syn::TypeImplTrait) {
+            self.0 = true;
+        }
+    }
+    let mut finder = Finder(false);
+    finder.visit_type(ty);
+    finder.0
+}
+
+/// `impl Future<Output = …> (+ …)`: the function returns a future we can wrap.
+fn returns_impl_future(output: &ReturnType) -> bool {
+    let ReturnType::Type(_, ty) = output else {
+        return false;
+    };
+    let Type::ImplTrait(imp) = &**ty else {
+        return false;
+    };
+    imp.bounds.iter().any(|b| match b {
+        syn::TypeParamBound::Trait(t) => t
+            .path
+            .segments
+            .last()
+            .is_some_and(|s| s.ident == "Future"),
+        _ => false,
+    })
+}
+
+/// The return type as a turbofish argument, or `_` when it cannot be named.
+fn nameable_output(output: &ReturnType) -> TokenStream {
+    match output {
+        ReturnType::Default => quote!(()),
+        ReturnType::Type(_, ty) if mentions_impl_trait(ty) => quote!(_),
+        ReturnType::Type(_, ty) => quote!(#ty),
+    }
+}
+
+pub fn instrumented(args: &Args, item: &ItemFn) -> TokenStream {
+    let p = quote!(::observe::__private);
+    let sig = &item.sig;
+    let fn_name = args
+        .name
+        .as_ref()
+        .map(|n| n.value())
+        .unwrap_or_else(|| sig.ident.to_string());
+    let metrics_on = args.metrics.as_ref().is_none_or(|b| b.value);
+    let span_on = args.span.as_ref().is_none_or(|b| b.value);
+    let is_async = sig.asyncness.is_some();
+    let wraps_future = !is_async && returns_impl_future(&sig.output);
+    let kind = if is_async || wraps_future {
+        quote!(Async)
+    } else {
+        quote!(Sync)
+    };
+
+    // --- statics: the cells, the site, and its entry in the link-time slice ---
+    let statics = if metrics_on {
+        let line = quote_spanned!(sig.ident.span()=> ::core::line!());
+        let (b, buckets, bounds) = match &args.buckets {
+            None => (
+                quote!(#p::DEFAULT_B),
+                quote!(&#p::DEFAULT_BUCKETS),
+                quote!(#p::bounds_ns::<{ #p::DEFAULT_B }>(&#p::DEFAULT_BUCKETS)),
+            ),
+            Some(buckets) => {
+                let n = buckets.bounds.len() + 1;
+                let values = buckets.bounds.iter().map(|b| Literal::f64_suffixed(b.value));
+                let list = quote!(&[#(#values),*]);
+                (quote!(#n), list.clone(), quote!(#p::bounds_ns::<#n>(#list)))
+            }
+        };
+        let keys = args.labels.iter().map(|l| &l.key);
+        let values = args.labels.iter().map(|l| &l.value);
+        quote! {
+            static __OBSERVE_CELLS: #p::Cells<{ #b }> = #p::Cells::new();
+            static __OBSERVE_SITE: #p::Site<{ #b }> = #p::Site::new(
+                #p::SiteMeta {
+                    function: #fn_name,
+                    module: ::core::module_path!(),
+                    file: ::core::file!(),
+                    line: #line,
+                    labels: &[#((#keys, #values)),*],
+                    buckets: #buckets,
+                    kind: #p::FnKind::#kind,
+                },
+                #bounds,
+                &__OBSERVE_CELLS,
+            );
+            #[#p::linkme::distributed_slice(#p::SITES)]
+            #[linkme(crate = #p::linkme)]
+            static __OBSERVE_REGISTERED: &'static dyn #p::SiteDyn = &__OBSERVE_SITE;
+        }
+    } else {
+        TokenStream::new()
+    };
+
+    // --- the span ---
+    let span_def = if span_on {
+        let level = match args.level.as_ref().map(|l| l.value().to_ascii_uppercase()) {
+            Some(l) => syn::Ident::new(&l, args.level.as_ref().map_or_else(Span::call_site, |l| l.span())),
+            None => syn::Ident::new("INFO", Span::call_site()),
+        };
+        let fields = args.fields.iter().map(|f| {
+            let name = &f.name;
+            match &f.value {
+                None => quote!(#name = ?#name),
+                Some((Sigil::Value, e)) => quote!(#name = #e),
+                Some((Sigil::Debug, e)) => quote!(#name = ?#e),
+                Some((Sigil::Display, e)) => quote!(#name = %#e),
+            }
+        });
+        let err_fields = args
+            .err
+            .map(|_| quote!(otel.status_code = #p::tracing::field::Empty,));
+        quote! {
+            let __observe_span = #p::tracing::span!(
+                target: ::core::module_path!(),
+                #p::tracing::Level::#level,
+                #fn_name,
+                #err_fields
+                #(#fields,)*
+            );
+        }
+    } else {
+        TokenStream::new()
+    };
+
+    // --- what happens with the value, once the body has produced it ---
+    let outcome = if let Some((_, path)) = &args.error_if {
+        quote!(#p::outcome_from(!(#path)(&__observe_out)))
+    } else if let Some((_, path)) = &args.ok_if {
+        quote!(#p::outcome_from((#path)(&__observe_out)))
+    } else {
+        quote! {{
+            #[allow(unused_imports)]
+            use #p::{ClassifyOther as _, ClassifyResult as _};
+            (&#p::Classifier(&__observe_out)).__observe_outcome()
+        }}
+    };
+    let finish = if metrics_on {
+        quote!(__observe_guard.finish(#outcome);)
+    } else {
+        TokenStream::new()
+    };
+    let record_err = if args.err.is_some() {
+        quote! {
+            if let ::core::result::Result::Err(__observe_error) = &__observe_out {
+                let __observe_current = #p::tracing::Span::current();
+                __observe_current.record("otel.status_code", "ERROR");
+                #p::tracing::event!(
+                    target: ::core::module_path!(),
+                    #p::tracing::Level::ERROR,
+                    error = %__observe_error
+                );
+            }
+        }
+    } else {
+        TokenStream::new()
+    };
+    let start = if metrics_on {
+        quote!(let __observe_guard = __OBSERVE_SITE.start();)
+    } else {
+        TokenStream::new()
+    };
+    let instrument = |fut: TokenStream| {
+        if span_on {
+            quote!(#p::tracing::Instrument::instrument(#fut, __observe_span))
+        } else {
+            fut
+        }
+    };
+
+    let block = &item.block;
+    let ret = nameable_output(&sig.output);
+    let body = if is_async {
+        let typed = quote!(#p::typed_future::<#ret, _>(async move #block));
+        // The error is recorded inside the span, so `Span::current()` is ours.
+        let inner = if args.err.is_some() {
+            instrument(quote! {
+                async move {
+                    let __observe_out = #typed.await;
+                    #record_err
+                    __observe_out
+                }
+            })
+        } else {
+            instrument(typed)
+        };
+        quote! {{
+            #statics
+            #start
+            #span_def
+            let __observe_out = #inner.await;
+            #finish
+            __observe_out
+        }}
+    } else if wraps_future {
+        let inner = instrument(quote! {
+            async move {
+                #start
+                let __observe_out = __observe_future.await;
+                #record_err
+                #finish
+                __observe_out
+            }
+        });
+        quote! {{
+            #statics
+            #span_def
+            let __observe_future = #p::call(move || #block);
+            #inner
+        }}
+    } else {
+        let enter = if span_on {
+            quote!(let __observe_entered = __observe_span.enter();)
+        } else {
+            TokenStream::new()
+        };
+        quote! {{
+            #statics
+            #start
+            #span_def
+            #enter
+            let __observe_out = #p::call::<#ret, _>(move || #block);
+            #record_err
+            #finish
+            __observe_out
+        }}
+    };
+    let attrs = &item.attrs;
+    let vis = &item.vis;
+    quote!(#(#attrs)* #vis #sig #body)
+}

@@ -1,0 +1,111 @@
+//! actix-web integration: the `/metrics` handler and the per-worker request gauge.
+
+use std::future::{Future, Ready, ready};
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use actix_web::body::MessageBody;
+use actix_web::dev::{Service, ServiceRequest, ServiceResponse, Transform};
+use actix_web::{HttpResponse, web};
+
+use crate::metrics::{self, workers};
+
+/// `GET /metrics`: the Prometheus text exposition of [`metrics::render`].
+///
+/// ```
+/// use actix_web::{App, web};
+/// let app = App::new().route("/metrics", web::get().to(observe_runtime::actix::metrics_handler));
+/// # drop(app);
+/// ```
+pub async fn metrics_handler() -> HttpResponse {
+    HttpResponse::Ok()
+        .content_type(metrics::TEXT_CONTENT_TYPE)
+        .body(metrics::render())
+}
+
+/// Mounts `GET /metrics` on an application with one `configure` call.
+///
+/// ```
+/// use actix_web::App;
+/// let app = App::new().configure(observe_runtime::actix::configure);
+/// # drop(app);
+/// ```
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.route("/metrics", web::get().to(metrics_handler));
+}
+
+/// Middleware that counts requests in flight per actix worker
+/// (`observe_worker_requests_in_flight{worker}`): one uncontended atomic increment and
+/// decrement per request, on a slot resolved once per worker when the app is built.
+///
+/// ```
+/// use actix_web::App;
+/// let app = App::new().wrap(observe_runtime::actix::WorkerMetrics);
+/// # drop(app);
+/// ```
+#[derive(Clone, Copy, Debug, Default)]
+pub struct WorkerMetrics;
+
+impl<S, B> Transform<S, ServiceRequest> for WorkerMetrics
+where
+    S: Service<ServiceRequest, Response = ServiceResponse<B>, Error = actix_web::Error>,
+    B: MessageBody,
+{
+    type Response = ServiceResponse<B>;
+    type Error = actix_web::Error;
+    type Transform = WorkerMetricsService<S>;
+    type InitError = ();
+    type Future = Ready<Result<Self::Transform, ()>>;
+
+    fn new_transform(&self, service: S) -> Self::Future {
+        ready(Ok(WorkerMetricsService {
+            service,
+            slot: workers::slot_for_current_thread(),
+        }))
+    }
+}
+
+/// The service built by [`WorkerMetrics`].
+#[derive(Debug)]
+pub struct WorkerMetricsService<S> {
+    service: S,
+    slot: Arc<workers::WorkerSlot>,
+}
+
+impl<S, B> Service<ServiceRequest> for WorkerMetricsService<S>
+where
+    S: Service<ServiceRequest, Response = ServiceResponse<B>, Error = actix_web::Error>,
+    B: MessageBody,
+{
+    type Response = ServiceResponse<B>;
+    type Error = actix_web::Error;
+    type Future = WorkerFuture<S::Future>;
+
+    actix_web::dev::forward_ready!(service);
+
+    fn call(&self, req: ServiceRequest) -> Self::Future {
+        let request = self.slot.enter();
+        WorkerFuture {
+            inner: self.service.call(req),
+            _request: request,
+        }
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// Future of [`WorkerMetricsService`]; the request leaves the gauge when it is dropped.
+    pub struct WorkerFuture<F> {
+        #[pin]
+        inner: F,
+        _request: workers::WorkerRequest,
+    }
+}
+
+impl<F: Future> Future for WorkerFuture<F> {
+    type Output = F::Output;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        self.project().inner.poll(cx)
+    }
+}

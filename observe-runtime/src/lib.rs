@@ -1,0 +1,62 @@
+//! Runtime of the [`observe`](https://docs.rs/observe) framework.
+//!
+//! Users depend on `observe`, which re-exports what is public here; the macros of
+//! `observe-macros` reach this crate only through `observe::__private`.
+//!
+//! - [`metrics`]: the lock-free per-call-site store, process metrics, build info, and the
+//!   Prometheus exposition (which also gathers the user's own `prometheus` metrics);
+//! - [`registry`]: the link-time list of instrumented functions and its validation;
+//! - `actix` (feature `actix`): the `/metrics` handler and the per-worker request gauge.
+
+#[cfg(feature = "actix")]
+pub mod actix;
+pub mod metrics;
+pub mod registry;
+
+/// Items used by code that `observe`'s macros generate. Not a stable API.
+#[doc(hidden)]
+pub mod __private {
+    pub use crate::metrics::site::{
+        Cells, ClassifyOther, ClassifyResult, Classifier, DEFAULT_B, DEFAULT_BUCKETS, FnKind,
+        Guard, Outcome, Site, SiteDyn, SiteMeta, bounds_ns, outcome_from,
+    };
+    pub use crate::registry::SITES;
+    pub use linkme;
+    pub use tracing;
+
+    use core::future::Future;
+
+    /// Pins the output type of the body future so `?` in an `async` body infers its error
+    /// conversion from the declared return type.
+    #[inline(always)]
+    pub fn typed_future<R, F: Future<Output = R>>(future: F) -> F {
+        future
+    }
+
+    /// Calls the body closure; the turbofish on `R` gives the closure its return type so
+    /// `?` and `return` inside the body infer as they do in the original function.
+    #[inline(always)]
+    pub fn call<R, F: FnOnce() -> R>(body: F) -> R {
+        body()
+    }
+
+    /// Builds the [`crate::metrics::BuildInfo`] from the binary crate's compile-time
+    /// values (see `observe::build_info!`).
+    pub fn set_build_info(
+        package: &str,
+        version: &str,
+        commit: Option<&str>,
+        branch: Option<&str>,
+    ) -> bool {
+        let service_name = std::env::var("OTEL_SERVICE_NAME")
+            .ok()
+            .filter(|s| !s.is_empty())
+            .unwrap_or_else(|| package.to_owned());
+        crate::metrics::set_build_info(crate::metrics::BuildInfo {
+            service_name,
+            version: version.to_owned(),
+            commit: commit.unwrap_or_default().to_owned(),
+            branch: branch.unwrap_or_default().to_owned(),
+        })
+    }
+}

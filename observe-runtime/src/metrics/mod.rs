@@ -1,0 +1,346 @@
+//! Metrics: the store behind `#[instrumented]`, process metrics, build info, and the
+//! Prometheus text exposition that also carries the user's own `prometheus` metrics.
+//!
+//! Families written by [`render`]:
+//!
+//! | family | type | labels |
+//! |---|---|---|
+//! | `function_calls_total` | counter | `function`, `module`, `result` (`ok`, `error`, `cancelled` for futures), static labels |
+//! | `function_calls_duration_seconds` | histogram | `function`, `module`, static labels |
+//! | `function_calls_concurrent` | gauge | `function`, `module`, static labels |
+//! | `observe_instrumented_calls_in_flight` | gauge | — |
+//! | `observe_worker_requests_in_flight`, `observe_worker_requests_total` | gauge, counter | `worker` |
+//! | `build_info` | gauge (1) | `version`, `commit`, `branch`, `service_name`, `observe_version` |
+//! | `process_*` | as in every Prometheus client | — |
+//!
+//! The names are those of the autometrics specification, so its dashboards and SLO rules
+//! work unchanged. Everything registered in `prometheus`' default registry (or in a
+//! registry passed to [`register_registry`]) follows; a family whose name we already wrote
+//! is skipped and logged once, so the output never holds a duplicate family.
+
+pub(crate) mod clock;
+pub(crate) mod process;
+pub mod site;
+pub mod workers;
+
+use std::collections::HashSet;
+use std::fmt::Write;
+use std::sync::{Mutex, OnceLock};
+
+use crate::registry::{self, push_label};
+use site::Outcome;
+
+/// `Content-Type` of the Prometheus text exposition format 0.0.4.
+pub const TEXT_CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
+
+/// Identity of the running build, exposed as `build_info{…} 1`.
+///
+/// Usually filled by [`build_info!`](../../observe/macro.build_info.html) in the binary crate,
+/// which reads the version at compile time.
+///
+/// ```
+/// observe_runtime::metrics::set_build_info(observe_runtime::metrics::BuildInfo {
+///     service_name: "payments".into(),
+///     version: "1.4.2".into(),
+///     commit: "3f9c2e1".into(),
+///     branch: "main".into(),
+/// });
+/// assert!(observe_runtime::metrics::render().contains(r#"version="1.4.2""#));
+/// ```
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct BuildInfo {
+    /// `service_name` label; defaults to `OTEL_SERVICE_NAME`, else the executable name.
+    pub service_name: String,
+    /// `version` label.
+    pub version: String,
+    /// `commit` label.
+    pub commit: String,
+    /// `branch` label.
+    pub branch: String,
+}
+
+static BUILD_INFO: OnceLock<BuildInfo> = OnceLock::new();
+
+/// Sets the build identity once; later calls are ignored and return `false`.
+///
+/// ```
+/// use observe_runtime::metrics::{set_build_info, BuildInfo};
+/// let first = set_build_info(BuildInfo { version: "2.0.0".into(), ..BuildInfo::default() });
+/// let second = set_build_info(BuildInfo { version: "3.0.0".into(), ..BuildInfo::default() });
+/// assert!(first && !second);
+/// ```
+pub fn set_build_info(info: BuildInfo) -> bool {
+    BUILD_INFO.set(info).is_ok()
+}
+
+fn default_service_name() -> String {
+    if let Ok(name) = std::env::var("OTEL_SERVICE_NAME") {
+        if !name.is_empty() {
+            return name;
+        }
+    }
+    std::env::current_exe()
+        .ok()
+        .and_then(|p| p.file_stem().map(|s| s.to_string_lossy().into_owned()))
+        .unwrap_or_else(|| "unknown_service".into())
+}
+
+static EXTRA_REGISTRIES: Mutex<Vec<prometheus::Registry>> = Mutex::new(Vec::new());
+
+/// Gathers a `prometheus::Registry` of the application's into [`render`]'s output, in
+/// addition to `prometheus`' default registry (which is always gathered).
+///
+/// ```
+/// let registry = prometheus::Registry::new();
+/// let jobs = prometheus::IntCounter::new("jobs_done_total", "Jobs done.").unwrap();
+/// registry.register(Box::new(jobs.clone())).unwrap();
+/// observe_runtime::metrics::register_registry(registry);
+/// jobs.inc();
+/// assert!(observe_runtime::metrics::render().contains("jobs_done_total 1"));
+/// ```
+pub fn register_registry(registry: prometheus::Registry) {
+    EXTRA_REGISTRIES
+        .lock()
+        .unwrap_or_else(|poison| poison.into_inner())
+        .push(registry);
+}
+
+/// Prepares the runtime off the hot path: calibrates the clock and reads the registry.
+///
+/// Optional; the first instrumented call or scrape does the same work otherwise.
+///
+/// ```
+/// observe_runtime::metrics::init();
+/// ```
+pub fn init() {
+    clock::init();
+    let _ = registry::plan();
+}
+
+/// Renders every metric in the Prometheus text format 0.0.4.
+///
+/// ```
+/// let text = observe_runtime::metrics::render();
+/// assert!(text.contains("# TYPE build_info gauge"));
+/// ```
+pub fn render() -> String {
+    let plan = registry::plan();
+    let mut out = String::with_capacity(1024 + plan.groups.len() * 1536);
+    let mut written: HashSet<&str> = HashSet::new();
+    let snapshots: Vec<_> = plan.groups.iter().map(|g| g.snapshot()).collect();
+
+    family(
+        &mut out,
+        &mut written,
+        "function_calls_total",
+        "counter",
+        "Calls of instrumented functions, by result (ok, error, cancelled).",
+    );
+    for (group, snap) in plan.groups.iter().zip(&snapshots) {
+        let outcomes: &[Outcome] = if group.is_async {
+            &[Outcome::Ok, Outcome::Error, Outcome::Cancelled]
+        } else {
+            &[Outcome::Ok, Outcome::Error]
+        };
+        for &outcome in outcomes {
+            let _ = writeln!(
+                out,
+                "function_calls_total{{{},result=\"{}\"}} {}",
+                group.labels,
+                outcome.label(),
+                snap.outcomes[outcome as usize]
+            );
+        }
+    }
+
+    family(
+        &mut out,
+        &mut written,
+        "function_calls_duration_seconds",
+        "histogram",
+        "Duration of instrumented function calls in seconds.",
+    );
+    for (group, snap) in plan.groups.iter().zip(&snapshots) {
+        let mut cumulative = 0u64;
+        for (i, count) in snap.buckets.iter().enumerate() {
+            cumulative += count;
+            let _ = match group.buckets.get(i) {
+                Some(le) => writeln!(
+                    out,
+                    "function_calls_duration_seconds_bucket{{{},le=\"{}\"}} {}",
+                    group.labels,
+                    format_float(*le),
+                    cumulative
+                ),
+                None => writeln!(
+                    out,
+                    "function_calls_duration_seconds_bucket{{{},le=\"+Inf\"}} {}",
+                    group.labels, cumulative
+                ),
+            };
+        }
+        let _ = writeln!(
+            out,
+            "function_calls_duration_seconds_sum{{{}}} {}",
+            group.labels,
+            format_float(snap.sum_ns as f64 / 1e9)
+        );
+        let _ = writeln!(
+            out,
+            "function_calls_duration_seconds_count{{{}}} {}",
+            group.labels,
+            snap.count()
+        );
+    }
+
+    family(
+        &mut out,
+        &mut written,
+        "function_calls_concurrent",
+        "gauge",
+        "Calls of instrumented functions in progress.",
+    );
+    let mut in_flight_total = 0;
+    for (group, snap) in plan.groups.iter().zip(&snapshots) {
+        in_flight_total += snap.in_flight;
+        let _ = writeln!(
+            out,
+            "function_calls_concurrent{{{}}} {}",
+            group.labels, snap.in_flight
+        );
+    }
+
+    family(
+        &mut out,
+        &mut written,
+        "observe_instrumented_calls_in_flight",
+        "gauge",
+        "Instrumented calls in progress across all functions.",
+    );
+    let _ = writeln!(out, "observe_instrumented_calls_in_flight {in_flight_total}");
+
+    let workers = workers::samples();
+    if !workers.is_empty() {
+        family(
+            &mut out,
+            &mut written,
+            "observe_worker_requests_in_flight",
+            "gauge",
+            "HTTP requests in progress on each server worker thread.",
+        );
+        for (name, in_flight, _) in &workers {
+            let mut labels = String::new();
+            push_label(&mut labels, "worker", name);
+            let _ = writeln!(out, "observe_worker_requests_in_flight{{{labels}}} {in_flight}");
+        }
+        family(
+            &mut out,
+            &mut written,
+            "observe_worker_requests_total",
+            "counter",
+            "HTTP requests started on each server worker thread.",
+        );
+        for (name, _, total) in &workers {
+            let mut labels = String::new();
+            push_label(&mut labels, "worker", name);
+            let _ = writeln!(out, "observe_worker_requests_total{{{labels}}} {total}");
+        }
+    }
+
+    family(
+        &mut out,
+        &mut written,
+        "build_info",
+        "gauge",
+        "Build information of the running service (always 1).",
+    );
+    let info = BUILD_INFO.get().cloned().unwrap_or_default();
+    let mut labels = String::new();
+    push_label(&mut labels, "version", &info.version);
+    push_label(&mut labels, "commit", &info.commit);
+    push_label(&mut labels, "branch", &info.branch);
+    let service = if info.service_name.is_empty() {
+        default_service_name()
+    } else {
+        info.service_name
+    };
+    push_label(&mut labels, "service_name", &service);
+    push_label(&mut labels, "observe_version", env!("CARGO_PKG_VERSION"));
+    let _ = writeln!(out, "build_info{{{labels}}} 1");
+
+    // The user's own metrics. Families we wrote win; `process_*` from the user's registry
+    // (prometheus' `process` feature) replace ours rather than duplicate them.
+    let mut user = prometheus::gather();
+    for registry in EXTRA_REGISTRIES
+        .lock()
+        .unwrap_or_else(|poison| poison.into_inner())
+        .iter()
+    {
+        user.extend(registry.gather());
+    }
+    let user_has_process = user.iter().any(|f| f.name().starts_with("process_"));
+    if !user_has_process {
+        let samples = process::collect();
+        for s in &samples {
+            written.insert(s.name);
+        }
+        process::write(&mut out, &samples);
+    }
+    let mut seen: HashSet<String> = written.iter().map(|s| (*s).to_owned()).collect();
+    let user: Vec<_> = user
+        .into_iter()
+        .filter(|f| {
+            if seen.insert(f.name().to_owned()) {
+                true
+            } else {
+                warn_duplicate_once(f.name());
+                false
+            }
+        })
+        .collect();
+    if !user.is_empty() {
+        use prometheus::Encoder as _;
+        let mut buf = Vec::new();
+        if let Err(e) = prometheus::TextEncoder::new().encode(&user, &mut buf) {
+            tracing::error!(target: "observe", "encoding the prometheus registry failed: {e}");
+        }
+        out.push_str(&String::from_utf8_lossy(&buf));
+    }
+    out
+}
+
+fn family<'a>(
+    out: &mut String,
+    written: &mut HashSet<&'a str>,
+    name: &'a str,
+    kind: &str,
+    help: &str,
+) {
+    written.insert(name);
+    let _ = writeln!(out, "# HELP {name} {help}");
+    let _ = writeln!(out, "# TYPE {name} {kind}");
+}
+
+fn warn_duplicate_once(name: &str) {
+    static WARNED: Mutex<Vec<String>> = Mutex::new(Vec::new());
+    let mut warned = WARNED.lock().unwrap_or_else(|poison| poison.into_inner());
+    if !warned.iter().any(|w| w == name) {
+        warned.push(name.to_owned());
+        tracing::warn!(
+            target: "observe",
+            "metric family `{name}` is registered twice (by observe or another registry); \
+             only the first is exposed"
+        );
+    }
+}
+
+/// Formats a float as Prometheus does: integers without a fraction, `+Inf`, `NaN`.
+fn format_float(v: f64) -> String {
+    if v.is_nan() {
+        "NaN".into()
+    } else if v.is_infinite() {
+        if v > 0.0 { "+Inf".into() } else { "-Inf".into() }
+    } else {
+        format!("{v}")
+    }
+}

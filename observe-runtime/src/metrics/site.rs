@@ -1,0 +1,361 @@
+//! The per-call-site metric store behind `#[instrumented]`.
+//!
+//! Every instrumented function owns two `static`s that the macro emits inside its body:
+//! a [`Cells`] (all zeros, so it lives in `.bss`) and a [`Site`] that points at it and
+//! carries the function's metadata and histogram bounds. The hot path touches only the
+//! cells of the current thread's shard: one `fetch_add` when the call starts and three when
+//! it ends (outcome, bucket, sum), no hashing, no locking, no allocation. Two threads
+//! calling the same function write to different cache lines, so the cost per call does
+//! not grow with contention the way a shared `prometheus::Histogram` does.
+//!
+//! Derived values are computed when scraping, never on the hot path:
+//! - histogram `_count` is the sum of the buckets;
+//! - the in-flight gauge is `started − (ok + error + cancelled)`.
+
+use std::cell::Cell;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering::Relaxed};
+
+use super::clock;
+
+/// Number of shards per call site. A thread keeps its shard for life; threads are dealt
+/// shards round-robin, so up to this many threads never share a cache line.
+pub const SHARDS: usize = 8;
+
+/// How a call ended. The discriminant indexes the outcome counters.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[repr(u8)]
+pub enum Outcome {
+    /// Returned normally and was classified as a success.
+    Ok = 0,
+    /// Returned `Err(_)` (or was classified as an error), or panicked.
+    Error = 1,
+    /// The future was dropped before it completed.
+    Cancelled = 2,
+}
+
+impl Outcome {
+    /// The value of the `result` label.
+    pub const fn label(self) -> &'static str {
+        match self {
+            Outcome::Ok => "ok",
+            Outcome::Error => "error",
+            Outcome::Cancelled => "cancelled",
+        }
+    }
+}
+
+/// Whether the instrumented function is synchronous or returns a future.
+///
+/// Only futures can be cancelled, so only they expose a `result="cancelled"` series.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FnKind {
+    /// A plain function.
+    Sync,
+    /// An `async fn` or a function returning `impl Future`.
+    Async,
+}
+
+/// What the macro knows about a call site, fixed at compile time.
+#[derive(Debug)]
+pub struct SiteMeta {
+    /// Value of the `function` label (the function name, or the `name = "…"` option).
+    pub function: &'static str,
+    /// Value of the `module` label (`module_path!()` of the definition).
+    pub module: &'static str,
+    /// Source file of the definition.
+    pub file: &'static str,
+    /// Source line of the function name.
+    pub line: u32,
+    /// Static labels from `labels(key = "value", …)`, in source order.
+    pub labels: &'static [(&'static str, &'static str)],
+    /// Histogram upper bounds in seconds, strictly increasing, without `+Inf`.
+    pub buckets: &'static [f64],
+    /// Sync or async.
+    pub kind: FnKind,
+}
+
+impl SiteMeta {
+    /// `file:line` of the definition, for error messages.
+    pub fn location(&self) -> String {
+        format!("{}:{}", self.file, self.line)
+    }
+}
+
+/// One thread's share of a call site's counters, on cache lines of its own.
+#[repr(align(128))]
+pub struct Shard<const B: usize> {
+    started: AtomicU64,
+    outcomes: [AtomicU64; 3],
+    sum_ns: AtomicU64,
+    /// Non-cumulative bucket counts; the last one is `+Inf`.
+    buckets: [AtomicU64; B],
+}
+
+/// The zero-initialised counters of one call site (`B` buckets including `+Inf`).
+pub struct Cells<const B: usize> {
+    shards: [Shard<B>; SHARDS],
+}
+
+impl<const B: usize> Cells<B> {
+    /// All counters at zero. `const`, so the `static` needs no lazy initialisation.
+    #[allow(clippy::new_without_default)]
+    pub const fn new() -> Self {
+        #[allow(clippy::declare_interior_mutable_const)]
+        const ZERO: AtomicU64 = AtomicU64::new(0);
+        #[allow(clippy::declare_interior_mutable_const)]
+        const fn shard<const B: usize>() -> Shard<B> {
+            Shard {
+                started: ZERO,
+                outcomes: [ZERO; 3],
+                sum_ns: ZERO,
+                buckets: [ZERO; B],
+            }
+        }
+        Cells {
+            shards: [const { shard::<B>() }; SHARDS],
+        }
+    }
+
+    #[inline(always)]
+    fn local(&self) -> &Shard<B> {
+        // shard_index() < SHARDS by construction.
+        &self.shards[shard_index()]
+    }
+}
+
+thread_local! {
+    static SHARD: Cell<usize> = const { Cell::new(usize::MAX) };
+}
+static NEXT_SHARD: AtomicUsize = AtomicUsize::new(0);
+
+#[inline(always)]
+fn shard_index() -> usize {
+    SHARD.with(|slot| {
+        let index = slot.get();
+        if index < SHARDS {
+            index
+        } else {
+            assign_shard(slot)
+        }
+    })
+}
+
+#[cold]
+#[inline(never)]
+fn assign_shard(slot: &Cell<usize>) -> usize {
+    let index = NEXT_SHARD.fetch_add(1, Relaxed) % SHARDS;
+    slot.set(index);
+    index
+}
+
+/// A call site: metadata, bucket bounds in nanoseconds, and a pointer to its cells.
+///
+/// `B` is the number of buckets including `+Inf`; `bounds_ns[B - 1]` is `u64::MAX`.
+pub struct Site<const B: usize> {
+    meta: SiteMeta,
+    bounds_ns: [u64; B],
+    cells: &'static Cells<B>,
+}
+
+impl<const B: usize> Site<B> {
+    /// Builds a site; called in a `static` initialiser by the macro expansion.
+    pub const fn new(meta: SiteMeta, bounds_ns: [u64; B], cells: &'static Cells<B>) -> Self {
+        Site {
+            meta,
+            bounds_ns,
+            cells,
+        }
+    }
+
+    /// Starts timing one call. The returned guard records the call when it is finished
+    /// or dropped, on every exit path.
+    #[inline(always)]
+    pub fn start(&'static self) -> Guard<B> {
+        self.cells.local().started.fetch_add(1, Relaxed);
+        Guard {
+            site: self,
+            start: clock::raw(),
+        }
+    }
+
+    #[inline(always)]
+    fn record(&self, start: u64, outcome: Outcome) {
+        let elapsed = clock::nanos_between(start, clock::raw());
+        // Index of the first bound >= elapsed (Prometheus `le`): the count of bounds below
+        // it. A branch-free count over a small array; the last bound is u64::MAX.
+        let index = self.bounds_ns.iter().filter(|&&b| b < elapsed).count();
+        let shard = self.cells.local();
+        shard.outcomes[outcome as usize].fetch_add(1, Relaxed);
+        shard.buckets[index.min(B - 1)].fetch_add(1, Relaxed);
+        shard.sum_ns.fetch_add(elapsed, Relaxed);
+    }
+}
+
+/// Records one call when finished or dropped. See [`Site::start`].
+#[must_use = "dropping the guard at once records a call of zero length"]
+pub struct Guard<const B: usize> {
+    site: &'static Site<B>,
+    start: u64,
+}
+
+impl<const B: usize> Guard<B> {
+    /// Records the call with the given outcome.
+    #[inline(always)]
+    pub fn finish(self, outcome: Outcome) {
+        let this = std::mem::ManuallyDrop::new(self);
+        this.site.record(this.start, outcome);
+    }
+}
+
+impl<const B: usize> Drop for Guard<B> {
+    /// Reached only when `finish` was not: the call panicked (an error) or its future was
+    /// dropped before completion (cancelled).
+    #[cold]
+    fn drop(&mut self) {
+        let outcome = if std::thread::panicking() {
+            Outcome::Error
+        } else {
+            Outcome::Cancelled
+        };
+        self.site.record(self.start, outcome);
+    }
+}
+
+/// A consistent-enough view of one site's counters, summed over shards.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Snapshot {
+    /// Calls by outcome, indexed by [`Outcome`] discriminant.
+    pub outcomes: [u64; 3],
+    /// Non-cumulative bucket counts, the last one `+Inf`.
+    pub buckets: Vec<u64>,
+    /// Sum of durations in nanoseconds.
+    pub sum_ns: u64,
+    /// Calls in progress.
+    pub in_flight: u64,
+}
+
+impl Snapshot {
+    /// Calls that have finished (the histogram `_count`).
+    pub fn count(&self) -> u64 {
+        self.buckets.iter().sum()
+    }
+
+    /// Adds another snapshot with the same buckets into this one.
+    pub fn merge(&mut self, other: &Snapshot) {
+        for (a, b) in self.outcomes.iter_mut().zip(other.outcomes) {
+            *a += b;
+        }
+        if self.buckets.len() < other.buckets.len() {
+            self.buckets.resize(other.buckets.len(), 0);
+        }
+        for (a, b) in self.buckets.iter_mut().zip(&other.buckets) {
+            *a += b;
+        }
+        self.sum_ns += other.sum_ns;
+        self.in_flight += other.in_flight;
+    }
+}
+
+/// Object-safe view of a [`Site`] for the registry (the link-time slice holds these).
+pub trait SiteDyn: Sync {
+    /// The site's metadata.
+    fn meta(&self) -> &SiteMeta;
+    /// Sums the shards.
+    fn snapshot(&self) -> Snapshot;
+}
+
+impl<const B: usize> SiteDyn for Site<B> {
+    fn meta(&self) -> &SiteMeta {
+        &self.meta
+    }
+
+    fn snapshot(&self) -> Snapshot {
+        let mut snap = Snapshot {
+            buckets: vec![0; B],
+            ..Snapshot::default()
+        };
+        let mut started = 0u64;
+        // Finished counts are read before `started`, so in-flight never goes negative.
+        for shard in &self.cells.shards {
+            for (total, cell) in snap.outcomes.iter_mut().zip(&shard.outcomes) {
+                *total += cell.load(Relaxed);
+            }
+            for (total, cell) in snap.buckets.iter_mut().zip(&shard.buckets) {
+                *total += cell.load(Relaxed);
+            }
+            snap.sum_ns += shard.sum_ns.load(Relaxed);
+        }
+        for shard in &self.cells.shards {
+            started += shard.started.load(Relaxed);
+        }
+        let finished: u64 = snap.outcomes.iter().sum();
+        snap.in_flight = started.saturating_sub(finished);
+        snap
+    }
+}
+
+/// Converts bucket bounds in seconds to nanoseconds at compile time, appending `+Inf`.
+///
+/// `N` is the number of bounds; the result has `N + 1` entries in an array of `B` (the
+/// caller passes `B = N + 1`, checked here).
+pub const fn bounds_ns<const B: usize>(seconds: &[f64]) -> [u64; B] {
+    assert!(seconds.len() + 1 == B, "bucket count mismatch");
+    let mut out = [u64::MAX; B];
+    let mut i = 0;
+    while i < seconds.len() {
+        out[i] = (seconds[i] * 1e9 + 0.5) as u64;
+        i += 1;
+    }
+    out
+}
+
+/// The default histogram buckets, in seconds: autometrics' defaults, from 5 ms to 10 s.
+pub const DEFAULT_BUCKETS: [f64; 14] = [
+    0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 7.5, 10.0,
+];
+
+/// Number of cells for the default buckets (`DEFAULT_BUCKETS.len() + 1`).
+pub const DEFAULT_B: usize = DEFAULT_BUCKETS.len() + 1;
+
+/// Classification of a return value by autoref specialisation: `Result` values are
+/// classified by `is_ok`; anything else is a success.
+///
+/// Generated code calls `(&Classifier(&value)).__observe_outcome()` with both traits in
+/// scope; method resolution picks [`ClassifyResult`] when the value is a `Result`.
+pub struct Classifier<'a, T>(pub &'a T);
+
+/// See [`Classifier`].
+pub trait ClassifyResult {
+    /// The outcome of a `Result`.
+    fn __observe_outcome(&self) -> Outcome;
+}
+
+impl<T, E> ClassifyResult for Classifier<'_, Result<T, E>> {
+    #[inline(always)]
+    fn __observe_outcome(&self) -> Outcome {
+        if self.0.is_ok() {
+            Outcome::Ok
+        } else {
+            Outcome::Error
+        }
+    }
+}
+
+/// See [`Classifier`].
+pub trait ClassifyOther {
+    /// Any other value is a success.
+    fn __observe_outcome(&self) -> Outcome;
+}
+
+impl<T> ClassifyOther for &Classifier<'_, T> {
+    #[inline(always)]
+    fn __observe_outcome(&self) -> Outcome {
+        Outcome::Ok
+    }
+}
+
+/// Maps a user predicate (`ok_if` / `error_if`) to an outcome.
+#[inline(always)]
+pub fn outcome_from(is_ok: bool) -> Outcome {
+    if is_ok { Outcome::Ok } else { Outcome::Error }
+}

@@ -1,0 +1,37 @@
+#![doc = include_str!("../README.md")]
+
+pub use observe_macros::instrumented;
+#[cfg(feature = "actix")]
+pub use observe_runtime::actix;
+pub use observe_runtime::{metrics, registry};
+
+/// Records the binary's name, version and (when the build sets `GIT_COMMIT` /
+/// `GIT_BRANCH`) commit and branch as `build_info{…} 1`. Call it once in `main`.
+///
+/// The values are read when *your* crate compiles, so the version is your crate's.
+///
+/// ```
+/// observe::build_info!();
+/// assert!(observe::metrics::render().contains(&format!(
+///     "version=\"{}\"",
+///     env!("CARGO_PKG_VERSION")
+/// )));
+/// ```
+#[macro_export]
+macro_rules! build_info {
+    () => {
+        $crate::__private::set_build_info(
+            ::core::env!("CARGO_PKG_NAME"),
+            ::core::env!("CARGO_PKG_VERSION"),
+            ::core::option_env!("GIT_COMMIT"),
+            ::core::option_env!("GIT_BRANCH"),
+        )
+    };
+}
+
+/// Items used by code that the macros generate. Not a stable API: it changes in any
+/// release without notice.
+#[doc(hidden)]
+pub mod __private {
+    pub use observe_runtime::__private::*;
+}
