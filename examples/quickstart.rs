@@ -1,1 +1,85 @@
-fn main() {}
+//! The quickstart service: a few instrumented handlers and `/metrics`, everything on,
+//! nothing else needed.
+//!
+//! ```sh
+//! cargo run --example quickstart            # APP_ADDR defaults to 127.0.0.1:8080
+//! curl localhost:8080/charge/42
+//! curl localhost:8080/metrics
+//! ```
+
+use std::time::Duration;
+
+use actix_web::{App, HttpResponse, HttpServer, Responder, get, web};
+
+/// Why a charge was refused.
+#[derive(Debug)]
+enum PayError {
+    /// Amounts must be positive.
+    Empty,
+    /// Above the single-charge limit.
+    TooLarge(u64),
+}
+
+impl std::fmt::Display for PayError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            PayError::Empty => write!(f, "nothing to charge"),
+            PayError::TooLarge(amount) => write!(f, "{amount} is above the limit"),
+        }
+    }
+}
+
+/// The business function: its calls, errors and latency are what the service is about.
+#[observe::instrumented(err, fields(amount))]
+async fn charge(amount: u64) -> Result<u64, PayError> {
+    if amount == 0 {
+        return Err(PayError::Empty);
+    }
+    if amount > 10_000 {
+        return Err(PayError::TooLarge(amount));
+    }
+    // Talk to the payment gateway.
+    tokio::time::sleep(Duration::from_millis(amount % 20)).await;
+    Ok(amount)
+}
+
+#[get("/charge/{amount}")]
+#[observe::instrumented]
+async fn charge_handler(amount: web::Path<u64>) -> HttpResponse {
+    match charge(amount.into_inner()).await {
+        Ok(receipt) => HttpResponse::Ok().body(format!("charged {receipt}\n")),
+        Err(e) => HttpResponse::UnprocessableEntity().body(format!("{e}\n")),
+    }
+}
+
+#[get("/")]
+#[observe::instrumented]
+async fn index() -> impl Responder {
+    "observe quickstart: try /charge/42, /charge/0 and /metrics\n"
+}
+
+#[actix_web::main]
+async fn main() -> std::io::Result<()> {
+    observe::build_info!();
+    observe::metrics::init();
+    if let Err(conflicts) = observe::registry::validate() {
+        for conflict in conflicts {
+            eprintln!("error: {conflict}");
+        }
+        std::process::exit(1);
+    }
+    let addr = std::env::var("APP_ADDR").unwrap_or_else(|_| "127.0.0.1:8080".to_owned());
+    let server = HttpServer::new(|| {
+        App::new()
+            .wrap(observe::actix::WorkerMetrics)
+            .service(index)
+            .service(charge_handler)
+            .configure(observe::actix::configure)
+    })
+    .workers(2)
+    .bind(&addr)?;
+    for bound in server.addrs() {
+        println!("quickstart listening on http://{bound} (metrics: http://{bound}/metrics)");
+    }
+    server.run().await
+}

@@ -1,5 +1,6 @@
 #![doc = include_str!("../README.md")]
 
+#[doc = include_str!("../docs/instrumented.md")]
 pub use observe_macros::instrumented;
 #[cfg(feature = "actix")]
 pub use observe_runtime::actix;

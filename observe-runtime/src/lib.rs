@@ -17,7 +17,7 @@ pub mod registry;
 #[doc(hidden)]
 pub mod __private {
     pub use crate::metrics::site::{
-        Cells, ClassifyOther, ClassifyResult, Classifier, DEFAULT_B, DEFAULT_BUCKETS, FnKind,
+        Cells, Classifier, ClassifyOther, ClassifyResult, DEFAULT_B, DEFAULT_BUCKETS, FnKind,
         Guard, Outcome, Site, SiteDyn, SiteMeta, bounds_ns, outcome_from,
     };
     pub use crate::registry::SITES;

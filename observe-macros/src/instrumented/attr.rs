@@ -89,9 +89,10 @@ impl Parse for Args {
         // Keywords seen so far, for "specified more than once" at the second occurrence.
         let mut seen: Vec<String> = Vec::new();
         while !input.is_empty() {
-            let key: Ident = input.fork().call(syn::ext::IdentExt::parse_any).map_err(|_| {
-                syn::Error::new(input.span(), EXPECTED)
-            })?;
+            let key: Ident = input
+                .fork()
+                .call(syn::ext::IdentExt::parse_any)
+                .map_err(|_| syn::Error::new(input.span(), EXPECTED))?;
             let key_name = key.to_string();
             if seen.contains(&key_name) {
                 return Err(syn::Error::new(

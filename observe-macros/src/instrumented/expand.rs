@@ -30,11 +30,9 @@ fn returns_impl_future(output: &ReturnType) -> bool {
         return false;
     };
     imp.bounds.iter().any(|b| match b {
-        syn::TypeParamBound::Trait(t) => t
-            .path
-            .segments
-            .last()
-            .is_some_and(|s| s.ident == "Future"),
+        syn::TypeParamBound::Trait(t) => {
+            t.path.segments.last().is_some_and(|s| s.ident == "Future")
+        }
         _ => false,
     })
 }
@@ -77,7 +75,10 @@ pub fn instrumented(args: &Args, item: &ItemFn) -> TokenStream {
             ),
             Some(buckets) => {
                 let n = buckets.bounds.len() + 1;
-                let values = buckets.bounds.iter().map(|b| Literal::f64_suffixed(b.value));
+                let values = buckets
+                    .bounds
+                    .iter()
+                    .map(|b| Literal::f64_suffixed(b.value));
                 let list = quote!(&[#(#values),*]);
                 (quote!(#n), list.clone(), quote!(#p::bounds_ns::<#n>(#list)))
             }
@@ -110,7 +111,12 @@ pub fn instrumented(args: &Args, item: &ItemFn) -> TokenStream {
     // --- the span ---
     let span_def = if span_on {
         let level = match args.level.as_ref().map(|l| l.value().to_ascii_uppercase()) {
-            Some(l) => syn::Ident::new(&l, args.level.as_ref().map_or_else(Span::call_site, |l| l.span())),
+            Some(l) => syn::Ident::new(
+                &l,
+                args.level
+                    .as_ref()
+                    .map_or_else(Span::call_site, |l| l.span()),
+            ),
             None => syn::Ident::new("INFO", Span::call_site()),
         };
         let fields = args.fields.iter().map(|f| {

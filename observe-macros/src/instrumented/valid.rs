@@ -125,7 +125,9 @@ pub fn check(args: &Args, item: &ItemFn) -> syn::Result<()> {
         } else if key.starts_with("__") {
             errors.at(
                 label.key_span,
-                format!("label name {key:?} is reserved: names starting with `__` are Prometheus' own"),
+                format!(
+                    "label name {key:?} is reserved: names starting with `__` are Prometheus' own"
+                ),
             );
         } else if RESERVED_LABELS.contains(&key) {
             errors.at(
@@ -134,7 +136,10 @@ pub fn check(args: &Args, item: &ItemFn) -> syn::Result<()> {
             );
         }
         if !label_keys.insert(key) {
-            errors.at(label.key_span, format!("label {key:?} specified more than once"));
+            errors.at(
+                label.key_span,
+                format!("label {key:?} specified more than once"),
+            );
         }
     }
 
@@ -150,7 +155,10 @@ pub fn check(args: &Args, item: &ItemFn) -> syn::Result<()> {
     }
     if !metrics_on {
         if let Some(b) = &args.buckets {
-            errors.at(b.bracket_span, "`buckets` has no effect with `metrics = false`");
+            errors.at(
+                b.bracket_span,
+                "`buckets` has no effect with `metrics = false`",
+            );
         }
         if let Some(l) = args.labels.first() {
             errors.at(l.key_span, "`labels` has no effect with `metrics = false`");
@@ -164,7 +172,10 @@ pub fn check(args: &Args, item: &ItemFn) -> syn::Result<()> {
             errors.at(f.span(), "`fields` has no effect with `span = false`");
         }
         if let Some(err) = args.err {
-            errors.at(err, "`err` records the error on the span, but `span = false`");
+            errors.at(
+                err,
+                "`err` records the error on the span, but `span = false`",
+            );
         }
     }
 
@@ -211,12 +222,18 @@ pub fn check(args: &Args, item: &ItemFn) -> syn::Result<()> {
                 ),
             );
         } else if args.skip_all.is_some() || args.skip.iter().any(|s| *s == name) {
-            errors.at(field.span(), format!("`{name}` is both skipped and recorded"));
+            errors.at(
+                field.span(),
+                format!("`{name}` is both skipped and recorded"),
+            );
         }
     }
 
     if let (Some(_), Some((span, _))) = (&args.ok_if, &args.error_if) {
-        errors.at(*span, "`ok_if` and `error_if` are exclusive: give one predicate");
+        errors.at(
+            *span,
+            "`ok_if` and `error_if` are exclusive: give one predicate",
+        );
     }
     // Classification and `err` need a return value.
     if matches!(sig.output, ReturnType::Default) {

@@ -217,7 +217,10 @@ pub fn render() -> String {
         "gauge",
         "Instrumented calls in progress across all functions.",
     );
-    let _ = writeln!(out, "observe_instrumented_calls_in_flight {in_flight_total}");
+    let _ = writeln!(
+        out,
+        "observe_instrumented_calls_in_flight {in_flight_total}"
+    );
 
     let workers = workers::samples();
     if !workers.is_empty() {
@@ -231,7 +234,10 @@ pub fn render() -> String {
         for (name, in_flight, _) in &workers {
             let mut labels = String::new();
             push_label(&mut labels, "worker", name);
-            let _ = writeln!(out, "observe_worker_requests_in_flight{{{labels}}} {in_flight}");
+            let _ = writeln!(
+                out,
+                "observe_worker_requests_in_flight{{{labels}}} {in_flight}"
+            );
         }
         family(
             &mut out,
@@ -339,7 +345,11 @@ fn format_float(v: f64) -> String {
     if v.is_nan() {
         "NaN".into()
     } else if v.is_infinite() {
-        if v > 0.0 { "+Inf".into() } else { "-Inf".into() }
+        if v > 0.0 {
+            "+Inf".into()
+        } else {
+            "-Inf".into()
+        }
     } else {
         format!("{v}")
     }

@@ -1,0 +1,518 @@
+//! `#[instrumented]` on every kind of function, and what a scrape then shows.
+
+mod common;
+
+use std::fmt::Display;
+use std::future::Future;
+use std::num::ParseIntError;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use common::{calls, count, value};
+
+// ---- the shapes the attribute must accept ----
+
+const FREE_LINE: u32 = line!() + 2;
+#[observe::instrumented]
+fn free(x: u32) -> u32 {
+    x + 1
+}
+
+struct Account {
+    balance: u64,
+}
+
+impl Account {
+    /// Docs and other attributes survive.
+    #[observe::instrumented]
+    #[inline]
+    pub fn deposit(&mut self, amount: u64) -> u64 {
+        self.balance += amount;
+        self.balance
+    }
+
+    #[observe::instrumented]
+    async fn balance_later(&self) -> u64 {
+        self.balance
+    }
+}
+
+trait Greeter {
+    fn greet(&self, who: &str) -> String;
+}
+
+impl Greeter for Account {
+    #[observe::instrumented]
+    fn greet(&self, who: &str) -> String {
+        format!("hello {who}, you have {}", self.balance)
+    }
+}
+
+#[observe::instrumented]
+async fn async_double(x: u32) -> u32 {
+    tokio::task::yield_now().await;
+    x * 2
+}
+
+#[observe::instrumented]
+fn future_triple(x: u32) -> impl Future<Output = u32> + Send {
+    async move { x * 3 }
+}
+
+#[observe::instrumented]
+fn generic_show<T: Display>(value: T) -> String {
+    value.to_string()
+}
+
+#[observe::instrumented]
+fn first_char(s: &str) -> &str {
+    &s[..1]
+}
+
+/// `?` and early `return` inside the body.
+#[observe::instrumented]
+fn parse_sum(a: &str, b: &str) -> Result<u32, ParseIntError> {
+    let a: u32 = a.parse()?;
+    if a == 0 {
+        return Ok(0);
+    }
+    Ok(a + b.parse::<u32>()?)
+}
+
+#[observe::instrumented]
+async fn async_parse(a: String) -> Result<u32, ParseIntError> {
+    let value: u32 = a.parse()?;
+    if value > 100 {
+        return Ok(100);
+    }
+    Ok(value)
+}
+
+#[test]
+fn every_shape_counts_its_calls() {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
+    assert_eq!(free(1), 2);
+    let mut account = Account { balance: 1 };
+    assert_eq!(account.deposit(2), 3);
+    assert_eq!(rt.block_on(account.balance_later()), 3);
+    assert_eq!(account.greet("ann"), "hello ann, you have 3");
+    assert_eq!(rt.block_on(async_double(4)), 8);
+    assert_eq!(rt.block_on(future_triple(5)), 15);
+    assert_eq!(generic_show(6), "6");
+    assert_eq!(generic_show("seven"), "seven");
+    assert_eq!(first_char("xyz"), "x");
+    assert_eq!(parse_sum("0", "nope"), Ok(0));
+    assert_eq!(parse_sum("1", "2"), Ok(3));
+    assert!(parse_sum("x", "2").is_err());
+    assert!(parse_sum("1", "y").is_err());
+    assert_eq!(rt.block_on(async_parse("500".into())), Ok(100));
+    assert!(rt.block_on(async_parse("bad".into())).is_err());
+
+    for (function, ok, error) in [
+        ("free", 1.0, 0.0),
+        ("deposit", 1.0, 0.0),
+        ("balance_later", 1.0, 0.0),
+        ("greet", 1.0, 0.0),
+        ("async_double", 1.0, 0.0),
+        ("future_triple", 1.0, 0.0),
+        // Both instantiations share one call site: one series.
+        ("generic_show", 2.0, 0.0),
+        ("first_char", 1.0, 0.0),
+        ("parse_sum", 2.0, 2.0),
+        ("async_parse", 1.0, 1.0),
+    ] {
+        assert_eq!(calls(function, "ok"), ok, "{function} ok");
+        assert_eq!(calls(function, "error"), error, "{function} error");
+        let text = observe::metrics::render();
+        assert_eq!(
+            value(
+                &text,
+                "function_calls_duration_seconds_count",
+                &[("function", function)]
+            ),
+            ok + error,
+            "{function}: histogram count equals calls"
+        );
+    }
+}
+
+#[test]
+fn registry_lists_functions_with_their_location() {
+    let all = observe::registry::functions();
+    let free = all
+        .iter()
+        .find(|f| f.function == "free")
+        .expect("free is listed");
+    assert_eq!(free.module, "instrumented");
+    assert!(free.file.ends_with("instrumented.rs"), "{}", free.file);
+    assert_eq!(free.line, FREE_LINE);
+    assert!(!free.is_async);
+    let double = all.iter().find(|f| f.function == "async_double").unwrap();
+    assert!(double.is_async);
+    assert!(observe::registry::validate().is_ok());
+}
+
+// ---- exact counts under concurrency ----
+
+#[observe::instrumented]
+fn hot(i: u64) -> Result<u64, u64> {
+    if i % 10 == 0 { Err(i) } else { Ok(i) }
+}
+
+#[test]
+fn counts_are_exact_under_concurrency() {
+    const THREADS: u64 = 8;
+    const CALLS: u64 = 20_000;
+    let handles: Vec<_> = (0..THREADS)
+        .map(|_| {
+            std::thread::spawn(|| {
+                for i in 0..CALLS {
+                    let _ = std::hint::black_box(hot(std::hint::black_box(i)));
+                }
+            })
+        })
+        .collect();
+    for h in handles {
+        h.join().unwrap();
+    }
+    let text = observe::metrics::render();
+    let labels = [("function", "hot")];
+    let ok = value(
+        &text,
+        "function_calls_total",
+        &[("function", "hot"), ("result", "ok")],
+    );
+    let err = value(
+        &text,
+        "function_calls_total",
+        &[("function", "hot"), ("result", "error")],
+    );
+    assert_eq!(err, (THREADS * CALLS / 10) as f64);
+    assert_eq!(ok + err, (THREADS * CALLS) as f64);
+    assert_eq!(
+        value(&text, "function_calls_duration_seconds_count", &labels),
+        (THREADS * CALLS) as f64
+    );
+    assert_eq!(
+        value(
+            &text,
+            "function_calls_duration_seconds_bucket",
+            &[("function", "hot"), ("le", "+Inf")]
+        ),
+        (THREADS * CALLS) as f64
+    );
+    assert_eq!(value(&text, "function_calls_concurrent", &labels), 0.0);
+    // Registered once, however many threads called it: one series per result.
+    assert_eq!(count(&text, "function_calls_total", &labels), 2);
+}
+
+// ---- series exist before the first call ----
+
+#[observe::instrumented]
+fn never_called() -> Result<(), String> {
+    Ok(())
+}
+
+#[test]
+fn series_exist_at_zero_before_any_call() {
+    let text = observe::metrics::render();
+    let f = [("function", "never_called")];
+    assert_eq!(
+        value(
+            &text,
+            "function_calls_total",
+            &[("function", "never_called"), ("result", "ok")]
+        ),
+        0.0
+    );
+    assert_eq!(
+        value(
+            &text,
+            "function_calls_total",
+            &[("function", "never_called"), ("result", "error")]
+        ),
+        0.0
+    );
+    // A sync function cannot be cancelled, so it has no such series.
+    assert_eq!(
+        count(
+            &text,
+            "function_calls_total",
+            &[("function", "never_called"), ("result", "cancelled")]
+        ),
+        0
+    );
+    assert_eq!(
+        count(&text, "function_calls_duration_seconds_bucket", &f),
+        observe::__private::DEFAULT_BUCKETS.len() + 1
+    );
+    assert_eq!(
+        value(&text, "function_calls_duration_seconds_count", &f),
+        0.0
+    );
+    assert_eq!(value(&text, "function_calls_concurrent", &f), 0.0);
+}
+
+// ---- panics ----
+
+#[observe::instrumented]
+fn panics(really: bool) -> u32 {
+    if really {
+        panic!("boom");
+    }
+    1
+}
+
+#[test]
+fn a_panic_is_an_error_and_is_re_raised() {
+    let caught = std::panic::catch_unwind(|| panics(true));
+    let payload = caught.expect_err("the panic propagates");
+    assert_eq!(payload.downcast_ref::<&str>(), Some(&"boom"));
+    assert_eq!(panics(false), 1);
+    assert_eq!(calls("panics", "error"), 1.0);
+    assert_eq!(calls("panics", "ok"), 1.0);
+    let text = observe::metrics::render();
+    assert_eq!(
+        value(
+            &text,
+            "function_calls_concurrent",
+            &[("function", "panics")]
+        ),
+        0.0
+    );
+}
+
+#[observe::instrumented]
+async fn panics_async() -> u32 {
+    tokio::task::yield_now().await;
+    panic!("async boom");
+}
+
+#[test]
+fn a_panicking_future_is_an_error() {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
+    let joined = rt.block_on(async { tokio::spawn(panics_async()).await });
+    assert!(joined.unwrap_err().is_panic());
+    assert_eq!(calls("panics_async", "error"), 1.0);
+    assert_eq!(calls("panics_async", "cancelled"), 0.0);
+    let text = observe::metrics::render();
+    assert_eq!(
+        value(
+            &text,
+            "function_calls_concurrent",
+            &[("function", "panics_async")]
+        ),
+        0.0
+    );
+}
+
+// ---- cancellation ----
+
+#[observe::instrumented]
+async fn waits_forever(started: Arc<AtomicBool>) -> Result<(), String> {
+    started.store(true, Ordering::SeqCst);
+    std::future::pending::<()>().await;
+    Ok(())
+}
+
+#[test]
+fn a_dropped_future_is_cancelled_not_an_error() {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .build()
+        .unwrap();
+    let started = Arc::new(AtomicBool::new(false));
+    let in_flight = rt.block_on(async {
+        let task = tokio::spawn(waits_forever(started.clone()));
+        while !started.load(Ordering::SeqCst) {
+            tokio::task::yield_now().await;
+        }
+        let text = observe::metrics::render();
+        let in_flight = value(
+            &text,
+            "function_calls_concurrent",
+            &[("function", "waits_forever")],
+        );
+        task.abort();
+        assert!(task.await.unwrap_err().is_cancelled());
+        in_flight
+    });
+    assert_eq!(in_flight, 1.0, "in flight while pending");
+    assert_eq!(calls("waits_forever", "cancelled"), 1.0);
+    assert_eq!(calls("waits_forever", "error"), 0.0);
+    assert_eq!(calls("waits_forever", "ok"), 0.0);
+    let text = observe::metrics::render();
+    assert_eq!(
+        value(
+            &text,
+            "function_calls_concurrent",
+            &[("function", "waits_forever")]
+        ),
+        0.0
+    );
+    assert_eq!(
+        value(
+            &text,
+            "function_calls_duration_seconds_count",
+            &[("function", "waits_forever")]
+        ),
+        1.0
+    );
+}
+
+// ---- durations land in the right bucket ----
+
+#[observe::instrumented(buckets = [0.01, 60.0])]
+fn sleeps_20ms() {
+    std::thread::sleep(Duration::from_millis(20));
+}
+
+#[test]
+fn durations_are_measured_in_seconds() {
+    sleeps_20ms();
+    let text = observe::metrics::render();
+    let f = ("function", "sleeps_20ms");
+    assert_eq!(
+        value(
+            &text,
+            "function_calls_duration_seconds_bucket",
+            &[f, ("le", "0.01")]
+        ),
+        0.0
+    );
+    assert_eq!(
+        value(
+            &text,
+            "function_calls_duration_seconds_bucket",
+            &[f, ("le", "60")]
+        ),
+        1.0
+    );
+    let sum = value(&text, "function_calls_duration_seconds_sum", &[f]);
+    assert!((0.02..60.0).contains(&sum), "sum {sum}");
+}
+
+// ---- options ----
+
+fn is_teapot(code: &u16) -> bool {
+    *code == 418
+}
+
+fn is_success(code: &u16) -> bool {
+    *code < 400
+}
+
+#[observe::instrumented(error_if = is_teapot)]
+fn brew(code: u16) -> u16 {
+    code
+}
+
+#[observe::instrumented(ok_if = is_success)]
+fn status(code: u16) -> u16 {
+    code
+}
+
+#[observe::instrumented(name = "Ledger::post", labels(tier = "gold", region = "eu"))]
+fn post() {}
+
+#[test]
+fn custom_classification_and_labels() {
+    brew(418);
+    brew(200);
+    brew(201);
+    status(500);
+    status(204);
+    assert_eq!(calls("brew", "error"), 1.0);
+    assert_eq!(calls("brew", "ok"), 2.0);
+    assert_eq!(calls("status", "error"), 1.0);
+    assert_eq!(calls("status", "ok"), 1.0);
+    post();
+    let text = observe::metrics::render();
+    assert_eq!(
+        value(
+            &text,
+            "function_calls_total",
+            &[
+                ("function", "Ledger::post"),
+                ("tier", "gold"),
+                ("region", "eu"),
+                ("result", "ok")
+            ]
+        ),
+        1.0
+    );
+}
+
+// Regression: `prometheus` 0.14 hashes label values concatenated without a separator,
+// so {a="ab",b="c"} and {a="a",b="bc"} collapse into one series there. Ours must not.
+#[observe::instrumented(name = "concat", labels(a = "ab", b = "c"))]
+fn concat_one() {}
+
+#[observe::instrumented(name = "concat", labels(a = "a", b = "bc"))]
+fn concat_two() {}
+
+#[test]
+fn label_values_are_never_concatenated_into_one_identity() {
+    concat_one();
+    concat_two();
+    concat_two();
+    let text = observe::metrics::render();
+    let ok = |a, b| {
+        value(
+            &text,
+            "function_calls_total",
+            &[("function", "concat"), ("a", a), ("b", b), ("result", "ok")],
+        )
+    };
+    assert_eq!(ok("ab", "c"), 1.0);
+    assert_eq!(ok("a", "bc"), 2.0);
+}
+
+// ---- the user's own prometheus metrics ----
+
+#[test]
+fn users_prometheus_metrics_share_the_endpoint_without_duplicates() {
+    let jobs = prometheus::IntCounter::new("test_jobs_done_total", "Jobs done.").unwrap();
+    prometheus::register(Box::new(jobs.clone())).unwrap();
+    jobs.inc_by(3);
+    // A family name observe already writes: it must not appear twice.
+    let clash = prometheus::Registry::new();
+    let build = prometheus::IntGauge::new("build_info", "Someone else's build info.").unwrap();
+    clash.register(Box::new(build)).unwrap();
+    observe::metrics::register_registry(clash);
+
+    let text = observe::metrics::render();
+    assert_eq!(value(&text, "test_jobs_done_total", &[]), 3.0);
+    let mut helps: Vec<&str> = text
+        .lines()
+        .filter(|l| l.starts_with("# HELP "))
+        .map(|l| l.split(' ').nth(2).unwrap())
+        .collect();
+    let before = helps.len();
+    helps.sort_unstable();
+    helps.dedup();
+    assert_eq!(before, helps.len(), "a family is written twice");
+    assert_eq!(count(&text, "build_info", &[]), 1);
+    assert_eq!(
+        count(&text, "build_info", &[("observe_version", "0.1.0")]),
+        1
+    );
+    for name in [
+        "process_cpu_seconds_total",
+        "process_resident_memory_bytes",
+        "process_open_fds",
+        "process_max_fds",
+        "process_start_time_seconds",
+        "process_threads",
+        "process_virtual_memory_bytes",
+    ] {
+        assert!(value(&text, name, &[]) > 0.0, "{name}");
+    }
+    let (ok, out) = common::promtool_check(&text);
+    assert!(ok && out.is_empty(), "promtool: {out}");
+}
