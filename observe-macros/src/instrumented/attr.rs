@@ -80,6 +80,39 @@ pub struct Args {
     pub error_if: Option<(Span, Path)>,
 }
 
+const OPTIONS: &[&str] = &[
+    "name", "buckets", "labels", "metrics", "span", "level", "skip", "skip_all", "fields", "err",
+    "ok_if", "error_if",
+];
+
+/// The option within two edits of `word`, if any (for "did you mean").
+fn closest<'a>(word: &str, options: &[&'a str]) -> Option<&'a str> {
+    fn distance(a: &str, b: &str) -> usize {
+        let b: Vec<char> = b.chars().collect();
+        let mut row: Vec<usize> = (0..=b.len()).collect();
+        for (i, ca) in a.chars().enumerate() {
+            let mut previous = row[0];
+            row[0] = i + 1;
+            for (j, cb) in b.iter().enumerate() {
+                let current = row[j + 1];
+                row[j + 1] = if ca == *cb {
+                    previous
+                } else {
+                    1 + previous.min(row[j]).min(current)
+                };
+                previous = current;
+            }
+        }
+        row[b.len()]
+    }
+    options
+        .iter()
+        .map(|o| (distance(word, o), *o))
+        .filter(|(d, _)| *d <= 2)
+        .min()
+        .map(|(_, o)| o)
+}
+
 const EXPECTED: &str = "expected one of `name`, `buckets`, `labels`, `metrics`, `span`, \
                         `level`, `skip`, `skip_all`, `fields`, `err`, `ok_if`, `error_if`";
 
@@ -154,9 +187,12 @@ impl Parse for Args {
                 input.parse::<Token![=]>()?;
                 args.error_if = Some((kw.span, input.parse()?));
             } else {
+                let hint = closest(&key_name, OPTIONS)
+                    .map(|c| format!("did you mean `{c}`? "))
+                    .unwrap_or_default();
                 return Err(syn::Error::new(
                     key.span(),
-                    format!("unknown option `{key_name}`; {EXPECTED}"),
+                    format!("unknown option `{key_name}`; {hint}{EXPECTED}"),
                 ));
             }
             seen.push(key_name);

@@ -17,32 +17,35 @@ pub fn instrumented(args: TokenStream, item: TokenStream) -> TokenStream {
 }
 
 fn try_expand(args: TokenStream, item: TokenStream) -> syn::Result<TokenStream> {
-    let function = parse_function(item)?;
+    let Some(function) = parse_function(item.clone())? else {
+        // Not readable as an item (a syntax error in the body): hand it back unchanged so
+        // rustc reports the error in the user's own code.
+        return Ok(item);
+    };
     let args = attr::parse(args)?;
     valid::check(&args, &function)?;
     Ok(expand::instrumented(&args, &function))
 }
 
-/// The item as a function, or an error on its first keyword saying what is accepted.
-fn parse_function(item: TokenStream) -> syn::Result<syn::ItemFn> {
-    match syn::parse2::<syn::Item>(item.clone()) {
-        Ok(syn::Item::Fn(function)) => Ok(function),
+/// The item as a function; an error on its first keyword saying what is accepted; or
+/// `None` when the tokens are not an item at all.
+fn parse_function(item: TokenStream) -> syn::Result<Option<syn::ItemFn>> {
+    if let Ok(method) = syn::parse2::<syn::TraitItemFn>(item.clone()) {
+        if method.default.is_none() {
+            return Err(syn::Error::new(
+                method.sig.fn_token.span,
+                "`#[instrumented]` needs a function body: put it on the implementations of \
+                 this trait method, or give the method a default body",
+            ));
+        }
+    }
+    match syn::parse2::<syn::Item>(item) {
+        Ok(syn::Item::Fn(function)) => Ok(Some(function)),
         Ok(other) => Err(syn::Error::new(
             first_keyword_span(&other),
             "`#[instrumented]` applies only to functions (free functions, methods, `async fn`)",
         )),
-        // A trait method without a body, or something syn cannot read as an item.
-        Err(_) => match syn::parse2::<syn::TraitItemFn>(item) {
-            Ok(method) if method.default.is_none() => Err(syn::Error::new(
-                method.sig.fn_token.span,
-                "`#[instrumented]` needs a function body; put it on the implementations",
-            )),
-            // Let rustc report the syntax error in the user's own code.
-            _ => Err(syn::Error::new(
-                proc_macro2::Span::call_site(),
-                "`#[instrumented]` applies only to functions",
-            )),
-        },
+        Err(_) => Ok(None),
     }
 }
 

@@ -1,0 +1,4 @@
+#[observe::instrumented(level = "verbose")]
+fn charge() {}
+
+fn main() {}

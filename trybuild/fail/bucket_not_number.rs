@@ -1,0 +1,4 @@
+#[observe::instrumented(buckets = [0.1, "1s"])]
+fn charge() {}
+
+fn main() {}

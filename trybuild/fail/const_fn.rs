@@ -1,0 +1,6 @@
+#[observe::instrumented]
+const fn charge() -> u8 {
+    1
+}
+
+fn main() {}

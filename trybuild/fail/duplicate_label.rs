@@ -1,0 +1,4 @@
+#[observe::instrumented(labels(tier = "gold", tier = "silver"))]
+fn charge() {}
+
+fn main() {}

@@ -1,0 +1,4 @@
+#[observe::instrumented(name = "a", level = "info", name = "b")]
+fn charge() {}
+
+fn main() {}

@@ -1,0 +1,4 @@
+#[observe::instrumented(buckets = [])]
+fn charge() {}
+
+fn main() {}

@@ -1,0 +1,4 @@
+#[observe::instrumented(err)]
+fn charge() {}
+
+fn main() {}

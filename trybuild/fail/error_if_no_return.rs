@@ -1,0 +1,8 @@
+fn never(_: &()) -> bool {
+    false
+}
+
+#[observe::instrumented(error_if = never)]
+fn charge() {}
+
+fn main() {}

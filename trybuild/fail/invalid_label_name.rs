@@ -1,0 +1,4 @@
+#[observe::instrumented(labels("tier-x" = "gold"))]
+fn charge() {}
+
+fn main() {}

@@ -1,0 +1,4 @@
+#[observe::instrumented(name = "charge card")]
+fn charge() {}
+
+fn main() {}

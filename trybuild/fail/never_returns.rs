@@ -1,0 +1,6 @@
+#[observe::instrumented]
+fn serve() -> ! {
+    loop {}
+}
+
+fn main() {}

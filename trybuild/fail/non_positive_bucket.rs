@@ -1,0 +1,4 @@
+#[observe::instrumented(buckets = [-1.0, 0, 0.5])]
+fn charge() {}
+
+fn main() {}

@@ -1,0 +1,6 @@
+#[observe::instrumented]
+struct Charge {
+    amount: u64,
+}
+
+fn main() {}

@@ -1,0 +1,4 @@
+#[observe::instrumented(labels(le = "0.5"))]
+fn charge() {}
+
+fn main() {}

@@ -1,0 +1,4 @@
+#[observe::instrumented(labels(tier = "gold", result = "ok"))]
+fn charge() {}
+
+fn main() {}

@@ -1,0 +1,4 @@
+#[observe::instrumented(labels(__name__ = "x"))]
+fn charge() {}
+
+fn main() {}

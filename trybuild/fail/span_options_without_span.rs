@@ -1,0 +1,6 @@
+#[observe::instrumented(span = false, level = "debug", err)]
+fn charge() -> Result<(), String> {
+    Ok(())
+}
+
+fn main() {}

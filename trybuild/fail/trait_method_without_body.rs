@@ -1,0 +1,6 @@
+trait Gateway {
+    #[observe::instrumented]
+    fn charge(&self) -> u8;
+}
+
+fn main() {}

@@ -1,0 +1,4 @@
+#[observe::instrumented(nmae = "charge")]
+fn charge() {}
+
+fn main() {}
