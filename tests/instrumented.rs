@@ -159,7 +159,7 @@ fn registry_lists_functions_with_their_location() {
 
 #[observe::instrumented]
 fn hot(i: u64) -> Result<u64, u64> {
-    if i % 10 == 0 { Err(i) } else { Ok(i) }
+    if i.is_multiple_of(10) { Err(i) } else { Ok(i) }
 }
 
 #[test]

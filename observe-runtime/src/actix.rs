@@ -66,7 +66,19 @@ where
     }
 }
 
-/// The service built by [`WorkerMetrics`].
+/// The service built by [`WorkerMetrics`] for each worker.
+///
+/// ```
+/// # actix_web::rt::System::new().block_on(async {
+/// use actix_web::{App, test, web};
+/// let app = test::init_service(
+///     App::new().wrap(observe_runtime::actix::WorkerMetrics).route("/", web::get().to(|| async { "hi" })),
+/// ).await;
+/// let resp = test::call_service(&app, test::TestRequest::get().uri("/").to_request()).await;
+/// assert!(resp.status().is_success());
+/// assert!(observe_runtime::metrics::render().contains("observe_worker_requests_total{worker="));
+/// # });
+/// ```
 #[derive(Debug)]
 pub struct WorkerMetricsService<S> {
     service: S,
@@ -94,7 +106,8 @@ where
 }
 
 pin_project_lite::pin_project! {
-    /// Future of [`WorkerMetricsService`]; the request leaves the gauge when it is dropped.
+    /// Future of [`WorkerMetricsService`]; the request leaves the gauge when it is dropped,
+    /// whether it completed or not. See [`WorkerMetricsService`] for an example.
     pub struct WorkerFuture<F> {
         #[pin]
         inner: F,

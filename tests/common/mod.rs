@@ -1,8 +1,11 @@
 //! Reads samples back out of the text exposition, so tests assert on what a scraper sees.
 #![allow(dead_code)]
 
-/// Every sample line of `text` as (metric name, sorted labels, value).
-pub fn samples(text: &str) -> Vec<(String, Vec<(String, String)>, f64)> {
+/// One sample: metric name, sorted labels, value.
+pub type Sample = (String, Vec<(String, String)>, f64);
+
+/// Every sample line of `text`.
+pub fn samples(text: &str) -> Vec<Sample> {
     text.lines()
         .filter(|l| !l.starts_with('#') && !l.is_empty())
         .map(|line| {

@@ -30,14 +30,14 @@ fn try_expand(args: TokenStream, item: TokenStream) -> syn::Result<TokenStream> 
 /// The item as a function; an error on its first keyword saying what is accepted; or
 /// `None` when the tokens are not an item at all.
 fn parse_function(item: TokenStream) -> syn::Result<Option<syn::ItemFn>> {
-    if let Ok(method) = syn::parse2::<syn::TraitItemFn>(item.clone()) {
-        if method.default.is_none() {
-            return Err(syn::Error::new(
-                method.sig.fn_token.span,
-                "`#[instrumented]` needs a function body: put it on the implementations of \
-                 this trait method, or give the method a default body",
-            ));
-        }
+    if let Ok(method) = syn::parse2::<syn::TraitItemFn>(item.clone())
+        && method.default.is_none()
+    {
+        return Err(syn::Error::new(
+            method.sig.fn_token.span,
+            "`#[instrumented]` needs a function body: put it on the implementations of \
+             this trait method, or give the method a default body",
+        ));
     }
     match syn::parse2::<syn::Item>(item) {
         Ok(syn::Item::Fn(function)) => Ok(Some(function)),

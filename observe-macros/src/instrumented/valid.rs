@@ -60,26 +60,26 @@ pub fn check(args: &Args, item: &ItemFn) -> syn::Result<()> {
         );
     }
     // A diverging function never returns a value to classify or time.
-    if let ReturnType::Type(_, ty) = &sig.output {
-        if matches!(**ty, syn::Type::Never(_)) {
-            errors.at(
-                ty.span(),
-                "`#[instrumented]` cannot time a function that never returns (`-> !`)",
-            );
-        }
+    if let ReturnType::Type(_, ty) = &sig.output
+        && matches!(**ty, syn::Type::Never(_))
+    {
+        errors.at(
+            ty.span(),
+            "`#[instrumented]` cannot time a function that never returns (`-> !`)",
+        );
     }
 
-    if let Some(name) = &args.name {
-        if !is_function_name(&name.value()) {
-            errors.at(
-                name.span(),
-                format!(
-                    "invalid function name {:?}: expected identifiers (`[a-zA-Z_][a-zA-Z0-9_]*`), \
-                     optionally joined by `::`",
-                    name.value()
-                ),
-            );
-        }
+    if let Some(name) = &args.name
+        && !is_function_name(&name.value())
+    {
+        errors.at(
+            name.span(),
+            format!(
+                "invalid function name {:?}: expected identifiers (`[a-zA-Z_][a-zA-Z0-9_]*`), \
+                 optionally joined by `::`",
+                name.value()
+            ),
+        );
     }
 
     if let Some(buckets) = &args.buckets {
@@ -145,13 +145,14 @@ pub fn check(args: &Args, item: &ItemFn) -> syn::Result<()> {
 
     let metrics_on = args.metrics.as_ref().is_none_or(|b| b.value);
     let span_on = args.span.as_ref().is_none_or(|b| b.value);
-    if let (Some(m), Some(s)) = (&args.metrics, &args.span) {
-        if !m.value && !s.value {
-            errors.at(
-                s.span(),
-                "`metrics = false` and `span = false` leave nothing to instrument; remove the attribute",
-            );
-        }
+    if let (Some(m), Some(s)) = (&args.metrics, &args.span)
+        && !m.value
+        && !s.value
+    {
+        errors.at(
+            s.span(),
+            "`metrics = false` and `span = false` leave nothing to instrument; remove the attribute",
+        );
     }
     if !metrics_on {
         if let Some(b) = &args.buckets {

@@ -20,8 +20,8 @@
 
 pub(crate) mod clock;
 pub(crate) mod process;
-pub mod site;
-pub mod workers;
+pub(crate) mod site;
+pub(crate) mod workers;
 
 use std::collections::HashSet;
 use std::fmt::Write;
@@ -31,12 +31,16 @@ use crate::registry::{self, push_label};
 use site::Outcome;
 
 /// `Content-Type` of the Prometheus text exposition format 0.0.4.
+///
+/// ```
+/// assert!(observe_runtime::metrics::TEXT_CONTENT_TYPE.starts_with("text/plain; version=0.0.4"));
+/// ```
 pub const TEXT_CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
 
 /// Identity of the running build, exposed as `build_info{…} 1`.
 ///
-/// Usually filled by [`build_info!`](../../observe/macro.build_info.html) in the binary crate,
-/// which reads the version at compile time.
+/// Usually filled by `observe::build_info!()` in the binary crate, which reads the
+/// version at compile time.
 ///
 /// ```
 /// observe_runtime::metrics::set_build_info(observe_runtime::metrics::BuildInfo {
@@ -74,10 +78,10 @@ pub fn set_build_info(info: BuildInfo) -> bool {
 }
 
 fn default_service_name() -> String {
-    if let Ok(name) = std::env::var("OTEL_SERVICE_NAME") {
-        if !name.is_empty() {
-            return name;
-        }
+    if let Ok(name) = std::env::var("OTEL_SERVICE_NAME")
+        && !name.is_empty()
+    {
+        return name;
     }
     std::env::current_exe()
         .ok()

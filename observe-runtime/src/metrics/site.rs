@@ -181,14 +181,23 @@ impl<const B: usize> Site<B> {
     #[inline(always)]
     fn record(&self, start: u64, outcome: Outcome) {
         let elapsed = clock::nanos_between(start, clock::raw());
-        // Index of the first bound >= elapsed (Prometheus `le`): the count of bounds below
-        // it. A branch-free count over a small array; the last bound is u64::MAX.
-        let index = self.bounds_ns.iter().filter(|&&b| b < elapsed).count();
         let shard = self.cells.local();
         shard.outcomes[outcome as usize].fetch_add(1, Relaxed);
-        shard.buckets[index.min(B - 1)].fetch_add(1, Relaxed);
+        shard.buckets[bucket_index(&self.bounds_ns, elapsed)].fetch_add(1, Relaxed);
         shard.sum_ns.fetch_add(elapsed, Relaxed);
     }
+}
+
+/// Index of the bucket an observation falls in: the first bound `>=` it (Prometheus'
+/// `le`), found as the count of bounds below it, a branch-free loop over a small array.
+/// The last bound is `u64::MAX`, so the index is always in range.
+#[inline(always)]
+fn bucket_index<const B: usize>(bounds_ns: &[u64; B], elapsed: u64) -> usize {
+    bounds_ns
+        .iter()
+        .filter(|&&b| b < elapsed)
+        .count()
+        .min(B - 1)
 }
 
 /// Records one call when finished or dropped. See [`Site::start`].
@@ -358,4 +367,94 @@ impl<T> ClassifyOther for &Classifier<'_, T> {
 #[inline(always)]
 pub fn outcome_from(is_ok: bool) -> Outcome {
     if is_ok { Outcome::Ok } else { Outcome::Error }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_observation_equal_to_a_bound_is_in_that_bucket() {
+        let bounds = bounds_ns::<3>(&[0.001, 0.5]);
+        assert_eq!(bounds, [1_000_000, 500_000_000, u64::MAX]);
+        assert_eq!(bucket_index(&bounds, 0), 0);
+        assert_eq!(bucket_index(&bounds, 1_000_000), 0);
+        assert_eq!(bucket_index(&bounds, 1_000_001), 1);
+        assert_eq!(bucket_index(&bounds, 500_000_000), 1);
+        assert_eq!(bucket_index(&bounds, 500_000_001), 2);
+        assert_eq!(bucket_index(&bounds, u64::MAX), 2);
+    }
+
+    #[test]
+    fn default_bounds_are_sorted_and_end_in_inf() {
+        let bounds = bounds_ns::<DEFAULT_B>(&DEFAULT_BUCKETS);
+        assert!(bounds.windows(2).all(|w| w[0] < w[1]));
+        assert_eq!(bounds[0], 5_000_000);
+        assert_eq!(bounds[DEFAULT_B - 1], u64::MAX);
+    }
+
+    #[test]
+    fn snapshots_merge_field_by_field() {
+        let mut a = Snapshot {
+            outcomes: [1, 2, 3],
+            buckets: vec![1, 0, 5],
+            sum_ns: 10,
+            in_flight: 1,
+        };
+        let b = Snapshot {
+            outcomes: [10, 20, 30],
+            buckets: vec![0, 1, 1],
+            sum_ns: 5,
+            in_flight: 2,
+        };
+        a.merge(&b);
+        assert_eq!(a.outcomes, [11, 22, 33]);
+        assert_eq!(a.buckets, vec![1, 1, 6]);
+        assert_eq!(a.count(), 8);
+        assert_eq!((a.sum_ns, a.in_flight), (15, 3));
+    }
+
+    static CELLS: Cells<2> = Cells::new();
+    static SITE: Site<2> = Site::new(
+        SiteMeta {
+            function: "unit",
+            module: "unit",
+            file: file!(),
+            line: line!(),
+            labels: &[],
+            buckets: &[3600.0],
+            kind: FnKind::Async,
+        },
+        bounds_ns::<2>(&[3600.0]),
+        &CELLS,
+    );
+
+    #[test]
+    fn guards_record_every_exit_and_in_flight_returns_to_zero() {
+        let a = SITE.start();
+        let b = SITE.start();
+        assert_eq!(SITE.snapshot().in_flight, 2);
+        a.finish(Outcome::Error);
+        drop(b); // not finished, not panicking: cancelled
+        let snap = SITE.snapshot();
+        assert_eq!(snap.outcomes, [0, 1, 1]);
+        assert_eq!(snap.buckets, vec![2, 0]);
+        assert_eq!(snap.in_flight, 0);
+        let c = SITE.start();
+        let caught = std::panic::catch_unwind(std::panic::AssertUnwindSafe(move || {
+            let _guard = c;
+            panic!("inside");
+        }));
+        assert!(caught.is_err());
+        assert_eq!(SITE.snapshot().outcomes, [0, 2, 1], "a panic is an error");
+    }
+
+    #[test]
+    fn classification_by_autoref() {
+        let ok: Result<u8, ()> = Ok(1);
+        let err: Result<u8, ()> = Err(());
+        assert_eq!((&Classifier(&ok)).__observe_outcome(), Outcome::Ok);
+        assert_eq!((&Classifier(&err)).__observe_outcome(), Outcome::Error);
+        assert_eq!((&Classifier(&5u8)).__observe_outcome(), Outcome::Ok);
+    }
 }

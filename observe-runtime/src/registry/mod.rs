@@ -19,10 +19,19 @@ use once_cell::sync::Lazy;
 use crate::metrics::site::{FnKind, SiteDyn, SiteMeta, Snapshot};
 
 /// Every `#[instrumented]` call site linked into the binary.
+#[doc(hidden)]
 #[linkme::distributed_slice]
 pub static SITES: [&'static dyn SiteDyn];
 
 /// One instrumented function, as listed by [`functions`].
+///
+/// ```
+/// #[observe::instrumented]
+/// async fn fetch() {}
+///
+/// let info = observe::registry::functions().into_iter().find(|f| f.function == "fetch").unwrap();
+/// assert!(info.is_async && info.line > 0 && !info.file.is_empty());
+/// ```
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct FunctionInfo {
     /// The `function` label.
@@ -67,6 +76,17 @@ pub fn functions() -> Vec<FunctionInfo> {
 }
 
 /// Two call sites that claim the same series with incompatible definitions.
+///
+/// ```standalone_crate
+/// #[observe::instrumented(name = "settle")]
+/// fn settle_card() {}
+/// #[observe::instrumented(name = "settle", buckets = [1.0])]
+/// fn settle_bank() {}
+///
+/// let conflicts = observe::registry::validate().unwrap_err();
+/// assert_eq!(conflicts[0].function, "settle");
+/// assert!(conflicts[0].to_string().contains("different histogram buckets"));
+/// ```
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Conflict {
     /// The `function` label both sites use.
@@ -97,7 +117,10 @@ impl fmt::Display for Conflict {
 /// Call it at start-up to fail fast; the first scrape logs the same conflicts otherwise.
 ///
 /// ```
-/// observe::registry::validate().expect("no two functions claim the same series");
+/// #[observe::instrumented]
+/// fn only_one() {}
+///
+/// assert!(observe::registry::validate().is_ok());
 /// ```
 pub fn validate() -> Result<(), Vec<Conflict>> {
     let plan = plan();
@@ -223,4 +246,17 @@ pub(crate) fn push_label(out: &mut String, key: &str, value: &str) {
         }
     }
     out.push('"');
+}
+
+#[cfg(test)]
+mod tests {
+    use super::push_label;
+
+    #[test]
+    fn label_values_are_escaped_for_the_text_format() {
+        let mut out = String::new();
+        push_label(&mut out, "a", "x\"y\\z\nw");
+        push_label(&mut out, "b", "plain");
+        assert_eq!(out, r#"a="x\"y\\z\nw",b="plain""#);
+    }
 }

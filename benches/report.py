@@ -1,0 +1,53 @@
+#!/usr/bin/env python3
+"""Turns criterion's estimates into the BENCHMARKS.md tables.
+
+Each argument is one criterion output directory (one build, one process). Added cost is
+the variant's mean minus `bare` from the same directory; the ratio divides it by
+`hand_written`'s added cost from the same directory."""
+import json
+import pathlib
+import sys
+
+
+def mean(path):
+    return json.loads(path.read_text())["mean"]["point_estimate"]
+
+
+def table(root):
+    root = pathlib.Path(root)
+    rows = []
+    for group in ("one_thread", "two_threads"):
+        gdir = root / group
+        if not gdir.is_dir():
+            continue
+        est = {d.name: mean(d / "new" / "estimates.json")
+               for d in sorted(gdir.iterdir()) if (d / "new" / "estimates.json").exists()}
+        bare = est["bare"]
+        hand = est["hand_written"] - bare
+        for name, value in est.items():
+            added = value - bare
+            rows.append((group, name, value, added, added / hand if hand > 0 else float("nan")))
+    return rows
+
+
+def main():
+    for root in sys.argv[1:]:
+        print(f"\n#### {pathlib.Path(root).name}\n")
+        print("| threads | variant | ns/call | added ns | added ÷ hand-written added |")
+        print("|---|---|---:|---:|---:|")
+        for group, name, value, added, ratio in table(root):
+            print(f"| {group} | {name} | {value:.1f} | {added:.1f} | {ratio:.2f} |")
+    # Contention: per-call cost on two threads over one thread, same build.
+    root = pathlib.Path(sys.argv[1])
+    one = {n: v for g, n, v, _, _ in table(root) if g == "one_thread"}
+    two = {n: v for g, n, v, _, _ in table(root) if g == "two_threads"}
+    print(f"\n#### contention ({root.name}): two threads ÷ one thread, per call\n")
+    print("| variant | ratio |")
+    print("|---|---:|")
+    for name in one:
+        if name in two:
+            print(f"| {name} | {two[name] / one[name]:.2f} |")
+
+
+if __name__ == "__main__":
+    main()
