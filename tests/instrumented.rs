@@ -516,3 +516,61 @@ fn users_prometheus_metrics_share_the_endpoint_without_duplicates() {
     let (ok, out) = common::promtool_check(&text);
     assert!(ok && out.is_empty(), "promtool: {out}");
 }
+
+// ---- boxed futures, as `#[async_trait]` writes them ----
+
+trait Store {
+    fn load(
+        &self,
+        key: u32,
+    ) -> std::pin::Pin<Box<dyn Future<Output = Result<u32, String>> + Send + '_>>;
+}
+
+struct MemStore;
+
+impl Store for MemStore {
+    // What `#[async_trait]` turns `async fn load(&self, key: u32) -> Result<u32, String>`
+    // into: the returned future, not its creation, is what gets timed.
+    #[observe::instrumented]
+    fn load(
+        &self,
+        key: u32,
+    ) -> std::pin::Pin<Box<dyn Future<Output = Result<u32, String>> + Send + '_>> {
+        Box::pin(async move {
+            tokio::time::sleep(Duration::from_millis(15)).await;
+            if key == 0 {
+                Err("no key".to_owned())
+            } else {
+                Ok(key)
+            }
+        })
+    }
+}
+
+#[test]
+fn boxed_futures_are_timed_and_classified_when_awaited() {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .build()
+        .unwrap();
+    let store = MemStore;
+    let pending = store.load(1);
+    // Created but not yet polled: not a call yet.
+    assert_eq!(calls("load", "ok"), 0.0);
+    assert_eq!(rt.block_on(pending), Ok(1));
+    assert!(rt.block_on(store.load(0)).is_err());
+    assert_eq!(calls("load", "ok"), 1.0);
+    assert_eq!(calls("load", "error"), 1.0);
+    let text = observe::metrics::render();
+    let sum = value(
+        &text,
+        "function_calls_duration_seconds_sum",
+        &[("function", "load")],
+    );
+    assert!(sum >= 0.03, "both awaits of 15 ms are timed, got {sum}");
+    let info = observe::registry::functions()
+        .into_iter()
+        .find(|f| f.function == "load")
+        .unwrap();
+    assert!(info.is_async);
+}

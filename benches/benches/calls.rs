@@ -126,9 +126,15 @@ fn variants() -> Vec<Variant> {
         ("naive_with_label_values", naive),
         ("tracing_instrument", tracing_instrument),
     ];
-    #[cfg(all(feature = "autometrics-default", not(feature = "autometrics-prometheus")))]
+    #[cfg(all(
+        feature = "autometrics-default",
+        not(feature = "autometrics-prometheus")
+    ))]
     all.push(("autometrics_default_backend", autometrics_fn));
-    #[cfg(all(feature = "autometrics-prometheus", not(feature = "autometrics-default")))]
+    #[cfg(all(
+        feature = "autometrics-prometheus",
+        not(feature = "autometrics-default")
+    ))]
     all.push(("autometrics_prometheus_backend", autometrics_fn));
     #[cfg(all(feature = "autometrics-prometheus", feature = "autometrics-default"))]
     all.push(("autometrics_both_backends", autometrics_fn));

@@ -37,6 +37,48 @@ fn returns_impl_future(output: &ReturnType) -> bool {
     })
 }
 
+/// `Pin<Box<dyn Future<…> + …>>`, `BoxFuture<…>` or `LocalBoxFuture<…>`: a boxed future,
+/// as `#[async_trait]` produces; we box our wrapper in its place.
+fn returns_boxed_future(output: &ReturnType) -> bool {
+    fn last_segment(ty: &Type) -> Option<&syn::PathSegment> {
+        match ty {
+            Type::Path(p) if p.qself.is_none() => p.path.segments.last(),
+            _ => None,
+        }
+    }
+    fn first_type_arg(segment: &syn::PathSegment) -> Option<&Type> {
+        match &segment.arguments {
+            syn::PathArguments::AngleBracketed(args) => args.args.iter().find_map(|a| match a {
+                syn::GenericArgument::Type(t) => Some(t),
+                _ => None,
+            }),
+            _ => None,
+        }
+    }
+    let ReturnType::Type(_, ty) = output else {
+        return false;
+    };
+    let Some(outer) = last_segment(ty) else {
+        return false;
+    };
+    if outer.ident == "BoxFuture" || outer.ident == "LocalBoxFuture" {
+        return true;
+    }
+    if outer.ident != "Pin" {
+        return false;
+    }
+    let Some(boxed) = first_type_arg(outer).and_then(last_segment) else {
+        return false;
+    };
+    if boxed.ident != "Box" {
+        return false;
+    }
+    matches!(first_type_arg(boxed), Some(Type::TraitObject(obj)) if obj.bounds.iter().any(|b| matches!(
+        b,
+        syn::TypeParamBound::Trait(t) if t.path.segments.last().is_some_and(|s| s.ident == "Future")
+    )))
+}
+
 /// The return type as a turbofish argument, or `_` when it cannot be named.
 fn nameable_output(output: &ReturnType) -> TokenStream {
     match output {
@@ -57,7 +99,8 @@ pub fn instrumented(args: &Args, item: &ItemFn) -> TokenStream {
     let metrics_on = args.metrics.as_ref().is_none_or(|b| b.value);
     let span_on = args.span.as_ref().is_none_or(|b| b.value);
     let is_async = sig.asyncness.is_some();
-    let wraps_future = !is_async && returns_impl_future(&sig.output);
+    let boxed_future = !is_async && returns_boxed_future(&sig.output);
+    let wraps_future = !is_async && (boxed_future || returns_impl_future(&sig.output));
     let kind = if is_async || wraps_future {
         quote!(Async)
     } else {
@@ -223,6 +266,11 @@ pub fn instrumented(args: &Args, item: &ItemFn) -> TokenStream {
                 __observe_out
             }
         });
+        let inner = if boxed_future {
+            quote!(::std::boxed::Box::pin(#inner))
+        } else {
+            inner
+        };
         quote! {{
             #statics
             #span_def
