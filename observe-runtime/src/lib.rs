@@ -20,7 +20,10 @@ pub mod __private {
         Cells, Classifier, ClassifyOther, ClassifyResult, DEFAULT_B, DEFAULT_BUCKETS, FnKind,
         Guard, Outcome, Site, SiteDyn, SiteMeta, bounds_ns, outcome_from,
     };
-    pub use crate::registry::SITES;
+
+    /// Every `#[instrumented]` call site linked into the binary.
+    #[linkme::distributed_slice]
+    pub static SITES: [&'static dyn SiteDyn];
     pub use linkme;
     pub use tracing;
 

@@ -1,6 +1,6 @@
 //! The link-time registry of instrumented functions.
 //!
-//! `#[instrumented]` places a `&'static dyn SiteDyn` in the [`SITES`] distributed slice
+//! `#[instrumented]` places a `&'static dyn SiteDyn` in the `SITES` distributed slice
 //! (`linkme`), so the list of every instrumented function in the binary exists before
 //! `main` runs: no registration call, no lock, nothing registered twice however many
 //! threads call the function, and every series is exposed at zero on the first scrape.
@@ -18,10 +18,7 @@ use once_cell::sync::Lazy;
 
 use crate::metrics::site::{FnKind, SiteDyn, SiteMeta, Snapshot};
 
-/// Every `#[instrumented]` call site linked into the binary.
-#[doc(hidden)]
-#[linkme::distributed_slice]
-pub static SITES: [&'static dyn SiteDyn];
+use crate::__private::SITES;
 
 /// One instrumented function, as listed by [`functions`].
 ///
