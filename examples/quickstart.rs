@@ -1,10 +1,13 @@
-//! The quickstart service: a few instrumented handlers and `/metrics`, everything on,
-//! nothing else needed.
+//! The quickstart service: a few instrumented handlers, the HTTP middleware, `/metrics`
+//! on the application, and the admin server, everything on, nothing else needed.
 //!
 //! ```sh
-//! cargo run --example quickstart            # APP_ADDR defaults to 127.0.0.1:8080
+//! cargo run --example quickstart   # APP_ADDR defaults to 127.0.0.1:8080,
+//!                                  # OBSERVE_ADMIN_ADDR to 0.0.0.0:6060
 //! curl localhost:8080/charge/42
 //! curl localhost:8080/metrics
+//! curl localhost:6060/livez
+//! curl localhost:6060/debug/pprof/
 //! ```
 
 use std::time::Duration;
@@ -68,9 +71,18 @@ async fn main() -> std::io::Result<()> {
         }
         std::process::exit(1);
     }
+    // The admin server: probes, scrapes and profiles on a port and worker of their own.
+    let admin = match observe::admin::AdminServer::from_env() {
+        Ok(settings) => settings.start()?,
+        Err(e) => {
+            eprintln!("error: {e}");
+            std::process::exit(2);
+        }
+    };
     let addr = std::env::var("APP_ADDR").unwrap_or_else(|_| "127.0.0.1:8080".to_owned());
     let server = HttpServer::new(|| {
         App::new()
+            .wrap(observe::Middleware::new())
             .wrap(observe::actix::WorkerMetrics)
             .service(index)
             .service(charge_handler)
@@ -81,5 +93,7 @@ async fn main() -> std::io::Result<()> {
     for bound in server.addrs() {
         println!("quickstart listening on http://{bound} (metrics: http://{bound}/metrics)");
     }
-    server.run().await
+    server.run().await?;
+    admin.stop();
+    Ok(())
 }

@@ -3,7 +3,9 @@
 #[doc = include_str!("../docs/instrumented.md")]
 pub use observe_macros::instrumented;
 #[cfg(feature = "actix")]
-pub use observe_runtime::actix;
+pub use observe_runtime::http::Middleware;
+#[cfg(feature = "actix")]
+pub use observe_runtime::{actix, admin, http};
 pub use observe_runtime::{metrics, registry};
 
 /// Records the binary's name, version and (when the build sets `GIT_COMMIT` /

@@ -6,10 +6,16 @@
 //! - [`metrics`]: the lock-free per-call-site store, process metrics, build info, and the
 //!   Prometheus exposition (which also gathers the user's own `prometheus` metrics);
 //! - [`registry`]: the link-time list of instrumented functions and its validation;
-//! - `actix` (feature `actix`): the `/metrics` handler and the per-worker request gauge.
+//! - `actix` (feature `actix`): the `/metrics` handler and the per-worker request gauge;
+//! - `http` (feature `actix`): the request middleware, with route-template metrics;
+//! - `admin` (feature `actix`): the admin server and its access control.
 
 #[cfg(feature = "actix")]
 pub mod actix;
+#[cfg(feature = "actix")]
+pub mod admin;
+#[cfg(feature = "actix")]
+pub mod http;
 pub mod metrics;
 pub mod registry;
 

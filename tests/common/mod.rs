@@ -116,3 +116,37 @@ pub fn promtool_check(text: &str) -> (bool, String) {
     all.push_str(&String::from_utf8_lossy(&out.stderr));
     (out.status.success(), all)
 }
+
+/// A minimal HTTP/1.1 client over loopback (no client crate needed): sends `request`
+/// verbatim to `addr` and returns (status, headers, body).
+pub fn http_raw(addr: std::net::SocketAddr, request: &str) -> (u16, String, Vec<u8>) {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(addr).expect("connect");
+    stream
+        .set_read_timeout(Some(std::time::Duration::from_secs(10)))
+        .unwrap();
+    stream.write_all(request.as_bytes()).expect("send");
+    let mut raw = Vec::new();
+    stream.read_to_end(&mut raw).expect("read");
+    let split = raw
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .expect("a complete response head");
+    let head = String::from_utf8_lossy(&raw[..split]).into_owned();
+    let body = raw[split + 4..].to_vec();
+    let status = head
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .expect("status code");
+    (status, head, body)
+}
+
+/// `GET path` with `Connection: close` and optional extra header lines.
+pub fn http_get(addr: std::net::SocketAddr, path: &str, extra: &str) -> (u16, String, String) {
+    let (status, head, body) = http_raw(
+        addr,
+        &format!("GET {path} HTTP/1.1\r\nHost: test\r\nConnection: close\r\n{extra}\r\n"),
+    );
+    (status, head, String::from_utf8_lossy(&body).into_owned())
+}

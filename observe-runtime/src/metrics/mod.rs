@@ -19,6 +19,7 @@
 //! is skipped and logged once, so the output never holds a duplicate family.
 
 pub(crate) mod clock;
+pub(crate) mod collector;
 pub(crate) mod process;
 pub(crate) mod site;
 pub(crate) mod workers;
@@ -278,6 +279,9 @@ pub fn render() -> String {
     push_label(&mut labels, "observe_version", env!("CARGO_PKG_VERSION"));
     let _ = writeln!(out, "build_info{{{labels}}} 1");
 
+    let mut seen: HashSet<String> = written.iter().map(|s| (*s).to_owned()).collect();
+    collector::collect_all(&mut collector::Exposition::new(&mut out, &mut seen));
+
     // The user's own metrics. Families we wrote win; `process_*` from the user's registry
     // (prometheus' `process` feature) replace ours rather than duplicate them.
     let mut user = prometheus::gather();
@@ -292,11 +296,10 @@ pub fn render() -> String {
     if !user_has_process {
         let samples = process::collect();
         for s in &samples {
-            written.insert(s.name);
+            seen.insert(s.name.to_owned());
         }
         process::write(&mut out, &samples);
     }
-    let mut seen: HashSet<String> = written.iter().map(|s| (*s).to_owned()).collect();
     let user: Vec<_> = user
         .into_iter()
         .filter(|f| {

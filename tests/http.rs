@@ -1,0 +1,207 @@
+//! `observe::Middleware`: route-template labels, bounded cardinality, timing to the end of
+//! the response body, active requests.
+
+mod common;
+
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use actix_web::body::{BodySize, MessageBody};
+use actix_web::http::Method;
+use actix_web::{App, HttpResponse, test, web};
+use common::{count, value};
+
+/// GET series only: the other test in this binary uses PUT, concurrently.
+fn series(text: &str) -> usize {
+    count(
+        text,
+        "http_server_request_duration_seconds_count",
+        &[("http_request_method", "GET")],
+    )
+}
+
+async fn slow_body() -> HttpResponse {
+    // The handler returns at once; the body takes 60 ms to produce.
+    HttpResponse::Ok().body(SlowBody {
+        sleep: Box::pin(actix_web::rt::time::sleep(Duration::from_millis(60))),
+        done: false,
+    })
+}
+
+/// A body that yields one chunk after a delay.
+struct SlowBody {
+    sleep: Pin<Box<actix_web::rt::time::Sleep>>,
+    done: bool,
+}
+
+impl MessageBody for SlowBody {
+    type Error = actix_web::Error;
+
+    fn size(&self) -> BodySize {
+        BodySize::Stream
+    }
+
+    fn poll_next(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<web::Bytes, Self::Error>>> {
+        if self.done {
+            return Poll::Ready(None);
+        }
+        match self.sleep.as_mut().poll(cx) {
+            Poll::Pending => Poll::Pending,
+            Poll::Ready(()) => {
+                self.done = true;
+                Poll::Ready(Some(Ok(web::Bytes::from_static(b"done"))))
+            }
+        }
+    }
+}
+
+#[actix_web::test]
+async fn routes_methods_body_timing_and_unmatched_paths() {
+    let app = test::init_service(
+        App::new()
+            .wrap(observe::Middleware::new())
+            .route("/users/{id}", web::get().to(|| async { "user" }))
+            .route("/slow", web::get().to(slow_body)),
+    )
+    .await;
+
+    for id in [1, 2, 3] {
+        let req = test::TestRequest::get()
+            .uri(&format!("/users/{id}"))
+            .to_request();
+        assert_eq!(test::call_and_read_body(&app, req).await, "user");
+    }
+    let text = observe::metrics::render();
+    let users = [
+        ("http_request_method", "GET"),
+        ("http_route", "/users/{id}"),
+        ("http_response_status_code", "200"),
+    ];
+    assert_eq!(
+        value(&text, "http_server_request_duration_seconds_count", &users),
+        3.0
+    );
+    assert_eq!(
+        count(
+            &text,
+            "http_server_request_duration_seconds_count",
+            &[("http_route", "/users/1")]
+        ),
+        0
+    );
+
+    // An unknown method on a known route: `_OTHER`, and actix answers 405.
+    let req = test::TestRequest::default()
+        .method(Method::from_bytes(b"PROPFIND").unwrap())
+        .uri("/users/1")
+        .to_request();
+    let status = test::call_service(&app, req).await.status().as_u16();
+    let text = observe::metrics::render();
+    assert_eq!(
+        value(
+            &text,
+            "http_server_request_duration_seconds_count",
+            &[
+                ("http_request_method", "_OTHER"),
+                ("http_route", "/users/{id}"),
+                ("http_response_status_code", &status.to_string())
+            ]
+        ),
+        1.0
+    );
+
+    // 10,000 random unmatched paths add one series, however many there are.
+    let req = test::TestRequest::get().uri("/first-miss").to_request();
+    assert_eq!(test::call_service(&app, req).await.status(), 404);
+    let before = series(&observe::metrics::render());
+    let mut seed: u64 = 0x2545_F491_4F6C_DD1D;
+    for _ in 0..10_000 {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        let req = test::TestRequest::get()
+            .uri(&format!("/scan/{seed:x}/admin.php"))
+            .to_request();
+        assert_eq!(test::call_service(&app, req).await.status(), 404);
+    }
+    let text = observe::metrics::render();
+    assert_eq!(series(&text), before, "unmatched paths created series");
+    assert_eq!(
+        value(
+            &text,
+            "http_server_request_duration_seconds_count",
+            &[
+                ("http_route", "<unmatched>"),
+                ("http_response_status_code", "404")
+            ]
+        ),
+        10_001.0
+    );
+
+    // Timed to the end of the body, not to the handler's return.
+    let req = test::TestRequest::get().uri("/slow").to_request();
+    assert_eq!(test::call_and_read_body(&app, req).await, "done");
+    let text = observe::metrics::render();
+    let slow = [("http_route", "/slow")];
+    let sum = value(&text, "http_server_request_duration_seconds_sum", &slow);
+    assert!(sum >= 0.06, "measured {sum}s, the body took 60 ms");
+    assert_eq!(
+        value(
+            &text,
+            "http_server_request_duration_seconds_bucket",
+            &[("http_route", "/slow"), ("le", "0.05")]
+        ),
+        0.0
+    );
+
+    for method in ["GET", "_OTHER", "POST"] {
+        assert_eq!(
+            value(
+                &text,
+                "http_server_active_requests",
+                &[("http_request_method", method)]
+            ),
+            0.0,
+            "{method} back to zero"
+        );
+    }
+    let (ok, out) = common::promtool_check(&text);
+    assert!(ok && out.is_empty(), "promtool: {out}");
+}
+
+#[actix_web::test]
+async fn a_request_in_progress_is_active_until_its_body_ends() {
+    let app = test::init_service(
+        App::new()
+            .wrap(observe::Middleware::new())
+            .route("/stream", web::put().to(slow_body)),
+    )
+    .await;
+    let req = test::TestRequest::put().uri("/stream").to_request();
+    let response = test::call_service(&app, req).await;
+    // The handler has returned; the body has not been produced yet.
+    let text = observe::metrics::render();
+    assert_eq!(
+        value(
+            &text,
+            "http_server_active_requests",
+            &[("http_request_method", "PUT")]
+        ),
+        1.0
+    );
+    assert_eq!(test::read_body(response).await, "done");
+    let text = observe::metrics::render();
+    assert_eq!(
+        value(
+            &text,
+            "http_server_active_requests",
+            &[("http_request_method", "PUT")]
+        ),
+        0.0
+    );
+}
