@@ -1,22 +1,40 @@
-//! `observe::Middleware`: per-request metrics labelled by route template, timed to the
-//! end of the response body.
+//! `observe::Middleware`: per request, a server span whose parent is the incoming trace
+//! context, and metrics labelled by route template, timed to the end of the body.
 
 use std::future::{Future, Ready, ready};
 use std::pin::Pin;
+use std::sync::Arc;
 use std::task::{Context, Poll};
+
+use opentelemetry::trace::TraceContextExt;
+use tracing::Span;
+use tracing::field::Empty;
+use tracing_opentelemetry::OpenTelemetrySpanExt;
 
 use actix_web::body::{BodySize, MessageBody};
 use actix_web::dev::{Service, ServiceRequest, ServiceResponse, Transform};
 use actix_web::web::Bytes;
 
-use super::metrics::{RequestTimer, store};
+use super::metrics::{METHODS, RequestTimer, method_index, store};
+use super::propagation;
 
 /// The HTTP middleware: wrap your `App` with it.
 ///
-/// Per request it records `http_server_request_duration_seconds{http_request_method,
-/// http_route, http_response_status_code}` (measured with a monotonic clock until the
-/// last byte of the body is produced) and `http_server_active_requests`. `http_route` is
-/// the matched route template, never the raw path; see [`super::metrics`] for the bounds.
+/// Per request it
+/// - extracts the incoming trace context (`traceparent`, `tracestate`, `baggage`) through
+///   the global OpenTelemetry propagator and makes it the parent of a server span, named
+///   `METHOD route` once routing is done, with OpenTelemetry's HTTP semantic-convention
+///   attributes; a 5xx response sets the span's status to error, a 4xx does not;
+/// - makes that span current for the handler, so `#[instrumented]` functions called
+///   inside are its children and [`trace_id`](super::trace_id) works there;
+/// - records `http_server_request_duration_seconds{http_request_method, http_route,
+///   http_response_status_code}` (monotonic clock, until the last byte of the body) and
+///   `http_server_active_requests`. `http_route` is the matched route template, never
+///   the raw path; see [`super::metrics`] for the bounds.
+///
+/// Probe and scrape paths get no span by default ([`Middleware::skip_paths`]); their
+/// metrics are still recorded. With no tracing subscriber installed, the span costs a
+/// disabled-callsite check and nothing is extracted.
 ///
 /// ```
 /// # actix_web::rt::System::new().block_on(async {
@@ -32,9 +50,20 @@ use super::metrics::{RequestTimer, store};
 /// assert!(observe_runtime::metrics::render().contains(r#"http_route="/users/{id}""#));
 /// # });
 /// ```
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug)]
 pub struct Middleware {
-    _private: (),
+    skip: Arc<[String]>,
+}
+
+/// Paths that get no span by default: probes and scrapes would drown real traces.
+pub const DEFAULT_SKIP_PATHS: &[&str] = &["/livez", "/healthz", "/readyz", "/startupz", "/metrics"];
+
+impl Default for Middleware {
+    fn default() -> Self {
+        Middleware {
+            skip: DEFAULT_SKIP_PATHS.iter().map(|s| (*s).to_owned()).collect(),
+        }
+    }
 }
 
 impl Middleware {
@@ -59,6 +88,80 @@ impl Middleware {
         store().set_max_series(max);
         self
     }
+
+    /// Replaces the paths that get no span (exact matches, or prefixes ending in `/`).
+    /// Their metrics are recorded all the same.
+    ///
+    /// ```
+    /// let middleware = observe_runtime::http::Middleware::new().skip_paths(["/livez", "/internal/"]);
+    /// # drop(middleware);
+    /// ```
+    pub fn skip_paths<I, S>(mut self, paths: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        self.skip = paths.into_iter().map(Into::into).collect();
+        self
+    }
+}
+
+fn skipped(skip: &[String], path: &str) -> bool {
+    skip.iter()
+        .any(|s| path == s || (s.ends_with('/') && path.starts_with(s.as_str())))
+}
+
+/// The server span of one request, its parent extracted from the request's headers.
+fn server_span(req: &ServiceRequest) -> Span {
+    let method = METHODS[method_index(req.method().as_str()) as usize];
+    // OpenTelemetry: the span is named after the method alone until the route is known,
+    // and `HTTP` for methods outside the known set.
+    let name = if method == "_OTHER" { "HTTP" } else { method };
+    let span = tracing::info_span!(
+        target: "observe::http",
+        "HTTP request",
+        otel.name = name,
+        otel.kind = "server",
+        otel.status_code = Empty,
+        http.request.method = method,
+        http.request.method_original = Empty,
+        http.route = Empty,
+        http.response.status_code = Empty,
+        url.path = req.path(),
+        url.scheme = req.connection_info().scheme(),
+        network.protocol.version = protocol_version(req.version()),
+        client.address = Empty,
+        user_agent.original = Empty,
+    );
+    if span.is_disabled() {
+        return span;
+    }
+    if method == "_OTHER" {
+        span.record("http.request.method_original", req.method().as_str());
+    }
+    if let Some(peer) = req.peer_addr() {
+        span.record("client.address", peer.ip().to_string());
+    }
+    if let Some(agent) = req
+        .headers()
+        .get(actix_web::http::header::USER_AGENT)
+        .and_then(|v| v.to_str().ok())
+    {
+        span.record("user_agent.original", agent);
+    }
+    // `set_parent` must come before the span is first entered.
+    let _ = span.set_parent(propagation::extract(req.headers()));
+    span
+}
+
+fn protocol_version(version: actix_web::http::Version) -> &'static str {
+    match version {
+        actix_web::http::Version::HTTP_09 => "0.9",
+        actix_web::http::Version::HTTP_10 => "1.0",
+        actix_web::http::Version::HTTP_2 => "2",
+        actix_web::http::Version::HTTP_3 => "3",
+        _ => "1.1",
+    }
 }
 
 impl<S, B> Transform<S, ServiceRequest> for Middleware
@@ -75,7 +178,10 @@ where
     fn new_transform(&self, service: S) -> Self::Future {
         // Register the families now, so they are present before the first request.
         let _ = store();
-        ready(Ok(MiddlewareService { service }))
+        ready(Ok(MiddlewareService {
+            service,
+            skip: self.skip.clone(),
+        }))
     }
 }
 
@@ -83,6 +189,7 @@ where
 #[derive(Debug)]
 pub struct MiddlewareService<S> {
     service: S,
+    skip: Arc<[String]>,
 }
 
 impl<S, B> Service<ServiceRequest> for MiddlewareService<S>
@@ -98,9 +205,19 @@ where
 
     fn call(&self, req: ServiceRequest) -> Self::Future {
         let timer = RequestTimer::start(req.method().as_str());
+        let span = if skipped(&self.skip, req.path()) {
+            Span::none()
+        } else {
+            server_span(&req)
+        };
+        let inner = {
+            let _entered = span.enter();
+            self.service.call(req)
+        };
         MiddlewareFuture {
-            inner: self.service.call(req),
+            inner,
             timer: Some(timer),
+            span: Some(span),
         }
     }
 }
@@ -111,6 +228,7 @@ pin_project_lite::pin_project! {
         #[pin]
         inner: F,
         timer: Option<RequestTimer>,
+        span: Option<Span>,
     }
 }
 
@@ -123,27 +241,66 @@ where
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.project();
-        let result = match this.inner.poll(cx) {
+        let polled = {
+            let _entered = this.span.as_ref().map(Span::enter);
+            this.inner.poll(cx)
+        };
+        let result = match polled {
             Poll::Pending => return Poll::Pending,
             Poll::Ready(result) => result,
         };
         let mut timer = this.timer.take();
+        let span = this.span.take().unwrap_or_else(Span::none);
         Poll::Ready(match result {
             Ok(res) => {
+                let route = res.request().match_pattern();
+                let status = res.status().as_u16();
+                finish_span(
+                    &span,
+                    res.request().method().as_str(),
+                    route.as_deref(),
+                    status,
+                );
                 if let Some(t) = &mut timer {
-                    t.respond(res.request().match_pattern(), res.status().as_u16());
+                    t.respond(route, status);
                 }
-                Ok(res.map_body(|_, body| TimedBody { body, timer }))
+                Ok(res.map_body(|_, body| TimedBody {
+                    body,
+                    timer,
+                    _span: span,
+                }))
             }
             Err(error) => {
+                // actix turns the error into a response after us; its status is known.
+                let status = error.as_response_error().status_code().as_u16();
+                finish_span(&span, "", None, status);
                 if let Some(t) = &mut timer {
-                    // actix turns the error into a response after us; its status is known.
-                    let status = error.as_response_error().status_code().as_u16();
                     t.respond(None, status);
                 }
                 Err(error)
             }
         })
+    }
+}
+
+/// Names the span after its route and records the outcome (5xx: error; 4xx: not).
+fn finish_span(span: &Span, method: &str, route: Option<&str>, status: u16) {
+    if span.is_disabled() {
+        return;
+    }
+    if let Some(route) = route {
+        let method = METHODS[method_index(method) as usize];
+        let method = if method == "_OTHER" { "HTTP" } else { method };
+        span.record("http.route", route);
+        // tracing-opentelemetry 0.34 ignores a late `otel.name` once the span has
+        // started (it has: the handler ran inside it), so rename the OpenTelemetry span.
+        span.context()
+            .span()
+            .update_name(format!("{method} {route}"));
+    }
+    span.record("http.response.status_code", status);
+    if status >= 500 {
+        span.record("otel.status_code", "ERROR");
     }
 }
 
@@ -154,6 +311,8 @@ pin_project_lite::pin_project! {
         #[pin]
         body: B,
         timer: Option<RequestTimer>,
+        // The server span ends with the body.
+        _span: Span,
     }
 }
 

@@ -1,0 +1,112 @@
+//! Trace context across hops: extracted from incoming requests through the global
+//! OpenTelemetry propagator, injected into outgoing ones from the current span.
+//!
+//! actix-web 4 uses `http` 0.2, so `opentelemetry-http`'s extractor (for `http` 1) does
+//! not fit; these small adapters read actix's own `HeaderMap`, every line of a repeated
+//! header included.
+
+use actix_web::http::header::HeaderMap;
+use opentelemetry::propagation::{Extractor, Injector};
+use opentelemetry::trace::TraceContextExt;
+use tracing_opentelemetry::OpenTelemetrySpanExt;
+
+/// Reads propagation headers from an actix `HeaderMap`.
+pub(crate) struct HeaderExtractor<'a>(pub &'a HeaderMap);
+
+impl Extractor for HeaderExtractor<'_> {
+    fn get(&self, key: &str) -> Option<&str> {
+        self.0.get(key).and_then(|v| v.to_str().ok())
+    }
+
+    fn keys(&self) -> Vec<&str> {
+        self.0.keys().map(|k| k.as_str()).collect()
+    }
+
+    fn get_all(&self, key: &str) -> Option<Vec<&str>> {
+        let all: Vec<&str> = self
+            .0
+            .get_all(key)
+            .filter_map(|v| v.to_str().ok())
+            .collect();
+        (!all.is_empty()).then_some(all)
+    }
+}
+
+/// The OpenTelemetry context carried by `headers`, through the global propagator.
+pub(crate) fn extract(headers: &HeaderMap) -> opentelemetry::Context {
+    opentelemetry::global::get_text_map_propagator(|p| p.extract(&HeaderExtractor(headers)))
+}
+
+struct VecInjector(Vec<(String, String)>);
+
+impl Injector for VecInjector {
+    fn set(&mut self, key: &str, value: String) {
+        self.0.push((key.to_owned(), value));
+    }
+}
+
+/// The headers that carry the current span's context to a downstream service
+/// (`traceparent`, `tracestate`, `baggage`, as the global propagator writes them).
+/// Empty when there is no current span with a valid context.
+///
+/// Use it with any client; [`Propagate`] does it for `awc` and `reqwest`.
+///
+/// ```
+/// // Outside any span there is nothing to propagate.
+/// assert!(observe_runtime::http::outgoing_headers().is_empty());
+/// ```
+pub fn outgoing_headers() -> Vec<(String, String)> {
+    let cx = tracing::Span::current().context();
+    if !cx.span().span_context().is_valid() {
+        return Vec::new();
+    }
+    let mut injector = VecInjector(Vec::new());
+    opentelemetry::global::get_text_map_propagator(|p| p.inject_context(&cx, &mut injector));
+    injector.0
+}
+
+/// The trace id of the current span as 32 lowercase hex digits, for logs and responses.
+///
+/// ```
+/// assert_eq!(observe_runtime::http::trace_id(), None);
+/// ```
+pub fn trace_id() -> Option<String> {
+    let cx = tracing::Span::current().context();
+    let span = cx.span();
+    let sc = span.span_context();
+    sc.is_valid().then(|| sc.trace_id().to_string())
+}
+
+/// Adds the current trace context to an outgoing request, so the downstream service
+/// continues the same trace.
+///
+/// ```
+/// # #[cfg(feature = "awc")]
+/// # fn demo() {
+/// use observe_runtime::http::Propagate;
+/// let request = awc::Client::default().get("http://127.0.0.1:9/").propagate();
+/// # drop(request);
+/// # }
+/// ```
+pub trait Propagate {
+    /// The request with the propagation headers added.
+    fn propagate(self) -> Self;
+}
+
+#[cfg(feature = "awc")]
+impl Propagate for awc::ClientRequest {
+    fn propagate(self) -> Self {
+        outgoing_headers()
+            .into_iter()
+            .fold(self, |req, (k, v)| req.insert_header((k, v)))
+    }
+}
+
+#[cfg(feature = "reqwest")]
+impl Propagate for reqwest::RequestBuilder {
+    fn propagate(self) -> Self {
+        outgoing_headers()
+            .into_iter()
+            .fold(self, |req, (k, v)| req.header(k, v))
+    }
+}

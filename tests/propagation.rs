@@ -1,0 +1,230 @@
+//! Trace context through the middleware: the incoming `traceparent` becomes the parent
+//! of the server span, `#[instrumented]` spans are its children, and the outgoing request
+//! the handler makes (with `awc` and with `reqwest`) carries the same trace to a real
+//! downstream server on loopback. Spans are read from the SDK's in-memory exporter.
+
+use std::sync::mpsc;
+
+use actix_web::{App, HttpRequest, HttpResponse, get, test, web};
+use observe::http::Propagate;
+use opentelemetry::propagation::TextMapCompositePropagator;
+use opentelemetry::trace::{SpanKind, Status, TracerProvider as _};
+use opentelemetry_sdk::propagation::{BaggagePropagator, TraceContextPropagator};
+use opentelemetry_sdk::trace::{InMemorySpanExporter, SdkTracerProvider, SpanData};
+use tracing_subscriber::layer::SubscriberExt;
+
+const TRACE_ID: &str = "4bf92f3577b34da6a3ce929d0e0e4736";
+const PARENT_ID: &str = "00f067aa0ba902b7";
+
+struct Telemetry {
+    exporter: InMemorySpanExporter,
+    _provider: SdkTracerProvider,
+    _guard: tracing::subscriber::DefaultGuard,
+}
+
+fn telemetry() -> Telemetry {
+    let exporter = InMemorySpanExporter::default();
+    let provider = SdkTracerProvider::builder()
+        .with_simple_exporter(exporter.clone())
+        .build();
+    let subscriber = tracing_subscriber::registry()
+        .with(tracing_opentelemetry::layer().with_tracer(provider.tracer("propagation-test")));
+    let guard = tracing::subscriber::set_default(subscriber);
+    opentelemetry::global::set_text_map_propagator(TextMapCompositePropagator::new(vec![
+        Box::new(TraceContextPropagator::new()),
+        Box::new(BaggagePropagator::new()),
+    ]));
+    Telemetry {
+        exporter,
+        _provider: provider,
+        _guard: guard,
+    }
+}
+
+/// A downstream service on its own thread that answers with the `traceparent` it got.
+fn downstream() -> std::net::SocketAddr {
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        actix_web::rt::System::new().block_on(async move {
+            let server = actix_web::HttpServer::new(|| {
+                App::new().route(
+                    "/echo",
+                    web::get().to(|req: HttpRequest| async move {
+                        req.headers()
+                            .get("traceparent")
+                            .and_then(|v| v.to_str().ok())
+                            .unwrap_or("none")
+                            .to_owned()
+                    }),
+                )
+            })
+            .workers(1)
+            .disable_signals()
+            .bind("127.0.0.1:0")
+            .unwrap();
+            tx.send(server.addrs()[0]).unwrap();
+            let _ = server.run().await;
+        });
+    });
+    rx.recv().unwrap()
+}
+
+#[get("/call/awc")]
+#[observe::instrumented]
+async fn call_with_awc(downstream: web::Data<std::net::SocketAddr>) -> HttpResponse {
+    let mut response = awc::Client::default()
+        .get(format!("http://{}/echo", downstream.get_ref()))
+        .propagate()
+        .send()
+        .await
+        .expect("downstream answers");
+    let seen = response.body().await.expect("body");
+    HttpResponse::Ok().body(format!(
+        "{} {}",
+        observe::http::trace_id().unwrap_or_default(),
+        String::from_utf8_lossy(&seen)
+    ))
+}
+
+#[get("/call/reqwest")]
+#[observe::instrumented]
+async fn call_with_reqwest(downstream: web::Data<std::net::SocketAddr>) -> HttpResponse {
+    let seen = reqwest::Client::new()
+        .get(format!("http://{}/echo", downstream.get_ref()))
+        .propagate()
+        .send()
+        .await
+        .expect("downstream answers")
+        .text()
+        .await
+        .expect("body");
+    HttpResponse::Ok().body(format!(
+        "{} {}",
+        observe::http::trace_id().unwrap_or_default(),
+        seen
+    ))
+}
+
+fn find<'a>(spans: &'a [SpanData], name: &str) -> &'a SpanData {
+    spans
+        .iter()
+        .find(|s| s.name == name)
+        .unwrap_or_else(|| panic!("no span {name:?} in {:?}", names(spans)))
+}
+
+fn names(spans: &[SpanData]) -> Vec<String> {
+    spans.iter().map(|s| s.name.to_string()).collect()
+}
+
+fn attribute(span: &SpanData, key: &str) -> Option<String> {
+    span.attributes
+        .iter()
+        .find(|kv| kv.key.as_str() == key)
+        .map(|kv| kv.value.to_string())
+}
+
+#[actix_web::test]
+async fn incoming_context_is_the_parent_and_goes_downstream() {
+    let telemetry = telemetry();
+    let app = test::init_service(
+        App::new()
+            .wrap(observe::Middleware::new())
+            .app_data(web::Data::new(downstream()))
+            .service(call_with_awc)
+            .service(call_with_reqwest),
+    )
+    .await;
+
+    for (client, path) in [("awc", "/call/awc"), ("reqwest", "/call/reqwest")] {
+        let req = test::TestRequest::get()
+            .uri(path)
+            .insert_header(("traceparent", format!("00-{TRACE_ID}-{PARENT_ID}-01")))
+            .to_request();
+        let body = test::call_and_read_body(&app, req).await;
+        let body = String::from_utf8_lossy(&body).into_owned();
+        let (handler_trace, downstream_traceparent) = body.split_once(' ').unwrap();
+        assert_eq!(
+            handler_trace, TRACE_ID,
+            "{client}: the handler sees the incoming trace"
+        );
+
+        let spans = telemetry.exporter.get_finished_spans().unwrap();
+        let server = find(&spans, &format!("GET {path}"));
+        let handler_name = format!("call_with_{client}");
+        let handler = find(&spans, &handler_name);
+        assert_eq!(server.span_kind, SpanKind::Server, "{client}");
+        assert_eq!(server.span_context.trace_id().to_string(), TRACE_ID);
+        assert_eq!(
+            server.parent_span_id.to_string(),
+            PARENT_ID,
+            "{client}: remote parent"
+        );
+        assert_eq!(attribute(server, "http.route").as_deref(), Some(path));
+        assert_eq!(
+            attribute(server, "http.request.method").as_deref(),
+            Some("GET")
+        );
+        assert_eq!(
+            attribute(server, "http.response.status_code").as_deref(),
+            Some("200")
+        );
+        assert_eq!(server.status, Status::Unset);
+        assert_eq!(handler.span_context.trace_id().to_string(), TRACE_ID);
+        assert_eq!(
+            handler.parent_span_id,
+            server.span_context.span_id(),
+            "{client}: #[instrumented] is a child of the server span"
+        );
+        // The downstream got our trace, with our current (handler) span as its parent.
+        assert_eq!(
+            downstream_traceparent,
+            format!("00-{TRACE_ID}-{}-01", handler.span_context.span_id()),
+            "{client}"
+        );
+        telemetry.exporter.reset();
+    }
+}
+
+#[actix_web::test]
+async fn server_errors_mark_the_span_client_errors_do_not_and_probes_are_skipped() {
+    let telemetry = telemetry();
+    let app = test::init_service(
+        App::new()
+            .wrap(observe::Middleware::new())
+            .route(
+                "/fail",
+                web::get().to(|| async { HttpResponse::InternalServerError().finish() }),
+            )
+            .route(
+                "/missing",
+                web::get().to(|| async { HttpResponse::NotFound().finish() }),
+            )
+            .route("/livez", web::get().to(|| async { "ok" })),
+    )
+    .await;
+    for path in ["/fail", "/missing", "/livez", "/nowhere"] {
+        let _ =
+            test::call_and_read_body(&app, test::TestRequest::get().uri(path).to_request()).await;
+    }
+    let spans = telemetry.exporter.get_finished_spans().unwrap();
+    assert!(matches!(
+        find(&spans, "GET /fail").status,
+        Status::Error { .. }
+    ));
+    assert_eq!(find(&spans, "GET /missing").status, Status::Unset);
+    // Unmatched: named after the method alone; no http.route.
+    let unmatched = find(&spans, "GET");
+    assert_eq!(attribute(unmatched, "http.route"), None);
+    assert_eq!(
+        attribute(unmatched, "url.path").as_deref(),
+        Some("/nowhere")
+    );
+    // A fresh trace when no traceparent came in.
+    assert!(unmatched.span_context.is_valid());
+    assert!(
+        !names(&spans).iter().any(|n| n.contains("/livez")),
+        "{:?}",
+        names(&spans)
+    );
+    assert_eq!(spans.len(), 3, "{:?}", names(&spans));
+}
