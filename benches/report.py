@@ -30,7 +30,24 @@ def table(root):
     return rows
 
 
+def http_table(root):
+    gdir = pathlib.Path(root) / "http_request"
+    est = {d.name: mean(d / "new" / "estimates.json")
+           for d in sorted(gdir.iterdir()) if (d / "new" / "estimates.json").exists()}
+    bare = est["bare"]
+    prom = est["actix_web_prom"] - bare
+    print("\n#### http_request (in-process, actix-web test harness)\n")
+    print("| middleware | ns/request | added ns | added ÷ actix-web-prom added |")
+    print("|---|---:|---:|---:|")
+    for name, value in sorted(est.items(), key=lambda kv: kv[1]):
+        added = value - bare
+        print(f"| {name} | {value:.0f} | {added:.0f} | {added / prom:.2f} |")
+
+
 def main():
+    if sys.argv[1] == "--http":
+        http_table(sys.argv[2])
+        return
     for root in sys.argv[1:]:
         print(f"\n#### {pathlib.Path(root).name}\n")
         print("| threads | variant | ns/call | added ns | added ÷ hand-written added |")

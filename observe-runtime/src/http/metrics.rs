@@ -10,15 +10,17 @@
 //! series reaches the cap, new routes are recorded under [`OVERFLOW_ROUTE`]. No request,
 //! however hostile, can grow memory without bound.
 
+use std::cell::RefCell;
 use std::collections::HashMap;
+use std::hash::{BuildHasher, Hasher};
 use std::sync::atomic::{AtomicI64, AtomicU64, AtomicUsize, Ordering::Relaxed};
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex};
 
 use once_cell::sync::Lazy;
 
 use crate::metrics::clock;
 use crate::metrics::collector::{self, Collector, Exposition};
-use crate::metrics::site::DEFAULT_BUCKETS;
+use crate::metrics::site::{DEFAULT_BUCKETS, SHARDS, shard_index};
 
 /// The `http_route` of requests that matched no route.
 pub const UNMATCHED_ROUTE: &str = "<unmatched>";
@@ -55,21 +57,72 @@ struct Series {
     sum_ns: AtomicU64,
 }
 
+impl Series {
+    #[inline]
+    fn observe(&self, elapsed_ns: u64) {
+        let index = BOUNDS_NS.iter().filter(|&&b| b < elapsed_ns).count();
+        self.buckets[index].fetch_add(1, Relaxed);
+        self.sum_ns.fetch_add(elapsed_ns, Relaxed);
+    }
+}
+
 type Key = (u8, Box<str>, u16);
 
+/// Requests in progress per method, on cache lines of their own per shard of threads.
+#[repr(align(128))]
+#[derive(Default)]
+struct ActiveShard([AtomicI64; METHODS.len()]);
+
 pub(crate) struct HttpStore {
-    series: RwLock<HashMap<Key, Arc<Series>>>,
+    /// Every series, with one cell set per thread that recorded into it (summed when
+    /// scraped). Locked only when a thread meets a series for the first time.
+    series: Mutex<HashMap<Key, Vec<Arc<Series>>>>,
     max_series: AtomicUsize,
-    overflowed: AtomicU64,
-    active: [AtomicI64; METHODS.len()],
+    active: [ActiveShard; SHARDS],
     aborted: [AtomicU64; METHODS.len()],
+}
+
+/// A worker thread's own cells: route → (method, status, cells). Bounded by the number
+/// of route templates (unmatched paths all share one route), so scans cannot grow it.
+type LocalSeries = HashMap<Box<str>, Vec<(u8, u16, Arc<Series>)>, BuildFx>;
+
+thread_local! {
+    static LOCAL: RefCell<LocalSeries> = const { RefCell::new(HashMap::with_hasher(BuildFx)) };
+}
+
+/// FxHash: route templates are short, trusted strings (never raw paths), so a fast
+/// non-cryptographic hash is right here.
+#[derive(Clone, Copy, Default)]
+struct BuildFx;
+
+impl BuildHasher for BuildFx {
+    type Hasher = FxHasher;
+    fn build_hasher(&self) -> FxHasher {
+        FxHasher(0)
+    }
+}
+
+struct FxHasher(u64);
+
+impl Hasher for FxHasher {
+    fn write(&mut self, bytes: &[u8]) {
+        const K: u64 = 0x517c_c1b7_2722_0a95;
+        for chunk in bytes.chunks(8) {
+            let mut word = [0u8; 8];
+            word[..chunk.len()].copy_from_slice(chunk);
+            self.0 = (self.0.rotate_left(5) ^ u64::from_le_bytes(word)).wrapping_mul(K);
+        }
+    }
+
+    fn finish(&self) -> u64 {
+        self.0
+    }
 }
 
 pub(crate) static STORE: Lazy<HttpStore> = Lazy::new(|| {
     let store = HttpStore {
-        series: RwLock::new(HashMap::new()),
+        series: Mutex::new(HashMap::new()),
         max_series: AtomicUsize::new(DEFAULT_MAX_SERIES),
-        overflowed: AtomicU64::new(0),
         active: Default::default(),
         aborted: Default::default(),
     };
@@ -90,38 +143,46 @@ impl HttpStore {
         self.max_series.store(max, Relaxed);
     }
 
-    fn series(&self, method: u8, route: &str, status: u16) -> Arc<Series> {
+    /// New cells for this thread in the series `(method, route, status)`, or in its
+    /// overflow series once the cap is reached.
+    fn register(&self, method: u8, route: &str, status: u16) -> Arc<Series> {
+        let mut map = self.series.lock().unwrap_or_else(|p| p.into_inner());
         let key: Key = (method, route.into(), status);
-        if let Some(s) = self
-            .series
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .get(&key)
+        let key = if !map.contains_key(&key)
+            && map.len() >= self.max_series.load(Relaxed)
+            && route != OVERFLOW_ROUTE
         {
-            return s.clone();
-        }
-        let mut map = self.series.write().unwrap_or_else(|p| p.into_inner());
-        if let Some(s) = map.get(&key) {
-            return s.clone();
-        }
-        let key = if map.len() >= self.max_series.load(Relaxed) && route != OVERFLOW_ROUTE {
-            self.overflowed.fetch_add(1, Relaxed);
-            let overflow: Key = (method, OVERFLOW_ROUTE.into(), status);
-            if let Some(s) = map.get(&overflow) {
-                return s.clone();
-            }
-            overflow
+            (method, OVERFLOW_ROUTE.into(), status)
         } else {
             key
         };
-        map.entry(key).or_default().clone()
+        let cells = Arc::new(Series::default());
+        map.entry(key).or_default().push(cells.clone());
+        cells
     }
 
     fn record(&self, method: u8, route: &str, status: u16, elapsed_ns: u64) {
-        let series = self.series(method, route, status);
-        let index = BOUNDS_NS.iter().filter(|&&b| b < elapsed_ns).count();
-        series.buckets[index].fetch_add(1, Relaxed);
-        series.sum_ns.fetch_add(elapsed_ns, Relaxed);
+        let recorded = LOCAL.try_with(|local| {
+            let mut local = local.borrow_mut();
+            if let Some(list) = local.get(route)
+                && let Some((_, _, cells)) =
+                    list.iter().find(|(m, s, _)| *m == method && *s == status)
+            {
+                cells.observe(elapsed_ns);
+                return;
+            }
+            let cells = self.register(method, route, status);
+            cells.observe(elapsed_ns);
+            local
+                .entry(route.into())
+                .or_default()
+                .push((method, status, cells));
+        });
+        if recorded.is_err() {
+            // The thread is exiting and its cache is gone: record through the lock.
+            let cells = self.register(method, route, status);
+            cells.observe(elapsed_ns);
+        }
     }
 }
 
@@ -138,7 +199,7 @@ impl RequestTimer {
     pub(crate) fn start(method: &str) -> Self {
         let store = store();
         let method = method_index(method);
-        store.active[method as usize].fetch_add(1, Relaxed);
+        store.active[shard_index()].0[method as usize].fetch_add(1, Relaxed);
         RequestTimer {
             store,
             method,
@@ -156,7 +217,7 @@ impl RequestTimer {
 impl Drop for RequestTimer {
     fn drop(&mut self) {
         let m = self.method as usize;
-        self.store.active[m].fetch_sub(1, Relaxed);
+        self.store.active[shard_index()].0[m].fetch_sub(1, Relaxed);
         match &self.response {
             Some((route, status)) => {
                 let elapsed = clock::nanos_between(self.start, clock::raw());
@@ -169,27 +230,48 @@ impl Drop for RequestTimer {
     }
 }
 
+/// The sum of one series' per-thread cells: (cumulative buckets, sum in ns).
+fn sum_cells(cells: &[Arc<Series>]) -> ([u64; DEFAULT_BUCKETS.len() + 1], u64) {
+    let mut buckets = [0u64; DEFAULT_BUCKETS.len() + 1];
+    let mut sum = 0;
+    for c in cells {
+        for (total, cell) in buckets.iter_mut().zip(&c.buckets) {
+            *total += cell.load(Relaxed);
+        }
+        sum += c.sum_ns.load(Relaxed);
+    }
+    let mut cumulative = 0;
+    for b in &mut buckets {
+        cumulative += *b;
+        *b = cumulative;
+    }
+    (buckets, sum)
+}
+
 impl Collector for HttpStore {
     fn collect(&self, out: &mut Exposition<'_>) {
+        let map = self.series.lock().unwrap_or_else(|p| p.into_inner());
+        let mut keys: Vec<&Key> = map.keys().collect();
+        keys.sort();
+        let mut overflowed = 0;
         if out.family(
             "http_server_request_duration_seconds",
             "histogram",
             "Duration of HTTP server requests, to the end of the response body.",
         ) {
-            let map = self.series.read().unwrap_or_else(|p| p.into_inner());
-            let mut keys: Vec<&Key> = map.keys().collect();
-            keys.sort();
-            for key in keys {
-                let series = &map[key];
-                let (method, route, status) = (METHODS[key.0 as usize], &*key.1, key.2.to_string());
+            for key in &keys {
+                let (buckets, sum_ns) = sum_cells(&map[*key]);
+                let count = buckets[DEFAULT_BUCKETS.len()];
+                if &*key.1 == OVERFLOW_ROUTE {
+                    overflowed += count;
+                }
+                let status = key.2.to_string();
                 let labels = [
-                    ("http_request_method", method),
-                    ("http_route", route),
+                    ("http_request_method", METHODS[key.0 as usize]),
+                    ("http_route", &*key.1),
                     ("http_response_status_code", status.as_str()),
                 ];
-                let mut cumulative = 0;
-                for (i, cell) in series.buckets.iter().enumerate() {
-                    cumulative += cell.load(Relaxed);
+                for (i, cumulative) in buckets.iter().enumerate() {
                     let le = DEFAULT_BUCKETS
                         .get(i)
                         .map_or_else(|| "+Inf".to_owned(), |b| b.to_string());
@@ -197,18 +279,19 @@ impl Collector for HttpStore {
                     with_le.push(("le", &le));
                     out.sample("_bucket", &with_le, cumulative);
                 }
-                out.sample("_sum", &labels, series.sum_ns.load(Relaxed) as f64 / 1e9);
-                out.sample("_count", &labels, cumulative);
+                out.sample("_sum", &labels, sum_ns as f64 / 1e9);
+                out.sample("_count", &labels, count);
             }
         }
+        drop(map);
         if out.family(
             "http_server_active_requests",
             "gauge",
             "HTTP server requests in progress, until the end of the response body.",
         ) {
             for (i, method) in METHODS.iter().enumerate() {
-                let v = self.active[i].load(Relaxed).max(0);
-                out.sample("", &[("http_request_method", method)], v);
+                let v: i64 = self.active.iter().map(|s| s.0[i].load(Relaxed)).sum();
+                out.sample("", &[("http_request_method", method)], v.max(0));
             }
         }
         if out.family(
@@ -226,7 +309,7 @@ impl Collector for HttpStore {
             "counter",
             "Requests recorded under http_route=\"<overflow>\" because the series cap was reached.",
         ) {
-            out.sample("", &[], self.overflowed.load(Relaxed));
+            out.sample("", &[], overflowed);
         }
     }
 }
@@ -246,20 +329,26 @@ mod tests {
     #[test]
     fn the_series_cap_routes_new_series_to_overflow() {
         let store = HttpStore {
-            series: RwLock::new(HashMap::new()),
+            series: Mutex::new(HashMap::new()),
             max_series: AtomicUsize::new(3),
-            overflowed: AtomicU64::new(0),
             active: Default::default(),
             aborted: Default::default(),
         };
-        for i in 0..100 {
-            store.record(0, &format!("/r{i}"), 200, 1_000);
-        }
-        let map = store.series.read().unwrap();
+        // Two rounds on two threads: every thread gets its own cells, counts add up.
+        std::thread::scope(|scope| {
+            for _ in 0..2 {
+                scope.spawn(|| {
+                    for i in 0..100 {
+                        store.record(0, &format!("/r{i}"), 200, 1_000);
+                    }
+                });
+            }
+        });
+        let map = store.series.lock().unwrap();
         assert_eq!(map.len(), 4, "three series and one overflow series");
-        let overflow = &map[&(0, OVERFLOW_ROUTE.into(), 200)];
-        let count: u64 = overflow.buckets.iter().map(|b| b.load(Relaxed)).sum();
-        assert_eq!(count, 97);
-        assert_eq!(store.overflowed.load(Relaxed), 97);
+        let (buckets, _) = sum_cells(&map[&(0, OVERFLOW_ROUTE.into(), 200)]);
+        assert_eq!(buckets[DEFAULT_BUCKETS.len()], 2 * 97);
+        let (buckets, _) = sum_cells(&map[&(0, "/r0".into(), 200)]);
+        assert_eq!(buckets[DEFAULT_BUCKETS.len()], 2);
     }
 }

@@ -117,25 +117,34 @@ fn server_span(req: &ServiceRequest) -> Span {
     // OpenTelemetry: the span is named after the method alone until the route is known,
     // and `HTTP` for methods outside the known set.
     let name = if method == "_OTHER" { "HTTP" } else { method };
+    // Every value is recorded after the enabled check: with tracing's `log` feature on
+    // (any crate in the build can turn it on), a disabled span still evaluates the
+    // values written in the macro, and `connection_info()` alone costs more than the
+    // rest of this middleware.
     let span = tracing::info_span!(
         target: "observe::http",
         "HTTP request",
-        otel.name = name,
+        otel.name = Empty,
         otel.kind = "server",
         otel.status_code = Empty,
-        http.request.method = method,
+        http.request.method = Empty,
         http.request.method_original = Empty,
         http.route = Empty,
         http.response.status_code = Empty,
-        url.path = req.path(),
-        url.scheme = req.connection_info().scheme(),
-        network.protocol.version = protocol_version(req.version()),
+        url.path = Empty,
+        url.scheme = Empty,
+        network.protocol.version = Empty,
         client.address = Empty,
         user_agent.original = Empty,
     );
     if span.is_disabled() {
         return span;
     }
+    span.record("otel.name", name);
+    span.record("http.request.method", method);
+    span.record("url.path", req.path());
+    span.record("url.scheme", req.connection_info().scheme());
+    span.record("network.protocol.version", protocol_version(req.version()));
     if method == "_OTHER" {
         span.record("http.request.method_original", req.method().as_str());
     }
@@ -333,5 +342,18 @@ impl<B: MessageBody> MessageBody for TimedBody<B> {
             this.timer.take();
         }
         next
+    }
+
+    /// Keeps actix's fast path for bodies that are already complete (no polling, no
+    /// copy); the body exists in full, so the request is measured as ending here.
+    fn try_into_bytes(self) -> Result<Bytes, Self> {
+        let TimedBody { body, timer, _span } = self;
+        match body.try_into_bytes() {
+            Ok(bytes) => {
+                drop(timer);
+                Ok(bytes)
+            }
+            Err(body) => Err(TimedBody { body, timer, _span }),
+        }
     }
 }

@@ -128,8 +128,9 @@ thread_local! {
 }
 static NEXT_SHARD: AtomicUsize = AtomicUsize::new(0);
 
+/// The calling thread's shard, dealt round-robin on first use.
 #[inline(always)]
-fn shard_index() -> usize {
+pub(crate) fn shard_index() -> usize {
     SHARD.with(|slot| {
         let index = slot.get();
         if index < SHARDS {

@@ -1,0 +1,101 @@
+//! Per-request cost of HTTP middlewares, in-process through actix-web's test harness
+//! (stable on a noisy machine): a bare hello-world app, then the same app wrapped in
+//! `observe::Middleware` (metrics + span + context extraction, no subscriber, no
+//! exporter), actix-web-prom, tracing-actix-web, and the last two together.
+//! Every request's body is read to the end, so body-end timing is included.
+#![allow(missing_docs)]
+
+use std::time::{Duration, Instant};
+
+use actix_web::dev::{Service, ServiceResponse};
+use actix_web::{App, test, web};
+use criterion::{Criterion, criterion_group, criterion_main};
+
+async fn hello() -> &'static str {
+    "hello"
+}
+
+fn app() -> App<
+    impl actix_web::dev::ServiceFactory<
+        actix_web::dev::ServiceRequest,
+        Config = (),
+        Response = ServiceResponse,
+        Error = actix_web::Error,
+        InitError = (),
+    >,
+> {
+    App::new().route("/hello/{name}", web::get().to(hello))
+}
+
+/// Times `iters` requests through `service`, each with a `traceparent` to extract.
+async fn drive<S, B>(service: &S, iters: u64) -> Duration
+where
+    S: Service<actix_http::Request, Response = ServiceResponse<B>, Error = actix_web::Error>,
+    B: actix_web::body::MessageBody,
+{
+    let start = Instant::now();
+    for _ in 0..iters {
+        let req = test::TestRequest::get()
+            .uri("/hello/world")
+            .insert_header((
+                "traceparent",
+                "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+            ))
+            .to_request();
+        let response = test::call_service(service, req).await;
+        std::hint::black_box(test::read_body(response).await);
+    }
+    start.elapsed()
+}
+
+macro_rules! bench_app {
+    ($group:expr, $rt:expr, $name:expr, $app:expr) => {{
+        let service = $rt.block_on(test::init_service($app));
+        $group.bench_function($name, |b| {
+            b.iter_custom(|iters| $rt.block_on(drive(&service, iters)))
+        });
+    }};
+}
+
+fn middlewares(c: &mut Criterion) {
+    let rt = actix_web::rt::System::new();
+    let prom = actix_web_prom::PrometheusMetricsBuilder::new("bench")
+        .registry(prometheus::Registry::new())
+        .endpoint("/metrics")
+        .build()
+        .expect("actix-web-prom builds");
+    let mut group = c.benchmark_group("http_request");
+    bench_app!(group, rt, "bare", app());
+    bench_app!(
+        group,
+        rt,
+        "observe_middleware",
+        app().wrap(observe::Middleware::new())
+    );
+    bench_app!(group, rt, "actix_web_prom", app().wrap(prom.clone()));
+    bench_app!(
+        group,
+        rt,
+        "tracing_actix_web",
+        app().wrap(tracing_actix_web::TracingLogger::default())
+    );
+    bench_app!(
+        group,
+        rt,
+        "actix_web_prom_and_tracing_actix_web",
+        app()
+            .wrap(prom.clone())
+            .wrap(tracing_actix_web::TracingLogger::default())
+    );
+    group.finish();
+}
+
+criterion_group! {
+    name = benches;
+    config = Criterion::default()
+        .warm_up_time(Duration::from_millis(500))
+        .measurement_time(Duration::from_secs(3))
+        .sample_size(30);
+    targets = middlewares
+}
+criterion_main!(benches);
