@@ -1,12 +1,14 @@
 #![doc = include_str!("../README.md")]
 
+#[doc = include_str!("../docs/health_check.md")]
+pub use observe_macros::health_check;
 #[doc = include_str!("../docs/instrumented.md")]
 pub use observe_macros::instrumented;
 #[cfg(feature = "actix")]
 pub use observe_runtime::http::Middleware;
 #[cfg(feature = "actix")]
 pub use observe_runtime::{actix, admin, http};
-pub use observe_runtime::{metrics, registry};
+pub use observe_runtime::{health, metrics, registry};
 
 /// Records the binary's name, version and (when the build sets `GIT_COMMIT` /
 /// `GIT_BRANCH`) commit and branch as `build_info{…} 1`. Call it once in `main`.

@@ -4,6 +4,7 @@
 //! names only `::observe::__private`, so this crate alone does not compile it.
 
 mod common;
+mod health_check;
 mod instrumented;
 
 use proc_macro::TokenStream;
@@ -14,4 +15,12 @@ use proc_macro::TokenStream;
 #[proc_macro_attribute]
 pub fn instrumented(args: TokenStream, item: TokenStream) -> TokenStream {
     instrumented::instrumented(args.into(), item.into()).into()
+}
+
+/// Declares a health check, registered at link time and run by the health engine.
+///
+/// See the documentation of `observe::health_check` for the options.
+#[proc_macro_attribute]
+pub fn health_check(args: TokenStream, item: TokenStream) -> TokenStream {
+    health_check::health_check(args.into(), item.into()).into()
 }

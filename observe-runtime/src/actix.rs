@@ -59,6 +59,7 @@ where
     type Future = Ready<Result<Self::Transform, ()>>;
 
     fn new_transform(&self, service: S) -> Self::Future {
+        crate::health::liveness::register_worker();
         ready(Ok(WorkerMetricsService {
             service,
             slot: workers::slot_for_current_thread(),

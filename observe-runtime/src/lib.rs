@@ -14,6 +14,7 @@
 pub mod actix;
 #[cfg(feature = "actix")]
 pub mod admin;
+pub mod health;
 #[cfg(feature = "actix")]
 pub mod http;
 pub mod metrics;
@@ -30,6 +31,22 @@ pub mod __private {
     /// Every `#[instrumented]` call site linked into the binary.
     #[linkme::distributed_slice]
     pub static SITES: [&'static dyn SiteDyn];
+
+    /// Every `#[health_check]` linked into the binary.
+    #[linkme::distributed_slice]
+    pub static CHECKS: [&'static CheckDef];
+
+    pub use crate::health::{
+        CheckDef, CheckFuture, HealthStatus, IntoHealthStatus, StateMap, StateType, run_blocking,
+    };
+    pub use core::time::Duration;
+
+    /// Converts a check's return value; the turbofish carries the user's return type, so
+    /// a type that cannot be a check result is reported on it.
+    #[inline]
+    pub fn into_health_status<T: IntoHealthStatus>(value: T) -> HealthStatus {
+        value.into_health_status()
+    }
     pub use linkme;
     pub use tracing;
 

@@ -1,4 +1,5 @@
 //! Pieces shared by the macros.
 
+pub mod duration;
 pub mod fallback;
 pub mod names;

@@ -2,7 +2,9 @@
 
 mod attr;
 mod expand;
-mod valid;
+pub(crate) mod valid;
+
+pub(crate) use valid::Errors;
 
 use proc_macro2::TokenStream;
 

@@ -43,6 +43,7 @@ pub const DEFAULT_ADDR: &str = "0.0.0.0:6060";
 pub struct AdminServer {
     addr: String,
     policy: AccessPolicy,
+    health: Option<crate::health::Health>,
     protect_metrics: bool,
     max_connections: usize,
     request_timeout: Duration,
@@ -53,6 +54,7 @@ impl Default for AdminServer {
         AdminServer {
             addr: DEFAULT_ADDR.to_owned(),
             policy: AccessPolicy::loopback_only(),
+            health: None,
             protect_metrics: false,
             max_connections: 64,
             request_timeout: Duration::from_secs(5),
@@ -128,6 +130,18 @@ impl AdminServer {
         self
     }
 
+    /// Serves `/readyz`, `/readyz/{name}` and `/startupz` from this health engine.
+    ///
+    /// ```
+    /// let engine = observe_runtime::health::Health::builder().checks(vec![]).build().unwrap();
+    /// let admin = observe_runtime::admin::AdminServer::new().health(engine);
+    /// # drop(admin);
+    /// ```
+    pub fn health(mut self, health: crate::health::Health) -> Self {
+        self.health = Some(health);
+        self
+    }
+
     /// Puts `/metrics` behind the access policy too (default: open, so scrapers reach it).
     ///
     /// ```
@@ -163,15 +177,18 @@ impl AdminServer {
                 actix_web::rt::System::new().block_on(async move {
                     let AdminServer {
                         policy,
+                        health,
                         protect_metrics,
                         max_connections,
                         request_timeout,
                         ..
                     } = settings;
                     let server = HttpServer::new(move || {
-                        App::new()
-                            .wrap(AdminOnly)
-                            .configure(configure(policy.clone(), protect_metrics))
+                        App::new().wrap(AdminOnly).configure(configure(
+                            policy.clone(),
+                            protect_metrics,
+                            health.clone(),
+                        ))
                     })
                     .workers(1)
                     .disable_signals()
@@ -191,7 +208,12 @@ impl AdminServer {
             .recv()
             .map_err(|_| io::Error::other("admin server thread ended before it started serving"))?;
         eprintln!(
-            "observe: admin server on http://{addr} (/metrics /livez /healthz /debug/pprof/)"
+            "observe: admin server on http://{addr} (/metrics /livez /healthz{} /debug/pprof/)",
+            if self.health.is_some() {
+                " /readyz /startupz"
+            } else {
+                ""
+            }
         );
         Ok(AdminHandle {
             addr,
@@ -246,19 +268,22 @@ impl Drop for AdminHandle {
     }
 }
 
-/// Mounts the admin endpoints on an application, behind `policy`.
+/// Mounts the admin endpoints on an application, behind `policy`: `/metrics`, the
+/// probes (readiness and start-up when `health` is given), and `/debug/pprof/*`.
 ///
 /// ```
 /// use actix_web::App;
 /// use observe_runtime::admin::{AccessPolicy, configure};
-/// let app = App::new().configure(configure(AccessPolicy::loopback_only(), false));
+/// let app = App::new().configure(configure(AccessPolicy::loopback_only(), false, None));
 /// # drop(app);
 /// ```
 pub fn configure(
     policy: AccessPolicy,
     protect_metrics: bool,
+    health: Option<crate::health::Health>,
 ) -> impl FnOnce(&mut web::ServiceConfig) + Clone {
     move |cfg: &mut web::ServiceConfig| {
+        crate::health::configure(health, policy.clone())(cfg);
         let _ = denials();
         let metrics = read_only("/metrics", crate::actix::metrics_handler);
         if protect_metrics {
@@ -268,16 +293,14 @@ pub fn configure(
         } else {
             cfg.service(metrics);
         }
-        cfg.service(read_only("/livez", live))
-            .service(read_only("/healthz", live))
-            .service(
-                web::scope("/debug/pprof")
-                    .wrap(Gate { policy })
-                    .service(read_only("/", pprof_index))
-                    .service(read_only("", pprof_index))
-                    .service(read_only("/cmdline", pprof_cmdline))
-                    .default_service(web::to(pprof_unknown)),
-            );
+        cfg.service(
+            web::scope("/debug/pprof")
+                .wrap(Gate { policy })
+                .service(read_only("/", pprof_index))
+                .service(read_only("", pprof_index))
+                .service(read_only("/cmdline", pprof_cmdline))
+                .default_service(web::to(pprof_unknown)),
+        );
     }
 }
 
@@ -293,13 +316,6 @@ where
             .guard(actix_web::guard::Any(actix_web::guard::Get()).or(actix_web::guard::Head()))
             .to(handler),
     )
-}
-
-/// Liveness: the process answers. It never checks dependencies.
-async fn live() -> HttpResponse {
-    HttpResponse::Ok()
-        .content_type("text/plain; charset=utf-8")
-        .body("ok\n")
 }
 
 /// The profiles this build serves, one line each.

@@ -185,8 +185,10 @@ where
     type Future = Ready<Result<Self::Transform, ()>>;
 
     fn new_transform(&self, service: S) -> Self::Future {
-        // Register the families now, so they are present before the first request.
+        // Register the families now, so they are present before the first request, and
+        // watch this worker's event loop for liveness.
         let _ = store();
+        crate::health::liveness::register_worker();
         ready(Ok(MiddlewareService {
             service,
             skip: self.skip.clone(),

@@ -1,0 +1,117 @@
+//! `health_check_status{check, critical}`, `health_check_duration_seconds{check}`,
+//! `health_check_failures_total{check, reason}`: one series set per declared check, so
+//! the cardinality is fixed by the code.
+
+use std::collections::BTreeMap;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use crate::metrics::collector::{self, Collector, Exposition};
+
+/// Bounds for check durations (seconds): checks are bounded by timeouts of about a second.
+const BUCKETS: [f64; 10] = [0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 5.0];
+
+#[derive(Default)]
+struct CheckSeries {
+    critical: bool,
+    up: Option<bool>,
+    buckets: [u64; BUCKETS.len() + 1],
+    sum: f64,
+    failures: [u64; 3],
+}
+
+const REASONS: [&str; 3] = ["error", "timeout", "panic"];
+
+#[derive(Default)]
+pub(crate) struct HealthMetrics {
+    checks: Mutex<BTreeMap<&'static str, CheckSeries>>,
+}
+
+pub(crate) fn metrics() -> &'static HealthMetrics {
+    static METRICS: once_cell::sync::Lazy<HealthMetrics> =
+        once_cell::sync::Lazy::new(HealthMetrics::default);
+    static REGISTERED: std::sync::Once = std::sync::Once::new();
+    let m: &'static HealthMetrics = &METRICS;
+    REGISTERED.call_once(|| collector::register(m));
+    m
+}
+
+impl HealthMetrics {
+    pub(crate) fn declare(&self, check: &'static str, critical: bool) {
+        let mut all = self.checks.lock().unwrap_or_else(|p| p.into_inner());
+        all.entry(check).or_default().critical = critical;
+    }
+
+    pub(crate) fn observe(
+        &self,
+        check: &'static str,
+        up: bool,
+        duration: Duration,
+        reason: Option<&str>,
+    ) {
+        let mut all = self.checks.lock().unwrap_or_else(|p| p.into_inner());
+        let s = all.entry(check).or_default();
+        s.up = Some(up);
+        let secs = duration.as_secs_f64();
+        let i = BUCKETS.iter().filter(|&&b| b < secs).count();
+        s.buckets[i] += 1;
+        s.sum += secs;
+        if let Some(r) = reason.and_then(|r| REASONS.iter().position(|x| *x == r)) {
+            s.failures[r] += 1;
+        }
+    }
+}
+
+impl Collector for HealthMetrics {
+    fn collect(&self, out: &mut Exposition<'_>) {
+        let all = self.checks.lock().unwrap_or_else(|p| p.into_inner());
+        if all.is_empty() {
+            return;
+        }
+        if out.family(
+            "health_check_status",
+            "gauge",
+            "Reported status of each health check: 1 passing, 0 failing (after thresholds); absent before the first run.",
+        ) {
+            for (name, s) in all.iter() {
+                if let Some(up) = s.up {
+                    let critical = if s.critical { "true" } else { "false" };
+                    out.sample(
+                        "",
+                        &[("check", name), ("critical", critical)],
+                        u8::from(up),
+                    );
+                }
+            }
+        }
+        if out.family(
+            "health_check_duration_seconds",
+            "histogram",
+            "Duration of health check runs.",
+        ) {
+            for (name, s) in all.iter() {
+                let mut cumulative = 0;
+                for (i, count) in s.buckets.iter().enumerate() {
+                    cumulative += count;
+                    let le = BUCKETS
+                        .get(i)
+                        .map_or_else(|| "+Inf".to_owned(), |b| b.to_string());
+                    out.sample("_bucket", &[("check", name), ("le", &le)], cumulative);
+                }
+                out.sample("_sum", &[("check", name)], s.sum);
+                out.sample("_count", &[("check", name)], cumulative);
+            }
+        }
+        if out.family(
+            "health_check_failures_total",
+            "counter",
+            "Failed health check runs, by reason (error, timeout, panic).",
+        ) {
+            for (name, s) in all.iter() {
+                for (reason, count) in REASONS.iter().zip(s.failures) {
+                    out.sample("", &[("check", name), ("reason", reason)], count);
+                }
+            }
+        }
+    }
+}

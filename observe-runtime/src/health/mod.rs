@@ -1,0 +1,27 @@
+//! Health: `#[health_check]` functions registered at link time, an engine that runs them
+//! concurrently within a probe budget, and the Kubernetes probe endpoints.
+//!
+//! - **Liveness** (`/livez`, `/healthz`) never runs a dependency check.
+//! - **Readiness** (`/readyz`) runs every check concurrently; a critical failure is 503,
+//!   non-critical failures only are 200 `degraded`. Results are cached (a check's
+//!   `interval`, or 1 s) and concurrent probes share one run, so probes cannot stampede
+//!   a dependency; failing checks back off.
+//! - **Start-up** (`/startupz`) fails until the application calls
+//!   [`Health::mark_started`] and every `startup` check has passed once.
+
+mod check;
+#[cfg(feature = "actix")]
+mod endpoints;
+mod engine;
+pub mod liveness;
+mod metrics;
+
+pub use check::{
+    CheckDef, CheckFuture, HealthStatus, IntoHealthStatus, StateMap, StateType, run_blocking,
+};
+#[cfg(feature = "actix")]
+pub use endpoints::configure;
+pub use engine::{
+    CheckReport, CheckState, DEFAULT_BUDGET, DEFAULT_TTL, Health, HealthBuilder, HealthError,
+    MAX_BACKOFF, Overall, Probe, Transition,
+};

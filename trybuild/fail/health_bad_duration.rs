@@ -1,0 +1,6 @@
+#[observe::health_check(timeout = "fast")]
+async fn gateway() -> Result<(), String> {
+    Ok(())
+}
+
+fn main() {}

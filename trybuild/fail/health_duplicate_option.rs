@@ -1,0 +1,6 @@
+#[observe::health_check(critical, timeout = "1s", critical)]
+async fn gateway() -> Result<(), String> {
+    Ok(())
+}
+
+fn main() {}

@@ -1,0 +1,4 @@
+#[observe::health_check]
+async fn gateway() {}
+
+fn main() {}
