@@ -10,6 +10,7 @@
 //!   [`Health::mark_started`] and every `startup` check has passed once.
 
 mod check;
+pub mod checks;
 #[cfg(feature = "actix")]
 mod endpoints;
 mod engine;

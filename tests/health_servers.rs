@@ -1,0 +1,368 @@
+//! Readiness of a payment service against real dependencies: a throwaway PostgreSQL
+//! (critical), a payment gateway over HTTP (critical: the SLA dependency) and Redis
+//! (non-critical), all on free loopback ports, probed over HTTP through the admin server.
+//! The README's test command installs PostgreSQL and Redis (needs root: PostgreSQL runs
+//! as the `postgres` user).
+
+mod common;
+
+use std::future::Future;
+use std::net::{SocketAddr, TcpListener};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU8, AtomicU32, Ordering};
+use std::time::{Duration, Instant};
+
+use observe::health::{Health, checks};
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn wait_until(what: &str, mut ready: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !ready() {
+        assert!(
+            Instant::now() < deadline,
+            "{what} did not come up within 20 s"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+fn block_on<F: Future>(f: F) -> F::Output {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+        .block_on(f)
+}
+
+/// A PostgreSQL cluster in a temporary directory, stopped and removed on drop.
+struct Postgres {
+    bin: PathBuf,
+    dir: PathBuf,
+    port: u16,
+}
+
+impl Postgres {
+    fn start() -> Postgres {
+        let bin = std::fs::read_dir("/usr/lib/postgresql")
+            .expect("PostgreSQL is installed (Debian's postgresql package)")
+            .filter_map(Result::ok)
+            .map(|e| e.path().join("bin"))
+            .find(|p| p.join("initdb").exists())
+            .expect("initdb");
+        let port = free_port();
+        let dir = std::env::temp_dir().join(format!("observe-pg-{}-{port}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let ok = Command::new("chown")
+            .arg("postgres:postgres")
+            .arg(&dir)
+            .status()
+            .unwrap();
+        assert!(
+            ok.success(),
+            "chown to the postgres user (this test needs root)"
+        );
+        let pg = Postgres { bin, dir, port };
+        let out = pg
+            .as_postgres("initdb")
+            .args(["-A", "trust", "-U", "postgres", "--no-sync", "-D"])
+            .arg(&pg.dir)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "initdb: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let out = pg
+            .as_postgres("pg_ctl")
+            .args(["-w", "-l"])
+            .arg(pg.dir.join("log"))
+            .arg("-D")
+            .arg(&pg.dir)
+            .arg("-o")
+            .arg(format!(
+                "-p {port} -k {} -c listen_addresses=127.0.0.1 -c fsync=off",
+                pg.dir.display()
+            ))
+            .arg("start")
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "pg_ctl start: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let config = pg.config();
+        wait_until("PostgreSQL", || {
+            block_on(checks::postgres_connect(&config)).is_ok()
+        });
+        pg
+    }
+
+    fn as_postgres(&self, tool: &str) -> Command {
+        let mut c = Command::new("runuser");
+        c.args(["-u", "postgres", "--"]).arg(self.bin.join(tool));
+        c
+    }
+
+    fn config(&self) -> String {
+        format!(
+            "host=127.0.0.1 port={} user=postgres dbname=postgres connect_timeout=2",
+            self.port
+        )
+    }
+}
+
+impl Drop for Postgres {
+    fn drop(&mut self) {
+        let _ = self
+            .as_postgres("pg_ctl")
+            .args(["-m", "immediate", "-D"])
+            .arg(&self.dir)
+            .arg("stop")
+            .output();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// A Redis server without persistence; `stop` kills it.
+struct Redis {
+    child: Option<Child>,
+    port: u16,
+}
+
+impl Redis {
+    fn start() -> Redis {
+        let port = free_port();
+        let child = Command::new("redis-server")
+            .args([
+                "--port",
+                &port.to_string(),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+            ])
+            .stdout(Stdio::null())
+            .spawn()
+            .expect("redis-server is installed (Debian's redis-server package)");
+        let addr = format!("127.0.0.1:{port}");
+        wait_until("Redis", || {
+            block_on(checks::redis_ping(&addr, None)).is_ok()
+        });
+        Redis {
+            child: Some(child),
+            port,
+        }
+    }
+
+    fn stop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+impl Drop for Redis {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// The payment gateway: answers 200, 502, or hangs, as the test says; counts requests.
+struct Gateway {
+    mode: Arc<AtomicU8>,
+    hits: Arc<AtomicU32>,
+    addr: SocketAddr,
+}
+
+const UP: u8 = 0;
+const HANG: u8 = 2;
+
+impl Gateway {
+    fn start() -> Gateway {
+        let mode = Arc::new(AtomicU8::new(UP));
+        let hits = Arc::new(AtomicU32::new(0));
+        let (tx, rx) = std::sync::mpsc::channel();
+        let (m, h) = (mode.clone(), hits.clone());
+        std::thread::spawn(move || {
+            actix_web::rt::System::new().block_on(async move {
+                let server = actix_web::HttpServer::new(move || {
+                    let (m, h) = (m.clone(), h.clone());
+                    actix_web::App::new().route(
+                        "/health",
+                        actix_web::web::get().to(move || {
+                            let (m, h) = (m.clone(), h.clone());
+                            async move {
+                                h.fetch_add(1, Ordering::SeqCst);
+                                match m.load(Ordering::SeqCst) {
+                                    UP => actix_web::HttpResponse::Ok().finish(),
+                                    HANG => {
+                                        actix_web::rt::time::sleep(Duration::from_secs(30)).await;
+                                        actix_web::HttpResponse::Ok().finish()
+                                    }
+                                    _ => actix_web::HttpResponse::BadGateway().finish(),
+                                }
+                            }
+                        }),
+                    )
+                })
+                .workers(2)
+                .disable_signals()
+                .bind("127.0.0.1:0")
+                .unwrap();
+                tx.send(server.addrs()[0]).unwrap();
+                let _ = server.run().await;
+            });
+        });
+        Gateway {
+            mode,
+            hits,
+            addr: rx.recv().unwrap(),
+        }
+    }
+}
+
+struct Deps {
+    postgres: String,
+    redis: String,
+    gateway: String,
+}
+
+#[observe::health_check(critical, timeout = "400ms")]
+async fn database(deps: &Deps) -> Result<(), String> {
+    checks::postgres_connect(&deps.postgres).await
+}
+
+#[observe::health_check(critical, timeout = "300ms", interval = "200ms", success_threshold = 2)]
+async fn payment_gateway(deps: &Deps) -> Result<(), String> {
+    checks::http_get(&deps.gateway).await
+}
+
+#[observe::health_check(timeout = "300ms")]
+async fn redis(deps: &Deps) -> Result<(), String> {
+    checks::redis_ping(&deps.redis, None).await
+}
+
+#[test]
+fn readiness_follows_the_real_dependencies() {
+    let postgres = Postgres::start();
+    let mut redis_server = Redis::start();
+    let gateway = Gateway::start();
+    let health = Health::builder()
+        .select(["database", "payment_gateway", "redis"])
+        .state(Deps {
+            postgres: postgres.config(),
+            redis: format!("127.0.0.1:{}", redis_server.port),
+            gateway: format!("http://{}/health", gateway.addr),
+        })
+        .build()
+        .unwrap();
+    health.mark_started();
+    let admin = observe::admin::AdminServer::new()
+        .addr("127.0.0.1:0")
+        .health(health.clone())
+        .start()
+        .unwrap();
+    let readyz = || common::http_get(admin.local_addr(), "/readyz?verbose", "");
+
+    // Everything up.
+    let (status, _, body) = readyz();
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(
+        body,
+        "[+]database ok\n[+]payment_gateway ok\n[+]redis ok\nreadyz check passed\n"
+    );
+
+    // Probes until `done` says the answer changed; every probe answers within the
+    // budget (800 ms), whatever the dependencies do. A passing result is served stale
+    // for one cache lifetime while it is re-checked, so a change shows on a later probe.
+    let probe_until = |what: &str, done: &dyn Fn(u16, &str) -> bool| {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let started = Instant::now();
+            let (status, _, body) = readyz();
+            let took = started.elapsed();
+            assert!(
+                took < Duration::from_millis(900),
+                "probe took {took:?}: {body}"
+            );
+            if done(status, &body) {
+                return (status, body);
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{what} never showed: {status} {body}"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    };
+
+    // Redis down: degraded, still ready, and Redis is named.
+    redis_server.stop();
+    let (status, body) = probe_until("redis down", &|_, b| b.contains("[-]redis"));
+    assert_eq!(status, 200, "{body}");
+    assert!(
+        body.contains("[-]redis failed (non-critical): redis 127.0.0.1:"),
+        "{body}"
+    );
+    assert!(body.ends_with("readyz check passed, degraded\n"), "{body}");
+
+    // The gateway hangs: 503 within the budget, naming the gateway.
+    gateway.mode.store(HANG, Ordering::SeqCst);
+    let (status, body) = probe_until("gateway hanging", &|s, _| s == 503);
+    assert!(
+        body.contains("[-]payment_gateway timeout: timed out after 300ms"),
+        "{status} {body}"
+    );
+
+    // The gateway is back: 200 once it has passed twice (success_threshold = 2); a
+    // single success shows as "recovering" and is still 503.
+    gateway.mode.store(UP, Ordering::SeqCst);
+    let (_, body) = probe_until("recovering", &|_, b| b.contains("recovering"));
+    assert!(
+        body.contains(
+            "[-]payment_gateway failed: recovering: 1 consecutive success(es), threshold 2"
+        ),
+        "{body}"
+    );
+    probe_until("recovered", &|s, _| s == 200);
+
+    // A probe storm: 1,000 probes in about 2 s reach the gateway at most once per
+    // interval (200 ms), not 1,000 times.
+    let before = gateway.hits.load(Ordering::SeqCst);
+    let started = Instant::now();
+    let addr = admin.local_addr();
+    std::thread::scope(|s| {
+        for _ in 0..4 {
+            s.spawn(move || {
+                for _ in 0..250 {
+                    let (status, _, _) = common::http_get(addr, "/readyz", "");
+                    assert!(status == 200 || status == 503);
+                    std::thread::sleep(Duration::from_millis(8));
+                }
+            });
+        }
+    });
+    let elapsed = started.elapsed();
+    let hits = gateway.hits.load(Ordering::SeqCst) - before;
+    let allowed = (elapsed.as_millis() / 200) as u32 + 2;
+    assert!(
+        hits <= allowed,
+        "{hits} gateway calls in {elapsed:?} (at most {allowed})"
+    );
+    admin.stop();
+    drop(postgres);
+}
