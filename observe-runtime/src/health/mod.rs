@@ -16,6 +16,8 @@ mod endpoints;
 mod engine;
 pub mod liveness;
 mod metrics;
+#[cfg(feature = "actix")]
+mod shutdown;
 
 pub use check::{
     CheckDef, CheckFuture, HealthStatus, IntoHealthStatus, StateMap, StateType, run_blocking,
@@ -26,3 +28,5 @@ pub use engine::{
     CheckReport, CheckState, DEFAULT_BUDGET, DEFAULT_TTL, Health, HealthBuilder, HealthError,
     MAX_BACKOFF, Overall, Probe, Transition,
 };
+#[cfg(feature = "actix")]
+pub use shutdown::{DEFAULT_ACTIX_SHUTDOWN_TIMEOUT, DEFAULT_READINESS_PERIOD, Shutdown};

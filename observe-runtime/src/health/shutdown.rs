@@ -1,0 +1,203 @@
+//! Phased graceful shutdown, in the Kubernetes apiserver's order (feature `actix`).
+//!
+//! actix-web stops accepting connections the moment SIGTERM arrives, while endpoints
+//! controllers and load balancers still send traffic until readiness has failed for a
+//! probe period or more. So, on SIGTERM or SIGINT:
+//!
+//! 1. `/readyz` turns 503 (`[-]shutdown failed: shutting down`) at once; `/livez` stays
+//!    200, so the kubelet does not kill the pod early;
+//! 2. the application keeps serving new and in-flight requests for the drain delay
+//!    (default: readiness period × failure threshold + 1 s);
+//! 3. actix stops gracefully (in-flight requests finish within its shutdown timeout);
+//! 4. flush hooks (telemetry) run last.
+//!
+//! Build the server with `.disable_signals()` (or actix reacts to SIGTERM first) and
+//! give [`Shutdown::actix_shutdown_timeout`] the same value as `.shutdown_timeout(..)`.
+
+use std::fmt;
+use std::future::Future;
+use std::io;
+use std::time::Duration;
+
+use super::engine::Health;
+
+type Hook = Box<dyn FnOnce() + Send>;
+
+/// The shutdown sequence; [`run`](Shutdown::run) serves until a signal, then drains.
+///
+/// ```no_run
+/// # async fn demo(health: observe_runtime::health::Health) -> std::io::Result<()> {
+/// use std::time::Duration;
+/// let server = actix_web::HttpServer::new(|| actix_web::App::new())
+///     .disable_signals()
+///     .shutdown_timeout(10)
+///     .bind("127.0.0.1:8080")?
+///     .run();
+/// observe_runtime::health::Shutdown::new(health)
+///     .readiness_probe(Duration::from_secs(5), 1)
+///     .termination_grace_period(Duration::from_secs(30))
+///     .run(server)
+///     .await
+/// # }
+/// ```
+pub struct Shutdown {
+    health: Health,
+    readiness_period: Duration,
+    failure_threshold: u32,
+    drain: Option<Duration>,
+    actix_timeout: Duration,
+    grace: Option<Duration>,
+    hooks: Vec<Hook>,
+}
+
+impl fmt::Debug for Shutdown {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Shutdown")
+            .field("drain", &self.drain_delay())
+            .field("actix_timeout", &self.actix_timeout)
+            .field("grace", &self.grace)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Kubernetes' default `periodSeconds` for probes.
+pub const DEFAULT_READINESS_PERIOD: Duration = Duration::from_secs(10);
+/// actix-web's default `shutdown_timeout`.
+pub const DEFAULT_ACTIX_SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(30);
+
+impl Shutdown {
+    /// The sequence for this health engine, with Kubernetes' defaults (readiness every
+    /// 10 s, failure threshold 1).
+    pub fn new(health: Health) -> Self {
+        Shutdown {
+            health,
+            readiness_period: DEFAULT_READINESS_PERIOD,
+            failure_threshold: 1,
+            drain: None,
+            actix_timeout: DEFAULT_ACTIX_SHUTDOWN_TIMEOUT,
+            grace: None,
+            hooks: Vec::new(),
+        }
+    }
+
+    /// The readiness probe's `periodSeconds` and `failureThreshold`, from which the drain
+    /// delay is derived: after that long, every caller has seen readiness fail.
+    pub fn readiness_probe(mut self, period: Duration, failure_threshold: u32) -> Self {
+        self.readiness_period = period;
+        self.failure_threshold = failure_threshold.max(1);
+        self
+    }
+
+    /// Overrides the derived drain delay.
+    pub fn drain(mut self, delay: Duration) -> Self {
+        self.drain = Some(delay);
+        self
+    }
+
+    /// The value given to `HttpServer::shutdown_timeout` (actix's default: 30 s).
+    pub fn actix_shutdown_timeout(mut self, timeout: Duration) -> Self {
+        self.actix_timeout = timeout;
+        self
+    }
+
+    /// The pod's `terminationGracePeriodSeconds`: [`run`](Self::run) warns at start when
+    /// drain + actix's shutdown timeout exceeds it (the kubelet would SIGKILL first).
+    pub fn termination_grace_period(mut self, grace: Duration) -> Self {
+        self.grace = Some(grace);
+        self
+    }
+
+    /// Runs after the server has stopped, in order: flush telemetry here.
+    pub fn on_stopped(mut self, hook: impl FnOnce() + Send + 'static) -> Self {
+        self.hooks.push(Box::new(hook));
+        self
+    }
+
+    /// The drain delay in effect.
+    pub fn drain_delay(&self) -> Duration {
+        self.drain
+            .unwrap_or(self.readiness_period * self.failure_threshold + Duration::from_secs(1))
+    }
+
+    /// The time the whole sequence may take: drain plus actix's shutdown timeout.
+    pub fn total(&self) -> Duration {
+        self.drain_delay() + self.actix_timeout
+    }
+
+    /// A warning when the sequence cannot fit in the termination grace period.
+    pub fn check(&self) -> Option<String> {
+        let grace = self.grace?;
+        (self.total() > grace).then(|| {
+            format!(
+                "shutdown needs up to {:?} (drain {:?} + actix shutdown timeout {:?}), more than \
+                 the termination grace period of {:?}: the kubelet will kill the process first",
+                self.total(),
+                self.drain_delay(),
+                self.actix_timeout,
+                grace
+            )
+        })
+    }
+
+    /// Serves until SIGTERM or SIGINT, then runs the sequence. Returns the server's result.
+    pub async fn run(self, server: actix_web::dev::Server) -> io::Result<()> {
+        if let Some(warning) = self.check() {
+            tracing::warn!(target: "observe::health", "{warning}");
+            eprintln!("observe: warning: {warning}");
+        }
+        let handle = server.handle();
+        let mut server = std::pin::pin!(server);
+        let signal = wait_for_signal()?;
+        let mut signal = std::pin::pin!(signal);
+        tokio::select! {
+            result = &mut server => return result,
+            name = &mut signal => {
+                let drain = self.drain_delay();
+                self.health.begin_shutdown();
+                tracing::info!(target: "observe::health", signal = name, ?drain, "draining before stopping");
+                eprintln!("observe: {name}: readiness failing; draining for {drain:?}, then stopping");
+            }
+        }
+        // The application keeps serving during the drain.
+        let drained = tokio::time::sleep(self.drain_delay());
+        tokio::select! {
+            result = &mut server => {
+                self.run_hooks();
+                return result;
+            }
+            () = drained => {}
+        }
+        let stop = handle.stop(true);
+        let (result, ()) = tokio::join!(&mut server, stop);
+        self.run_hooks();
+        result
+    }
+
+    fn run_hooks(self) {
+        for hook in self.hooks {
+            hook();
+        }
+    }
+}
+
+#[cfg(unix)]
+fn wait_for_signal() -> io::Result<impl Future<Output = &'static str>> {
+    use actix_web::rt::signal::unix::{SignalKind, signal};
+    // Registered now, before serving, so a signal that arrives early is not lost.
+    let mut term = signal(SignalKind::terminate())?;
+    let mut int = signal(SignalKind::interrupt())?;
+    Ok(async move {
+        tokio::select! {
+            _ = term.recv() => "SIGTERM",
+            _ = int.recv() => "SIGINT",
+        }
+    })
+}
+
+#[cfg(not(unix))]
+fn wait_for_signal() -> io::Result<impl Future<Output = &'static str>> {
+    Ok(async {
+        let _ = actix_web::rt::signal::ctrl_c().await;
+        "Ctrl-C"
+    })
+}

@@ -1,0 +1,117 @@
+//! Phased shutdown in a real process (this test binary): SIGTERM turns readiness to 503
+//! at once while liveness stays 200 and the application keeps serving for the drain
+//! delay; then the server stops and the flush hooks run last.
+
+mod common;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use observe::health::{Health, Shutdown};
+
+#[observe::health_check(critical)]
+async fn always_ok() -> Result<(), String> {
+    Ok(())
+}
+
+#[test]
+fn sigterm_fails_readiness_drains_then_stops() {
+    let health = Health::builder().select(["always_ok"]).build().unwrap();
+    health.mark_started();
+    let admin = observe::admin::AdminServer::new()
+        .addr("127.0.0.1:0")
+        .health(health.clone())
+        .start()
+        .unwrap();
+    let flushed = Arc::new(AtomicBool::new(false));
+
+    let (tx, rx) = std::sync::mpsc::channel();
+    let (h, f) = (health.clone(), flushed.clone());
+    let app = std::thread::spawn(move || {
+        actix_web::rt::System::new().block_on(async move {
+            let server = actix_web::HttpServer::new(|| {
+                actix_web::App::new()
+                    .route("/hello", actix_web::web::get().to(|| async { "hello" }))
+            })
+            .workers(1)
+            .disable_signals()
+            .shutdown_timeout(2)
+            .bind("127.0.0.1:0")
+            .unwrap();
+            tx.send(server.addrs()[0]).unwrap();
+            let server = server.run();
+            let shutdown = Shutdown::new(h)
+                .drain(Duration::from_millis(1500))
+                .actix_shutdown_timeout(Duration::from_secs(2))
+                .termination_grace_period(Duration::from_secs(30))
+                .on_stopped(move || f.store(true, Ordering::SeqCst));
+            assert_eq!(shutdown.check(), None);
+            shutdown.run(server).await
+        })
+    });
+    let app_addr = rx.recv().unwrap();
+    let admin_addr = admin.local_addr();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while std::net::TcpStream::connect(app_addr).is_err() {
+        assert!(Instant::now() < deadline, "app never listened");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert_eq!(common::http_get(app_addr, "/hello", "").0, 200);
+    assert_eq!(common::http_get(admin_addr, "/readyz", "").0, 200);
+
+    let status = std::process::Command::new("kill")
+        .args(["-TERM", &std::process::id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let signalled = Instant::now();
+    std::thread::sleep(Duration::from_millis(200));
+
+    // Readiness fails at once; liveness does not; the app still serves.
+    let (status, _, body) = common::http_get(admin_addr, "/readyz", "");
+    assert_eq!(status, 503, "{body}");
+    assert!(body.contains("[-]shutdown failed: shutting down"), "{body}");
+    assert_eq!(common::http_get(admin_addr, "/livez", "").0, 200);
+    for _ in 0..5 {
+        assert_eq!(
+            common::http_get(app_addr, "/hello", "").0,
+            200,
+            "served during the drain"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(
+        !flushed.load(Ordering::SeqCst),
+        "hooks run only after the server stopped"
+    );
+
+    // After the drain the server stops, then the hooks run.
+    let result = app.join().unwrap();
+    assert!(result.is_ok(), "{result:?}");
+    assert!(
+        signalled.elapsed() >= Duration::from_millis(1500),
+        "stopped before the drain ended"
+    );
+    assert!(flushed.load(Ordering::SeqCst));
+    assert!(
+        std::net::TcpStream::connect(app_addr).is_err(),
+        "still accepting after stop"
+    );
+    admin.stop();
+}
+
+#[test]
+fn a_sequence_longer_than_the_grace_period_is_reported() {
+    let health = Health::builder().checks(vec![]).build().unwrap();
+    let shutdown = Shutdown::new(health)
+        .readiness_probe(Duration::from_secs(10), 3)
+        .actix_shutdown_timeout(Duration::from_secs(30))
+        .termination_grace_period(Duration::from_secs(30));
+    assert_eq!(shutdown.drain_delay(), Duration::from_secs(31));
+    let warning = shutdown.check().expect("61 s do not fit in 30 s");
+    assert!(
+        warning.contains("more than the termination grace period of 30s"),
+        "{warning}"
+    );
+}
