@@ -7,6 +7,7 @@
 //! curl localhost:8080/charge/42
 //! curl localhost:8080/metrics
 //! curl localhost:6060/livez
+//! curl localhost:6060/readyz?verbose
 //! curl localhost:6060/debug/pprof/
 //! ```
 
@@ -61,9 +62,24 @@ async fn index() -> impl Responder {
     "observe quickstart: try /charge/42, /charge/0 and /metrics\n"
 }
 
+/// Readiness: the quickstart has no dependencies, so it checks its own disk.
+#[observe::health_check(critical, interval = "10s")]
+fn disk() -> observe::health::HealthStatus {
+    observe::health::checks::disk_free("/", 50 << 20, 500 << 20)
+}
+
 #[actix_web::main]
 async fn main() -> std::io::Result<()> {
     observe::build_info!();
+    let health = observe::health::Health::builder()
+        .build()
+        .unwrap_or_else(|errors| {
+            for e in errors {
+                eprintln!("error: {e}");
+            }
+            std::process::exit(1);
+        });
+    health.start_background();
     observe::metrics::init();
     if let Err(conflicts) = observe::registry::validate() {
         for conflict in conflicts {
@@ -73,7 +89,7 @@ async fn main() -> std::io::Result<()> {
     }
     // The admin server: probes, scrapes and profiles on a port and worker of their own.
     let admin = match observe::admin::AdminServer::from_env() {
-        Ok(settings) => settings.start()?,
+        Ok(settings) => settings.health(health.clone()).start()?,
         Err(e) => {
             eprintln!("error: {e}");
             std::process::exit(2);
@@ -89,11 +105,19 @@ async fn main() -> std::io::Result<()> {
             .configure(observe::actix::configure)
     })
     .workers(2)
+    .disable_signals()
+    .shutdown_timeout(5)
     .bind(&addr)?;
     for bound in server.addrs() {
         println!("quickstart listening on http://{bound} (metrics: http://{bound}/metrics)");
     }
-    server.run().await?;
+    health.mark_started();
+    // Ctrl-C / SIGTERM: readiness fails at once, requests drain, then the server stops.
+    observe::health::Shutdown::new(health)
+        .drain(Duration::from_secs(1))
+        .actix_shutdown_timeout(Duration::from_secs(5))
+        .run(server.run())
+        .await?;
     admin.stop();
     Ok(())
 }

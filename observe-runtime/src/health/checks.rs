@@ -206,7 +206,23 @@ pub async fn postgres(client: &tokio_postgres::Client) -> Result<(), String> {
         .simple_query("SELECT 1")
         .await
         .map(drop)
-        .map_err(|e| format!("postgres: {e}"))
+        .map_err(|e| format!("postgres: {}", with_sources(&e)))
+}
+
+/// An error and its causes, `: `-separated (tokio-postgres' own message omits them).
+#[cfg(feature = "postgres")]
+fn with_sources(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        let cause_text = cause.to_string();
+        if !text.contains(&cause_text) {
+            text.push_str(": ");
+            text.push_str(&cause_text);
+        }
+        source = cause.source();
+    }
+    text
 }
 
 /// Connects with `config` (a libpq-style string), runs `SELECT 1`, and disconnects
@@ -222,7 +238,7 @@ pub async fn postgres(client: &tokio_postgres::Client) -> Result<(), String> {
 pub async fn postgres_connect(config: &str) -> Result<(), String> {
     let (client, connection) = tokio_postgres::connect(config, tokio_postgres::NoTls)
         .await
-        .map_err(|e| format!("postgres: connect: {e}"))?;
+        .map_err(|e| format!("postgres: connect: {}", with_sources(&e)))?;
     let driver = tokio::spawn(connection);
     let result = postgres(&client).await;
     drop(client);
