@@ -14,7 +14,7 @@
 //! Status codes never depend on who asks.
 
 use std::fmt::Write;
-use std::time::{Duration, UNIX_EPOCH};
+use std::time::UNIX_EPOCH;
 
 use actix_web::http::header;
 use actix_web::{HttpRequest, HttpResponse, web};
@@ -27,7 +27,6 @@ use crate::admin::{AccessPolicy, Decision};
 struct Ctx {
     health: Option<Health>,
     policy: AccessPolicy,
-    stale_after: Duration,
 }
 
 /// Mounts `/livez`, `/healthz`, and (with an engine) `/readyz`, `/readyz/{name}` and
@@ -46,11 +45,7 @@ pub fn configure(
 ) -> impl FnOnce(&mut web::ServiceConfig) + Clone {
     move |cfg: &mut web::ServiceConfig| {
         liveness::register_worker();
-        let ctx = web::Data::new(Ctx {
-            health,
-            policy,
-            stale_after: liveness::DEFAULT_STALE_AFTER,
-        });
+        let ctx = web::Data::new(Ctx { health, policy });
         cfg.app_data(ctx)
             .route("/livez", web::get().to(live))
             .route("/livez", web::head().to(live))
@@ -147,7 +142,8 @@ async fn live(ctx: web::Data<Ctx>, req: HttpRequest) -> HttpResponse {
         Ok(p) => p,
         Err(message) => return bad_request(message),
     };
-    let stale = liveness::stale_workers(ctx.stale_after);
+    let _ = &ctx;
+    let stale = liveness::stale_workers(liveness::stale_after());
     let mut body = String::new();
     if p.verbose || !stale.is_empty() {
         if stale.is_empty() {

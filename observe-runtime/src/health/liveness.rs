@@ -9,8 +9,27 @@ use std::time::{Duration, Instant};
 
 /// How often a worker beats.
 pub const HEARTBEAT_PERIOD: Duration = Duration::from_secs(1);
-/// How stale a heartbeat may get before liveness fails.
+/// How stale a heartbeat may get before liveness fails, unless [`set_stale_after`] says.
 pub const DEFAULT_STALE_AFTER: Duration = Duration::from_secs(10);
+
+static STALE_AFTER_MS: AtomicU64 = AtomicU64::new(DEFAULT_STALE_AFTER.as_millis() as u64);
+
+/// Sets how stale a worker's heartbeat may get before liveness fails (process-wide).
+/// Keep it well above the longest a handler may legitimately block its worker.
+///
+/// ```
+/// use std::time::Duration;
+/// observe_runtime::health::liveness::set_stale_after(Duration::from_secs(15));
+/// assert_eq!(observe_runtime::health::liveness::stale_after(), Duration::from_secs(15));
+/// ```
+pub fn set_stale_after(bound: Duration) {
+    STALE_AFTER_MS.store(bound.as_millis() as u64, Relaxed);
+}
+
+/// The bound in effect.
+pub fn stale_after() -> Duration {
+    Duration::from_millis(STALE_AFTER_MS.load(Relaxed))
+}
 
 struct Heartbeat {
     name: String,
@@ -88,6 +107,11 @@ pub fn register_worker() {
 }
 
 /// Workers whose heartbeat is older than `stale_after`: (name, age).
+///
+/// ```
+/// use std::time::Duration;
+/// assert!(observe_runtime::health::liveness::stale_workers(Duration::from_secs(3600)).is_empty());
+/// ```
 pub fn stale_workers(stale_after: Duration) -> Vec<(String, Duration)> {
     let now = now_ms();
     let all = HEARTBEATS.lock().unwrap_or_else(|p| p.into_inner());
@@ -101,6 +125,11 @@ pub fn stale_workers(stale_after: Duration) -> Vec<(String, Duration)> {
 }
 
 /// Number of workers beating.
+///
+/// ```
+/// let watched = observe_runtime::health::liveness::watched_workers();
+/// # let _ = watched;
+/// ```
 pub fn watched_workers() -> usize {
     let all = HEARTBEATS.lock().unwrap_or_else(|p| p.into_inner());
     all.iter().filter(|h| !h.retired.load(Relaxed)).count()
