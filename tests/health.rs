@@ -14,12 +14,12 @@ use observe::health::{Health, HealthStatus, Overall};
 
 // ---- checks ----
 
-#[observe::health_check(critical)]
+#[observe::health_check(critical, groups("storage"))]
 async fn database() -> Result<(), String> {
     Ok(())
 }
 
-#[observe::health_check(critical)]
+#[observe::health_check(critical, groups("payments"))]
 async fn payment_gateway() -> Result<(), std::io::Error> {
     Err(std::io::Error::other("gateway returned 502"))
 }
@@ -489,4 +489,27 @@ async fn health_metrics_are_exposed() {
     );
     let (ok, out) = common::promtool_check(&text);
     assert!(ok && out.is_empty(), "promtool: {out}");
+}
+
+#[actix_web::test]
+async fn groups_select_their_checks() {
+    let health = engine(&["database", "payment_gateway"]).build().unwrap();
+    health.mark_started();
+    assert_eq!(health.groups(), vec!["payments", "storage"]);
+    let (status, body) = probe(&health, "/readyz?group=storage&verbose", true).await;
+    assert_eq!(
+        (status, body.as_str()),
+        (200, "[+]database ok\nreadyz check passed\n")
+    );
+    let (status, body) = probe(&health, "/readyz?group=payments", true).await;
+    assert_eq!(status, 503, "{body}");
+    assert!(!body.contains("database"), "{body}");
+    let (status, body) = probe(&health, "/readyz?group=billing", true).await;
+    assert_eq!(status, 404);
+    assert!(
+        body.contains("no health check is in group `billing`; groups: payments, storage"),
+        "{body}"
+    );
+    let (status, _) = probe(&health, "/readyz?group=a&group=b", true).await;
+    assert_eq!(status, 400);
 }

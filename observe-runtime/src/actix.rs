@@ -109,6 +109,11 @@ where
 pin_project_lite::pin_project! {
     /// Future of [`WorkerMetricsService`]; the request leaves the gauge when it is dropped,
     /// whether it completed or not. See [`WorkerMetricsService`] for an example.
+    ///
+    /// ```
+    /// // Built by `WorkerMetrics`; see its example.
+    /// let _ = observe_runtime::actix::WorkerMetrics;
+    /// ```
     pub struct WorkerFuture<F> {
         #[pin]
         inner: F,

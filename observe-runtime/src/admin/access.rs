@@ -67,6 +67,12 @@ impl fmt::Display for ConfigError {
 impl std::error::Error for ConfigError {}
 
 /// The outcome of [`AccessPolicy::check`].
+///
+/// ```
+/// use observe_runtime::admin::{AccessPolicy, Decision};
+/// let d = AccessPolicy::loopback_only().check("127.0.0.1".parse().ok(), None, None);
+/// assert_eq!(d, Decision::Allowed);
+/// ```
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Decision {
     /// Go ahead.

@@ -28,6 +28,10 @@ pub use access::{AccessPolicy, ConfigError, Decision};
 use crate::metrics::collector::{self, Collector, Exposition};
 
 /// Default address: every interface, so the kubelet and Prometheus can reach it.
+///
+/// ```
+/// assert_eq!(observe_runtime::admin::DEFAULT_ADDR, "0.0.0.0:6060");
+/// ```
 pub const DEFAULT_ADDR: &str = "0.0.0.0:6060";
 
 /// Settings of the admin server; [`start`](AdminServer::start) runs it.
@@ -240,11 +244,21 @@ pub struct AdminHandle {
 
 impl AdminHandle {
     /// The address it listens on.
+    ///
+    /// ```
+    /// let admin = observe_runtime::admin::AdminServer::new().addr("127.0.0.1:0").start().unwrap();
+    /// assert!(admin.local_addr().ip().is_loopback());
+    /// ```
     pub fn local_addr(&self) -> SocketAddr {
         self.addr
     }
 
     /// Stops it gracefully and waits for its thread.
+    ///
+    /// ```
+    /// let admin = observe_runtime::admin::AdminServer::new().addr("127.0.0.1:0").start().unwrap();
+    /// admin.stop();
+    /// ```
     pub fn stop(mut self) {
         self.shutdown();
     }

@@ -32,6 +32,10 @@ pub enum HealthStatus {
 
 impl HealthStatus {
     /// `Pass` or `Degraded`.
+    ///
+    /// ```
+    /// assert!(observe_runtime::health::HealthStatus::Pass.is_serving());
+    /// ```
     pub fn is_serving(&self) -> bool {
         !matches!(self, HealthStatus::Fail(_))
     }
@@ -96,6 +100,11 @@ impl fmt::Debug for StateType {
 }
 
 /// State registered once at start-up, looked up by type (like actix's `app_data`).
+///
+/// ```
+/// let state = observe_runtime::health::StateMap::default();
+/// assert!(state.get::<String>().is_none());
+/// ```
 #[derive(Clone, Default)]
 pub struct StateMap {
     by_type: HashMap<TypeId, Arc<dyn Any + Send + Sync>>,
@@ -119,6 +128,11 @@ impl StateMap {
     }
 
     /// The registered `T`, shared. `None` only if start-up validation was bypassed.
+    ///
+    /// ```
+    /// let state = observe_runtime::health::StateMap::default();
+    /// assert!(state.get::<u32>().is_none());
+    /// ```
     pub fn get<T: Send + Sync + 'static>(&self) -> Option<Arc<T>> {
         self.by_type
             .get(&TypeId::of::<T>())

@@ -65,6 +65,7 @@ struct Params {
     verbose: bool,
     json: bool,
     exclude: Vec<String>,
+    group: Option<String>,
 }
 
 fn bad_request(message: String) -> HttpResponse {
@@ -95,6 +96,10 @@ fn params(req: &HttpRequest, allowed: &[&str]) -> Result<Params, String> {
         match key.as_str() {
             "verbose" => p.verbose = true,
             "exclude" => p.exclude.push(value),
+            "group" if p.group.is_some() => {
+                return Err("`group` given more than once: probe one group at a time".into());
+            }
+            "group" => p.group = Some(value),
             "format" => match value.as_str() {
                 "json" => p.json = true,
                 "text" => p.json = false,
@@ -172,14 +177,25 @@ async fn live(ctx: web::Data<Ctx>, req: HttpRequest) -> HttpResponse {
 }
 
 async fn ready(ctx: web::Data<Ctx>, req: HttpRequest) -> HttpResponse {
-    let p = match params(&req, &["verbose", "exclude", "format"]) {
+    let p = match params(&req, &["verbose", "exclude", "format", "group"]) {
         Ok(p) => p,
         Err(message) => return bad_request(message),
     };
     let Some(health) = &ctx.health else {
         return no_engine();
     };
-    let probe = health.readiness(&p.exclude, None).await;
+    let probe = match &p.group {
+        Some(group) if !health.groups().contains(&group.as_str()) => {
+            return HttpResponse::NotFound()
+                .content_type("text/plain; charset=utf-8")
+                .body(format!(
+                    "no health check is in group `{group}`; groups: {}\n",
+                    health.groups().join(", ")
+                ));
+        }
+        Some(group) => health.group_readiness(group, &p.exclude).await,
+        None => health.readiness(&p.exclude, None).await,
+    };
     let unknown: Vec<&String> = p
         .exclude
         .iter()

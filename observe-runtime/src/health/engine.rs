@@ -16,13 +16,31 @@ use super::metrics::HealthMetrics;
 
 /// How long a result is reused when a check has no `interval`: probes arriving within
 /// it share one run, so a probe storm reaches the dependency at most once a second.
+///
+/// ```
+/// assert_eq!(observe_runtime::health::DEFAULT_TTL.as_secs(), 1);
+/// ```
 pub const DEFAULT_TTL: Duration = Duration::from_secs(1);
 /// Default probe budget: 80% of the kubelet's default 1 s probe timeout.
+///
+/// ```
+/// assert!(observe_runtime::health::DEFAULT_BUDGET < std::time::Duration::from_secs(1));
+/// ```
 pub const DEFAULT_BUDGET: Duration = Duration::from_millis(800);
 /// Longest wait before retrying a failing check.
+///
+/// ```
+/// assert_eq!(observe_runtime::health::MAX_BACKOFF.as_secs(), 30);
+/// ```
 pub const MAX_BACKOFF: Duration = Duration::from_secs(30);
 
 /// A start-up problem with the declared checks, naming the check and what is wrong.
+///
+/// ```
+/// use observe_runtime::health::HealthError;
+/// let e = HealthError::UnknownDependency { check: "ledger", location: "src/main.rs:9".into(), depends_on: "db" };
+/// assert!(e.to_string().contains("depends on `db`"));
+/// ```
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum HealthError {
     /// A check borrows state that was never registered with [`HealthBuilder::state`].
@@ -90,6 +108,12 @@ impl std::error::Error for HealthError {}
 
 /// A check's reported status changed (after hysteresis). Logged once per change and
 /// sent to [`Health::subscribe`] receivers.
+///
+/// ```
+/// # let health = observe_runtime::health::Health::builder().checks(vec![]).build().unwrap();
+/// let mut transitions = health.subscribe();
+/// assert!(transitions.try_recv().is_err()); // nothing has changed yet
+/// ```
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Transition {
     /// The check.
@@ -103,6 +127,12 @@ pub struct Transition {
 }
 
 /// How one check stands in one probe.
+///
+/// ```
+/// use observe_runtime::health::CheckState;
+/// assert_eq!(CheckState::Timeout.word(), "timeout");
+/// assert!(CheckState::Skipped.is_failure() && !CheckState::Degraded.is_failure());
+/// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum CheckState {
     /// Passing.
@@ -121,6 +151,10 @@ pub enum CheckState {
 
 impl CheckState {
     /// The word used in probe output.
+    ///
+    /// ```
+    /// assert_eq!(observe_runtime::health::CheckState::Pass.word(), "ok");
+    /// ```
     pub fn word(self) -> &'static str {
         match self {
             CheckState::Pass => "ok",
@@ -133,6 +167,10 @@ impl CheckState {
     }
 
     /// Counts against readiness when the check is critical.
+    ///
+    /// ```
+    /// assert!(observe_runtime::health::CheckState::Fail.is_failure());
+    /// ```
     pub fn is_failure(self) -> bool {
         matches!(
             self,
@@ -142,6 +180,15 @@ impl CheckState {
 }
 
 /// One check's line in a probe.
+///
+/// ```
+/// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+/// # let health = observe_runtime::health::Health::builder().checks(vec![]).build().unwrap();
+/// health.mark_started();
+/// let probe = health.readiness(&[], None).await;
+/// assert!(probe.checks.iter().all(|c: &observe_runtime::health::CheckReport| c.message.is_none()));
+/// # });
+/// ```
 #[derive(Clone, Debug)]
 pub struct CheckReport {
     /// The check.
@@ -164,6 +211,14 @@ pub struct CheckReport {
 }
 
 /// The outcome of a readiness probe.
+///
+/// ```
+/// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+/// # let health = observe_runtime::health::Health::builder().checks(vec![]).build().unwrap();
+/// health.mark_started();
+/// assert_eq!(health.readiness(&[], None).await.overall, observe_runtime::health::Overall::Ok);
+/// # });
+/// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Overall {
     /// All checks pass.
@@ -175,6 +230,14 @@ pub enum Overall {
 }
 
 /// A readiness (or start-up) probe's result.
+///
+/// ```
+/// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+/// # let health = observe_runtime::health::Health::builder().checks(vec![]).build().unwrap();
+/// let probe: observe_runtime::health::Probe = health.readiness(&[], None).await;
+/// assert_eq!(probe.process, Some("start-up not complete"));
+/// # });
+/// ```
 #[derive(Clone, Debug)]
 pub struct Probe {
     /// The overall answer.
@@ -264,6 +327,14 @@ impl fmt::Debug for HealthBuilder {
 }
 
 /// The health engine. Cheap to clone; every clone is the same engine.
+///
+/// ```
+/// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+/// let health = observe_runtime::health::Health::builder().checks(vec![]).build().unwrap();
+/// health.mark_started();
+/// assert_eq!(health.readiness(&[], None).await.overall, observe_runtime::health::Overall::Ok);
+/// # });
+/// ```
 #[derive(Clone)]
 pub struct Health {
     inner: Arc<Inner>,
@@ -318,6 +389,12 @@ fn health_runtime() -> tokio::runtime::Handle {
 
 impl HealthBuilder {
     /// Registers state that checks borrow by type (`fn db(pool: &PgPool)`).
+    ///
+    /// ```
+    /// struct Pool;
+    /// let builder = observe_runtime::health::Health::builder().state(Pool);
+    /// # drop(builder);
+    /// ```
     pub fn state<T: Send + Sync + 'static>(mut self, value: T) -> Self {
         self.state.insert(value);
         self
@@ -325,6 +402,12 @@ impl HealthBuilder {
 
     /// The time a readiness probe may take in all (default 800 ms, below the kubelet's
     /// 1 s default). Every check's wait is clamped to what remains of it.
+    ///
+    /// ```
+    /// let builder = observe_runtime::health::Health::builder()
+    ///     .probe_budget(std::time::Duration::from_millis(600));
+    /// # drop(builder);
+    /// ```
     pub fn probe_budget(mut self, budget: Duration) -> Self {
         self.budget = budget;
         self
@@ -354,6 +437,13 @@ impl HealthBuilder {
 
     /// Runs checks on this runtime instead of observe's own health thread (tests with
     /// tokio's paused clock use the test's runtime).
+    ///
+    /// ```
+    /// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+    /// let builder = observe_runtime::health::Health::builder().runtime(tokio::runtime::Handle::current());
+    /// # drop(builder);
+    /// # });
+    /// ```
     pub fn runtime(mut self, handle: tokio::runtime::Handle) -> Self {
         self.runtime = Some(handle);
         self
@@ -361,6 +451,11 @@ impl HealthBuilder {
 
     /// Validates every check against the registered state and each other; returns every
     /// problem at once. Warns (once) when a check's timeout exceeds the probe budget.
+    ///
+    /// ```
+    /// let health = observe_runtime::health::Health::builder().checks(vec![]).build();
+    /// assert!(health.is_ok());
+    /// ```
     pub fn build(self) -> Result<Health, Vec<HealthError>> {
         let mut defs: Vec<&'static CheckDef> = self
             .checks
@@ -471,26 +566,52 @@ fn backoff(def: &CheckDef, failures: u32) -> Duration {
 
 impl Health {
     /// Names of the checks, sorted.
+    ///
+    /// ```
+    /// # let health = observe_runtime::health::Health::builder().checks(vec![]).build().unwrap();
+    /// assert!(health.check_names().is_empty());
+    /// ```
     pub fn check_names(&self) -> Vec<&'static str> {
         self.inner.checks.iter().map(|c| c.def.name).collect()
     }
 
     /// Warnings found at build time (a timeout above the probe budget).
+    ///
+    /// ```
+    /// # let health = observe_runtime::health::Health::builder().checks(vec![]).build().unwrap();
+    /// assert!(health.warnings().is_empty());
+    /// ```
     pub fn warnings(&self) -> &[String] {
         &self.inner.warnings
     }
 
     /// The probe budget.
+    ///
+    /// ```
+    /// # let health = observe_runtime::health::Health::builder().checks(vec![]).build().unwrap();
+    /// assert_eq!(health.budget(), observe_runtime::health::DEFAULT_BUDGET);
+    /// ```
     pub fn budget(&self) -> Duration {
         self.inner.budget
     }
 
     /// Declares application start-up complete (one of the two conditions of `/startupz`).
+    ///
+    /// ```
+    /// # let health = observe_runtime::health::Health::builder().checks(vec![]).build().unwrap();
+    /// health.mark_started();
+    /// ```
     pub fn mark_started(&self) {
         self.inner.started.store(true, Ordering::SeqCst);
     }
 
     /// Turns readiness to 503 (`shutting down`) for good; liveness is unaffected.
+    ///
+    /// ```
+    /// # let health = observe_runtime::health::Health::builder().checks(vec![]).build().unwrap();
+    /// health.begin_shutdown();
+    /// assert!(health.is_shutting_down());
+    /// ```
     pub fn begin_shutdown(&self) {
         if !self.inner.shutting_down.swap(true, Ordering::SeqCst) {
             tracing::info!(target: "observe::health", "shutdown begun: readiness now fails");
@@ -498,22 +619,44 @@ impl Health {
     }
 
     /// Whether shutdown has begun.
+    ///
+    /// ```
+    /// # let health = observe_runtime::health::Health::builder().checks(vec![]).build().unwrap();
+    /// assert!(!health.is_shutting_down());
+    /// ```
     pub fn is_shutting_down(&self) -> bool {
         self.inner.shutting_down.load(Ordering::SeqCst)
     }
 
     /// Status transitions, as they happen.
+    ///
+    /// ```
+    /// # let health = observe_runtime::health::Health::builder().checks(vec![]).build().unwrap();
+    /// let _transitions = health.subscribe();
+    /// ```
     pub fn subscribe(&self) -> broadcast::Receiver<Transition> {
         self.inner.transitions.subscribe()
     }
 
     /// How many times each check has actually run (for tests and diagnostics).
+    ///
+    /// ```
+    /// # let health = observe_runtime::health::Health::builder().checks(vec![]).build().unwrap();
+    /// assert_eq!(health.runs("no such check"), None);
+    /// ```
     pub fn runs(&self, name: &str) -> Option<u64> {
         let i = *self.inner.index.get(name)?;
         Some(lock(&self.inner.checks[i].state).runs)
     }
 
     /// Starts background refreshes for checks with an `interval`, on the health runtime.
+    ///
+    /// ```
+    /// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+    /// # let health = observe_runtime::health::Health::builder().checks(vec![]).build().unwrap();
+    /// health.start_background();
+    /// # });
+    /// ```
     pub fn start_background(&self) {
         for i in 0..self.inner.checks.len() {
             let Some(interval) = self.inner.checks[i].def.interval else {
@@ -539,10 +682,55 @@ impl Health {
 
     /// Runs (or reads from cache) every check not in `exclude`, concurrently, within the
     /// probe budget. `only` restricts the probe to one check (`/readyz/{name}`).
+    ///
+    /// ```
+    /// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+    /// # let health = observe_runtime::health::Health::builder().checks(vec![]).build().unwrap();
+    /// let probe = health.readiness(&["cache".to_owned()], None).await;
+    /// # drop(probe);
+    /// # });
+    /// ```
     pub async fn readiness(&self, exclude: &[String], only: Option<&str>) -> Probe {
+        self.readiness_of(exclude, |def| only.is_none_or(|name| def.name == name))
+            .await
+    }
+
+    /// Readiness of the checks in `group` only (`groups("payments")`; `/readyz?group=`).
+    ///
+    /// ```
+    /// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+    /// # let health = observe_runtime::health::Health::builder().checks(vec![]).build().unwrap();
+    /// let probe = health.group_readiness("payments", &[]).await;
+    /// assert!(probe.checks.is_empty());
+    /// # });
+    /// ```
+    pub async fn group_readiness(&self, group: &str, exclude: &[String]) -> Probe {
+        self.readiness_of(exclude, |def| def.groups.contains(&group))
+            .await
+    }
+
+    /// Every group some check declares, sorted.
+    ///
+    /// ```
+    /// # let health = observe_runtime::health::Health::builder().checks(vec![]).build().unwrap();
+    /// assert!(health.groups().is_empty());
+    /// ```
+    pub fn groups(&self) -> Vec<&'static str> {
+        let mut all: Vec<&'static str> = self
+            .inner
+            .checks
+            .iter()
+            .flat_map(|c| c.def.groups.iter().copied())
+            .collect();
+        all.sort_unstable();
+        all.dedup();
+        all
+    }
+
+    async fn readiness_of(&self, exclude: &[String], select: impl Fn(&CheckDef) -> bool) -> Probe {
         let deadline = Instant::now() + self.inner.budget;
         let selected: Vec<usize> = (0..self.inner.checks.len())
-            .filter(|&i| only.is_none_or(|name| self.inner.checks[i].def.name == name))
+            .filter(|&i| select(self.inner.checks[i].def))
             .collect();
         let evaluations = selected.iter().map(|&i| {
             let excluded = exclude.iter().any(|e| e == self.inner.checks[i].def.name);
@@ -586,6 +774,15 @@ impl Health {
 
     /// The start-up probe: runs the `startup` checks that have not passed yet, then
     /// answers whether start-up is complete.
+    ///
+    /// ```
+    /// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+    /// # let health = observe_runtime::health::Health::builder().checks(vec![]).build().unwrap();
+    /// assert_eq!(health.startup().await.overall, observe_runtime::health::Overall::Failed);
+    /// health.mark_started();
+    /// assert_eq!(health.startup().await.overall, observe_runtime::health::Overall::Ok);
+    /// # });
+    /// ```
     pub async fn startup(&self) -> Probe {
         let deadline = Instant::now() + self.inner.budget;
         let pending: Vec<usize> = (0..self.inner.checks.len())

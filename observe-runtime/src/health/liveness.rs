@@ -8,8 +8,16 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 /// How often a worker beats.
+///
+/// ```
+/// assert_eq!(observe_runtime::health::liveness::HEARTBEAT_PERIOD.as_secs(), 1);
+/// ```
 pub const HEARTBEAT_PERIOD: Duration = Duration::from_secs(1);
 /// How stale a heartbeat may get before liveness fails, unless [`set_stale_after`] says.
+///
+/// ```
+/// assert_eq!(observe_runtime::health::liveness::DEFAULT_STALE_AFTER.as_secs(), 10);
+/// ```
 pub const DEFAULT_STALE_AFTER: Duration = Duration::from_secs(10);
 
 static STALE_AFTER_MS: AtomicU64 = AtomicU64::new(DEFAULT_STALE_AFTER.as_millis() as u64);
@@ -27,6 +35,11 @@ pub fn set_stale_after(bound: Duration) {
 }
 
 /// The bound in effect.
+///
+/// ```
+/// let bound = observe_runtime::health::liveness::stale_after();
+/// assert!(bound > std::time::Duration::ZERO);
+/// ```
 pub fn stale_after() -> Duration {
     Duration::from_millis(STALE_AFTER_MS.load(Relaxed))
 }
@@ -61,6 +74,13 @@ impl Drop for Retire {
 /// Starts this worker's heartbeat on its event loop. Called from a worker's thread inside
 /// its actix runtime (`observe::Middleware` and the health endpoints do it when the app is
 /// built); does nothing elsewhere. Idempotent per thread.
+///
+/// ```
+/// # actix_web::rt::System::new().block_on(async {
+/// observe_runtime::health::liveness::register_worker(); // on an actix thread: watched
+/// assert!(observe_runtime::health::liveness::watched_workers() >= 1);
+/// # });
+/// ```
 #[cfg(feature = "actix")]
 pub fn register_worker() {
     thread_local! {

@@ -19,9 +19,9 @@ mod metrics;
 #[cfg(feature = "actix")]
 mod shutdown;
 
-pub use check::{
-    CheckDef, CheckFuture, HealthStatus, IntoHealthStatus, StateMap, StateType, run_blocking,
-};
+#[doc(hidden)]
+pub use check::{CheckDef, CheckFuture, StateType, run_blocking};
+pub use check::{HealthStatus, IntoHealthStatus, StateMap};
 #[cfg(feature = "actix")]
 pub use endpoints::configure;
 pub use engine::{

@@ -61,13 +61,28 @@ impl fmt::Debug for Shutdown {
 }
 
 /// Kubernetes' default `periodSeconds` for probes.
+///
+/// ```
+/// assert_eq!(observe_runtime::health::DEFAULT_READINESS_PERIOD.as_secs(), 10);
+/// ```
 pub const DEFAULT_READINESS_PERIOD: Duration = Duration::from_secs(10);
 /// actix-web's default `shutdown_timeout`.
+///
+/// ```
+/// assert_eq!(observe_runtime::health::DEFAULT_ACTIX_SHUTDOWN_TIMEOUT.as_secs(), 30);
+/// ```
 pub const DEFAULT_ACTIX_SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(30);
 
 impl Shutdown {
     /// The sequence for this health engine, with Kubernetes' defaults (readiness every
     /// 10 s, failure threshold 1).
+    ///
+    /// ```
+    /// # let health = observe_runtime::health::Health::builder().checks(vec![]).build().unwrap();
+    /// use std::time::Duration;
+    /// use observe_runtime::health::Shutdown;
+    /// assert_eq!(Shutdown::new(health).drain_delay(), Duration::from_secs(11));
+    /// ```
     pub fn new(health: Health) -> Self {
         Shutdown {
             health,
@@ -82,6 +97,14 @@ impl Shutdown {
 
     /// The readiness probe's `periodSeconds` and `failureThreshold`, from which the drain
     /// delay is derived: after that long, every caller has seen readiness fail.
+    ///
+    /// ```
+    /// # let health = observe_runtime::health::Health::builder().checks(vec![]).build().unwrap();
+    /// use std::time::Duration;
+    /// use observe_runtime::health::Shutdown;
+    /// let s = Shutdown::new(health).readiness_probe(Duration::from_secs(5), 2);
+    /// assert_eq!(s.drain_delay(), Duration::from_secs(11));
+    /// ```
     pub fn readiness_probe(mut self, period: Duration, failure_threshold: u32) -> Self {
         self.readiness_period = period;
         self.failure_threshold = failure_threshold.max(1);
@@ -89,12 +112,28 @@ impl Shutdown {
     }
 
     /// Overrides the derived drain delay.
+    ///
+    /// ```
+    /// # let health = observe_runtime::health::Health::builder().checks(vec![]).build().unwrap();
+    /// use std::time::Duration;
+    /// use observe_runtime::health::Shutdown;
+    /// let s = Shutdown::new(health).drain(Duration::from_secs(3));
+    /// assert_eq!(s.drain_delay(), Duration::from_secs(3));
+    /// ```
     pub fn drain(mut self, delay: Duration) -> Self {
         self.drain = Some(delay);
         self
     }
 
     /// The value given to `HttpServer::shutdown_timeout` (actix's default: 30 s).
+    ///
+    /// ```
+    /// # let health = observe_runtime::health::Health::builder().checks(vec![]).build().unwrap();
+    /// use std::time::Duration;
+    /// use observe_runtime::health::Shutdown;
+    /// let s = Shutdown::new(health).drain(Duration::ZERO).actix_shutdown_timeout(Duration::from_secs(5));
+    /// assert_eq!(s.total(), Duration::from_secs(5));
+    /// ```
     pub fn actix_shutdown_timeout(mut self, timeout: Duration) -> Self {
         self.actix_timeout = timeout;
         self
@@ -102,29 +141,66 @@ impl Shutdown {
 
     /// The pod's `terminationGracePeriodSeconds`: [`run`](Self::run) warns at start when
     /// drain + actix's shutdown timeout exceeds it (the kubelet would SIGKILL first).
+    ///
+    /// ```
+    /// # let health = observe_runtime::health::Health::builder().checks(vec![]).build().unwrap();
+    /// use std::time::Duration;
+    /// use observe_runtime::health::Shutdown;
+    /// let s = Shutdown::new(health).termination_grace_period(Duration::from_secs(10));
+    /// assert!(s.check().is_some()); // 11 s drain + 30 s actix > 10 s
+    /// ```
     pub fn termination_grace_period(mut self, grace: Duration) -> Self {
         self.grace = Some(grace);
         self
     }
 
     /// Runs after the server has stopped, in order: flush telemetry here.
+    ///
+    /// ```
+    /// # let health = observe_runtime::health::Health::builder().checks(vec![]).build().unwrap();
+    /// use std::time::Duration;
+    /// use observe_runtime::health::Shutdown;
+    /// let s = Shutdown::new(health).on_stopped(|| println!("flushing telemetry"));
+    /// # drop(s);
+    /// ```
     pub fn on_stopped(mut self, hook: impl FnOnce() + Send + 'static) -> Self {
         self.hooks.push(Box::new(hook));
         self
     }
 
     /// The drain delay in effect.
+    ///
+    /// ```
+    /// # let health = observe_runtime::health::Health::builder().checks(vec![]).build().unwrap();
+    /// use std::time::Duration;
+    /// use observe_runtime::health::Shutdown;
+    /// assert_eq!(Shutdown::new(health).drain_delay(), Duration::from_secs(11));
+    /// ```
     pub fn drain_delay(&self) -> Duration {
         self.drain
             .unwrap_or(self.readiness_period * self.failure_threshold + Duration::from_secs(1))
     }
 
     /// The time the whole sequence may take: drain plus actix's shutdown timeout.
+    ///
+    /// ```
+    /// # let health = observe_runtime::health::Health::builder().checks(vec![]).build().unwrap();
+    /// use std::time::Duration;
+    /// use observe_runtime::health::Shutdown;
+    /// assert_eq!(Shutdown::new(health).total(), Duration::from_secs(41));
+    /// ```
     pub fn total(&self) -> Duration {
         self.drain_delay() + self.actix_timeout
     }
 
     /// A warning when the sequence cannot fit in the termination grace period.
+    ///
+    /// ```
+    /// # let health = observe_runtime::health::Health::builder().checks(vec![]).build().unwrap();
+    /// use std::time::Duration;
+    /// use observe_runtime::health::Shutdown;
+    /// assert_eq!(Shutdown::new(health).check(), None); // no grace period given
+    /// ```
     pub fn check(&self) -> Option<String> {
         let grace = self.grace?;
         (self.total() > grace).then(|| {
@@ -193,6 +269,12 @@ impl Shutdown {
     }
 
     /// Serves until SIGTERM or SIGINT, then runs the sequence. Returns the server's result.
+    ///
+    /// ```
+    /// # async fn demo(health: observe_runtime::health::Health, server: actix_web::dev::Server) -> std::io::Result<()> {
+    /// observe_runtime::health::Shutdown::new(health).run(server).await
+    /// # }
+    /// ```
     pub async fn run(self, server: actix_web::dev::Server) -> io::Result<()> {
         if let Some(warning) = self.check() {
             tracing::warn!(target: "observe::health", "{warning}");

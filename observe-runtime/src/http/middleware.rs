@@ -56,6 +56,10 @@ pub struct Middleware {
 }
 
 /// Paths that get no span by default: probes and scrapes would drown real traces.
+///
+/// ```
+/// assert!(observe_runtime::http::DEFAULT_SKIP_PATHS.contains(&"/readyz"));
+/// ```
 pub const DEFAULT_SKIP_PATHS: &[&str] = &["/livez", "/healthz", "/readyz", "/startupz", "/metrics"];
 
 impl Default for Middleware {
@@ -197,6 +201,11 @@ where
 }
 
 /// The service built by [`Middleware`]; see there.
+///
+/// ```
+/// // Built by `Middleware`; see its example.
+/// let _ = observe_runtime::http::Middleware::new();
+/// ```
 #[derive(Debug)]
 pub struct MiddlewareService<S> {
     service: S,
@@ -235,6 +244,11 @@ where
 
 pin_project_lite::pin_project! {
     /// Future of [`MiddlewareService`].
+    ///
+    /// ```
+    /// // Built by `Middleware`; see its example.
+    /// let _ = observe_runtime::http::Middleware::new();
+    /// ```
     pub struct MiddlewareFuture<F> {
         #[pin]
         inner: F,
@@ -318,6 +332,11 @@ fn finish_span(span: &Span, method: &str, route: Option<&str>, status: u16) {
 pin_project_lite::pin_project! {
     /// A response body that completes its request's measurement when the last chunk
     /// is produced (or when it is dropped, if the client goes away first).
+    ///
+    /// ```
+    /// // Built by `Middleware`; see its example.
+    /// let _ = observe_runtime::http::Middleware::new();
+    /// ```
     pub struct TimedBody<B> {
         #[pin]
         body: B,
