@@ -50,10 +50,9 @@ fn parse_labels(text: &str) -> Vec<(String, String)> {
     out
 }
 
-/// The value of the one sample named `name` whose labels include all of `labels`.
-/// Panics when there is none or more than one: both are bugs worth a clear failure.
-pub fn value(text: &str, name: &str, labels: &[(&str, &str)]) -> f64 {
-    let found: Vec<f64> = samples(text)
+/// Values of the samples named `name` whose labels include all of `labels`.
+fn matching(text: &str, name: &str, labels: &[(&str, &str)]) -> Vec<f64> {
+    samples(text)
         .into_iter()
         .filter(|(n, l, _)| {
             n == name
@@ -62,7 +61,13 @@ pub fn value(text: &str, name: &str, labels: &[(&str, &str)]) -> f64 {
                     .all(|(k, v)| l.iter().any(|(lk, lv)| lk == k && lv == v))
         })
         .map(|(_, _, v)| v)
-        .collect();
+        .collect()
+}
+
+/// The value of the one sample named `name` whose labels include all of `labels`.
+/// Panics when there is none or more than one: both are bugs worth a clear failure.
+pub fn value(text: &str, name: &str, labels: &[(&str, &str)]) -> f64 {
+    let found = matching(text, name, labels);
     assert_eq!(
         found.len(),
         1,
@@ -73,15 +78,7 @@ pub fn value(text: &str, name: &str, labels: &[(&str, &str)]) -> f64 {
 
 /// How many samples match, for asserting that something is absent or present once.
 pub fn count(text: &str, name: &str, labels: &[(&str, &str)]) -> usize {
-    samples(text)
-        .into_iter()
-        .filter(|(n, l, _)| {
-            n == name
-                && labels
-                    .iter()
-                    .all(|(k, v)| l.iter().any(|(lk, lv)| lk == k && lv == v))
-        })
-        .count()
+    matching(text, name, labels).len()
 }
 
 /// Calls of `function` with `result`, read from a fresh render.

@@ -3,3 +3,5 @@
 pub mod duration;
 pub mod fallback;
 pub mod names;
+pub mod options;
+pub mod types;

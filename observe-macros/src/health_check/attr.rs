@@ -3,9 +3,10 @@
 use proc_macro2::Span;
 use syn::parse::{Parse, ParseStream};
 use syn::punctuated::Punctuated;
-use syn::{Ident, LitInt, LitStr, Token, parenthesized};
+use syn::{LitInt, LitStr, Token, parenthesized};
 
 use crate::common::duration;
+use crate::common::options::parse_options;
 
 /// A duration with its literal, for errors.
 pub struct DurationArg {
@@ -27,8 +28,17 @@ pub struct Args {
     pub depends_on: Option<LitStr>,
 }
 
-const OPTIONS: &str = "expected one of `critical`, `name`, `timeout`, `interval`, \
-                       `failure_threshold`, `success_threshold`, `startup`, `groups`, `depends_on`";
+const OPTIONS: &[&str] = &[
+    "critical",
+    "name",
+    "timeout",
+    "interval",
+    "failure_threshold",
+    "success_threshold",
+    "startup",
+    "groups",
+    "depends_on",
+];
 
 fn duration_arg(input: ParseStream<'_>) -> syn::Result<DurationArg> {
     let lit: LitStr = input.parse()?;
@@ -39,19 +49,8 @@ fn duration_arg(input: ParseStream<'_>) -> syn::Result<DurationArg> {
 impl Parse for Args {
     fn parse(input: ParseStream<'_>) -> syn::Result<Self> {
         let mut args = Args::default();
-        let mut seen: Vec<String> = Vec::new();
-        while !input.is_empty() {
-            let key: Ident = input
-                .call(syn::ext::IdentExt::parse_any)
-                .map_err(|e| syn::Error::new(e.span(), OPTIONS))?;
-            let name = key.to_string();
-            if seen.contains(&name) {
-                return Err(syn::Error::new(
-                    key.span(),
-                    format!("`{name}` specified more than once"),
-                ));
-            }
-            match name.as_str() {
+        parse_options(input, OPTIONS, |key, input| {
+            match key.to_string().as_str() {
                 "critical" => args.critical = Some(key.span()),
                 "startup" => args.startup = Some(key.span()),
                 "name" => {
@@ -85,19 +84,10 @@ impl Parse for Args {
                     input.parse::<Token![=]>()?;
                     args.depends_on = Some(input.parse()?);
                 }
-                _ => {
-                    return Err(syn::Error::new(
-                        key.span(),
-                        format!("unknown option `{name}`; {OPTIONS}"),
-                    ));
-                }
+                _ => unreachable!("parse_options passes known options only"),
             }
-            seen.push(name);
-            if input.is_empty() {
-                break;
-            }
-            input.parse::<Token![,]>()?;
-        }
+            Ok(())
+        })?;
         Ok(args)
     }
 }

@@ -1,25 +1,13 @@
 //! Code generation for `#[health_check]`: the function stays as written; beside it, a
 //! `const _` block holds its definition and its entry in the link-time slice.
 
+use crate::common::types::mentions_impl_trait;
 use proc_macro2::TokenStream;
 use quote::{format_ident, quote, quote_spanned};
 use syn::spanned::Spanned;
-use syn::visit::Visit;
 
 use super::Params;
 use super::attr::Args;
-
-fn mentions_impl_trait(ty: &syn::Type) -> bool {
-    struct Finder(bool);
-    impl<'ast> Visit<'ast> for Finder {
-        fn visit_type_impl_trait(&mut self, _: &'ast syn::TypeImplTrait) {
-            self.0 = true;
-        }
-    }
-    let mut f = Finder(false);
-    f.visit_type(ty);
-    f.0
-}
 
 pub fn health_check(args: &Args, function: &syn::ItemFn, params: &Params) -> TokenStream {
     let p = quote!(::observe::__private);

@@ -10,20 +10,7 @@ use syn::punctuated::Punctuated;
 use syn::spanned::Spanned;
 use syn::{Expr, Ident, LitBool, LitStr, Path, Token, bracketed, parenthesized};
 
-mod kw {
-    syn::custom_keyword!(name);
-    syn::custom_keyword!(buckets);
-    syn::custom_keyword!(labels);
-    syn::custom_keyword!(metrics);
-    syn::custom_keyword!(span);
-    syn::custom_keyword!(level);
-    syn::custom_keyword!(skip);
-    syn::custom_keyword!(skip_all);
-    syn::custom_keyword!(fields);
-    syn::custom_keyword!(err);
-    syn::custom_keyword!(ok_if);
-    syn::custom_keyword!(error_if);
-}
+use crate::common::options::parse_options;
 
 /// A histogram bound as written, with its parsed value.
 pub struct Bound {
@@ -85,122 +72,61 @@ const OPTIONS: &[&str] = &[
     "ok_if", "error_if",
 ];
 
-/// The option within two edits of `word`, if any (for "did you mean").
-fn closest<'a>(word: &str, options: &[&'a str]) -> Option<&'a str> {
-    fn distance(a: &str, b: &str) -> usize {
-        let b: Vec<char> = b.chars().collect();
-        let mut row: Vec<usize> = (0..=b.len()).collect();
-        for (i, ca) in a.chars().enumerate() {
-            let mut previous = row[0];
-            row[0] = i + 1;
-            for (j, cb) in b.iter().enumerate() {
-                let current = row[j + 1];
-                row[j + 1] = if ca == *cb {
-                    previous
-                } else {
-                    1 + previous.min(row[j]).min(current)
-                };
-                previous = current;
-            }
-        }
-        row[b.len()]
-    }
-    options
-        .iter()
-        .map(|o| (distance(word, o), *o))
-        .filter(|(d, _)| *d <= 2)
-        .min()
-        .map(|(_, o)| o)
-}
-
-const EXPECTED: &str = "expected one of `name`, `buckets`, `labels`, `metrics`, `span`, \
-                        `level`, `skip`, `skip_all`, `fields`, `err`, `ok_if`, `error_if`";
-
 impl Parse for Args {
     fn parse(input: ParseStream<'_>) -> syn::Result<Self> {
         let mut args = Args::default();
-        // Keywords seen so far, for "specified more than once" at the second occurrence.
-        let mut seen: Vec<String> = Vec::new();
-        while !input.is_empty() {
-            let key: Ident = input
-                .fork()
-                .call(syn::ext::IdentExt::parse_any)
-                .map_err(|_| syn::Error::new(input.span(), EXPECTED))?;
-            let key_name = key.to_string();
-            if seen.contains(&key_name) {
-                return Err(syn::Error::new(
-                    key.span(),
-                    format!("`{key_name}` specified more than once"),
-                ));
+        parse_options(input, OPTIONS, |key, input| {
+            match key.to_string().as_str() {
+                "name" => {
+                    input.parse::<Token![=]>()?;
+                    args.name = Some(input.parse()?);
+                }
+                "buckets" => {
+                    input.parse::<Token![=]>()?;
+                    args.buckets = Some(parse_buckets(input)?);
+                }
+                "labels" => args.labels = parse_labels(input)?,
+                "metrics" => {
+                    input.parse::<Token![=]>()?;
+                    args.metrics = Some(input.parse()?);
+                }
+                "span" => {
+                    input.parse::<Token![=]>()?;
+                    args.span = Some(input.parse()?);
+                }
+                "level" => {
+                    input.parse::<Token![=]>()?;
+                    args.level = Some(input.parse()?);
+                }
+                "skip_all" => args.skip_all = Some(key.span()),
+                "skip" => {
+                    let content;
+                    parenthesized!(content in input);
+                    let list = Punctuated::<Ident, Token![,]>::parse_terminated_with(
+                        &content,
+                        syn::ext::IdentExt::parse_any,
+                    )?;
+                    args.skip = list.into_iter().collect();
+                }
+                "fields" => {
+                    let content;
+                    parenthesized!(content in input);
+                    let list = Punctuated::<Field, Token![,]>::parse_terminated(&content)?;
+                    args.fields = list.into_iter().collect();
+                }
+                "err" => args.err = Some(key.span()),
+                "ok_if" => {
+                    input.parse::<Token![=]>()?;
+                    args.ok_if = Some((key.span(), input.parse()?));
+                }
+                "error_if" => {
+                    input.parse::<Token![=]>()?;
+                    args.error_if = Some((key.span(), input.parse()?));
+                }
+                _ => unreachable!("parse_options passes known options only"),
             }
-            let lookahead = input.lookahead1();
-            if lookahead.peek(kw::name) {
-                input.parse::<kw::name>()?;
-                input.parse::<Token![=]>()?;
-                args.name = Some(input.parse()?);
-            } else if lookahead.peek(kw::buckets) {
-                input.parse::<kw::buckets>()?;
-                input.parse::<Token![=]>()?;
-                args.buckets = Some(parse_buckets(input)?);
-            } else if lookahead.peek(kw::labels) {
-                input.parse::<kw::labels>()?;
-                args.labels = parse_labels(input)?;
-            } else if lookahead.peek(kw::metrics) {
-                input.parse::<kw::metrics>()?;
-                input.parse::<Token![=]>()?;
-                args.metrics = Some(input.parse()?);
-            } else if lookahead.peek(kw::span) {
-                input.parse::<kw::span>()?;
-                input.parse::<Token![=]>()?;
-                args.span = Some(input.parse()?);
-            } else if lookahead.peek(kw::level) {
-                input.parse::<kw::level>()?;
-                input.parse::<Token![=]>()?;
-                args.level = Some(input.parse()?);
-            } else if lookahead.peek(kw::skip_all) {
-                let kw = input.parse::<kw::skip_all>()?;
-                args.skip_all = Some(kw.span);
-            } else if lookahead.peek(kw::skip) {
-                input.parse::<kw::skip>()?;
-                let content;
-                parenthesized!(content in input);
-                let list = Punctuated::<Ident, Token![,]>::parse_terminated_with(
-                    &content,
-                    syn::ext::IdentExt::parse_any,
-                )?;
-                args.skip = list.into_iter().collect();
-            } else if lookahead.peek(kw::fields) {
-                input.parse::<kw::fields>()?;
-                let content;
-                parenthesized!(content in input);
-                let list = Punctuated::<Field, Token![,]>::parse_terminated(&content)?;
-                args.fields = list.into_iter().collect();
-            } else if lookahead.peek(kw::err) {
-                let kw = input.parse::<kw::err>()?;
-                args.err = Some(kw.span);
-            } else if lookahead.peek(kw::ok_if) {
-                let kw = input.parse::<kw::ok_if>()?;
-                input.parse::<Token![=]>()?;
-                args.ok_if = Some((kw.span, input.parse()?));
-            } else if lookahead.peek(kw::error_if) {
-                let kw = input.parse::<kw::error_if>()?;
-                input.parse::<Token![=]>()?;
-                args.error_if = Some((kw.span, input.parse()?));
-            } else {
-                let hint = closest(&key_name, OPTIONS)
-                    .map(|c| format!("did you mean `{c}`? "))
-                    .unwrap_or_default();
-                return Err(syn::Error::new(
-                    key.span(),
-                    format!("unknown option `{key_name}`; {hint}{EXPECTED}"),
-                ));
-            }
-            seen.push(key_name);
-            if input.is_empty() {
-                break;
-            }
-            input.parse::<Token![,]>()?;
-        }
+            Ok(())
+        })?;
         Ok(args)
     }
 }

@@ -1,25 +1,12 @@
 //! Code generation for `#[instrumented]`: a few statics and a few calls into
 //! `::observe::__private`, around the user's untouched body.
 
+use crate::common::types::mentions_impl_trait;
 use proc_macro2::{Literal, Span, TokenStream};
 use quote::{quote, quote_spanned};
-use syn::visit::Visit;
 use syn::{ItemFn, ReturnType, Type};
 
 use super::attr::{Args, Sigil};
-
-/// Does the type mention `impl Trait` anywhere (so it cannot be named in a turbofish)?
-fn mentions_impl_trait(ty: &Type) -> bool {
-    struct Finder(bool);
-    impl<'ast> Visit<'ast> for Finder {
-        fn visit_type_impl_trait(&mut self, _: &'ast syn::TypeImplTrait) {
-            self.0 = true;
-        }
-    }
-    let mut finder = Finder(false);
-    finder.visit_type(ty);
-    finder.0
-}
 
 /// `impl Future<Output = …> (+ …)`: the function returns a future we can wrap.
 fn returns_impl_future(output: &ReturnType) -> bool {

@@ -12,6 +12,19 @@ use std::net::IpAddr;
 
 use ipnet::IpNet;
 
+/// Every line of a repeated header, joined with `,` (as HTTP allows a list header to be
+/// split across lines); `None` when absent.
+pub(crate) fn joined_header(
+    headers: &actix_web::http::header::HeaderMap,
+    name: actix_web::http::header::HeaderName,
+) -> Option<String> {
+    let values: Vec<&str> = headers
+        .get_all(name)
+        .filter_map(|v| v.to_str().ok())
+        .collect();
+    (!values.is_empty()).then(|| values.join(","))
+}
+
 /// The access rules of the admin endpoints.
 ///
 /// ```

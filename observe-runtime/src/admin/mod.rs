@@ -9,7 +9,7 @@
 //!
 //! The same endpoints can be mounted on the application instead, with [`configure`].
 
-mod access;
+pub(crate) mod access;
 
 use std::io;
 use std::net::{SocketAddr, TcpListener};
@@ -188,7 +188,7 @@ impl AdminServer {
                         ..
                     } = settings;
                     let server = HttpServer::new(move || {
-                        App::new().wrap(AdminOnly).configure(configure(
+                        App::new().wrap(Gate(ReadOnly)).configure(configure(
                             policy.clone(),
                             protect_metrics,
                             health.clone(),
@@ -301,15 +301,13 @@ pub fn configure(
         let _ = denials();
         let metrics = read_only("/metrics", crate::actix::metrics_handler);
         if protect_metrics {
-            cfg.service(metrics.wrap(Gate {
-                policy: policy.clone(),
-            }));
+            cfg.service(metrics.wrap(access(policy.clone())));
         } else {
             cfg.service(metrics);
         }
         cfg.service(
             web::scope("/debug/pprof")
-                .wrap(Gate { policy })
+                .wrap(access(policy))
                 .service(read_only("/", pprof_index))
                 .service(read_only("", pprof_index))
                 .service(read_only("/cmdline", pprof_cmdline))
@@ -404,48 +402,42 @@ impl Collector for Denials {
     }
 }
 
-// ---- the access gate ----
+// ---- gates: middleware that answers a request itself when a rule refuses it ----
 
-/// Middleware applying an [`AccessPolicy`] to the endpoints it wraps.
-#[derive(Clone)]
-struct Gate {
-    policy: AccessPolicy,
+/// A rule that may refuse a request with a response of its own.
+trait Rule: Clone + 'static {
+    fn refuse(&self, req: &ServiceRequest) -> Option<HttpResponse>;
 }
 
-impl<S, B> Transform<S, ServiceRequest> for Gate
+/// Middleware applying a [`Rule`] to the endpoints it wraps.
+#[derive(Clone)]
+struct Gate<R>(R);
+
+impl<S, B, R: Rule> Transform<S, ServiceRequest> for Gate<R>
 where
     S: Service<ServiceRequest, Response = ServiceResponse<B>, Error = actix_web::Error> + 'static,
     B: MessageBody + 'static,
 {
     type Response = ServiceResponse<EitherBody<B, BoxBody>>;
     type Error = actix_web::Error;
-    type Transform = GateService<S>;
+    type Transform = GateService<S, R>;
     type InitError = ();
     type Future = Ready<Result<Self::Transform, ()>>;
 
     fn new_transform(&self, service: S) -> Self::Future {
         ready(Ok(GateService {
             service,
-            policy: self.policy.clone(),
+            rule: self.0.clone(),
         }))
     }
 }
 
-struct GateService<S> {
+struct GateService<S, R> {
     service: S,
-    policy: AccessPolicy,
+    rule: R,
 }
 
-fn header_joined(req: &ServiceRequest, name: header::HeaderName) -> Option<String> {
-    let values: Vec<&str> = req
-        .headers()
-        .get_all(name)
-        .filter_map(|v| v.to_str().ok())
-        .collect();
-    (!values.is_empty()).then(|| values.join(","))
-}
-
-impl<S, B> Service<ServiceRequest> for GateService<S>
+impl<S, B, R: Rule> Service<ServiceRequest> for GateService<S, R>
 where
     S: Service<ServiceRequest, Response = ServiceResponse<B>, Error = actix_web::Error>,
     B: MessageBody,
@@ -457,19 +449,36 @@ where
     actix_web::dev::forward_ready!(service);
 
     fn call(&self, req: ServiceRequest) -> Self::Future {
-        let forwarded = header_joined(&req, header::X_FORWARDED_FOR);
-        let authorization = header_joined(&req, header::AUTHORIZATION);
-        let decision = self.policy.check(
+        match self.rule.refuse(&req) {
+            Some(response) => futures_either::Either::Ready {
+                response: Some(req.into_response(response).map_into_right_body()),
+            },
+            None => futures_either::Either::Inner {
+                future: self.service.call(req),
+            },
+        }
+    }
+}
+
+/// The [`AccessPolicy`], counting its refusals.
+#[derive(Clone)]
+struct Access(AccessPolicy);
+
+fn access(policy: AccessPolicy) -> Gate<Access> {
+    Gate(Access(policy))
+}
+
+impl Rule for Access {
+    fn refuse(&self, req: &ServiceRequest) -> Option<HttpResponse> {
+        let forwarded = access::joined_header(req.headers(), header::X_FORWARDED_FOR);
+        let authorization = access::joined_header(req.headers(), header::AUTHORIZATION);
+        let decision = self.0.check(
             req.peer_addr().map(|a| a.ip()),
             forwarded.as_deref(),
             authorization.as_deref(),
         );
         let status = match decision {
-            Decision::Allowed => {
-                return futures_either::Either::Inner {
-                    future: self.service.call(req),
-                };
-            }
+            Decision::Allowed => return None,
             Decision::DeniedAddress(_) => {
                 denials().address.fetch_add(1, Relaxed);
                 StatusCode::FORBIDDEN
@@ -484,60 +493,25 @@ where
         if status == StatusCode::UNAUTHORIZED {
             response.insert_header((header::WWW_AUTHENTICATE, "Bearer realm=\"observe-admin\""));
         }
-        let response = response.body(format!("{}\n", decision.reason()));
-        futures_either::Either::Ready {
-            response: Some(req.into_response(response).map_into_right_body()),
-        }
+        Some(response.body(format!("{}\n", decision.reason())))
     }
 }
 
-/// The admin server's own gate: `GET`/`HEAD` only, and no request bodies.
+/// The admin server's own rule: `GET`/`HEAD` only, and no request bodies.
 #[derive(Clone, Copy)]
-struct AdminOnly;
+struct ReadOnly;
 
-impl<S, B> Transform<S, ServiceRequest> for AdminOnly
-where
-    S: Service<ServiceRequest, Response = ServiceResponse<B>, Error = actix_web::Error> + 'static,
-    B: MessageBody + 'static,
-{
-    type Response = ServiceResponse<EitherBody<B, BoxBody>>;
-    type Error = actix_web::Error;
-    type Transform = AdminOnlyService<S>;
-    type InitError = ();
-    type Future = Ready<Result<Self::Transform, ()>>;
-
-    fn new_transform(&self, service: S) -> Self::Future {
-        ready(Ok(AdminOnlyService { service }))
-    }
-}
-
-struct AdminOnlyService<S> {
-    service: S,
-}
-
-impl<S, B> Service<ServiceRequest> for AdminOnlyService<S>
-where
-    S: Service<ServiceRequest, Response = ServiceResponse<B>, Error = actix_web::Error>,
-    B: MessageBody,
-{
-    type Response = ServiceResponse<EitherBody<B, BoxBody>>;
-    type Error = actix_web::Error;
-    type Future = futures_either::Either<S::Future, B>;
-
-    actix_web::dev::forward_ready!(service);
-
-    fn call(&self, req: ServiceRequest) -> Self::Future {
-        let refuse = |req: ServiceRequest, response: HttpResponse| futures_either::Either::Ready {
-            response: Some(req.into_response(response).map_into_right_body()),
-        };
+impl Rule for ReadOnly {
+    fn refuse(&self, req: &ServiceRequest) -> Option<HttpResponse> {
         if req.method() != Method::GET && req.method() != Method::HEAD {
-            let response = HttpResponse::MethodNotAllowed()
-                .insert_header((header::ALLOW, "GET, HEAD"))
-                .body(format!(
-                    "method {} not allowed: the admin server answers GET and HEAD only\n",
-                    req.method()
-                ));
-            return refuse(req, response);
+            return Some(
+                HttpResponse::MethodNotAllowed()
+                    .insert_header((header::ALLOW, "GET, HEAD"))
+                    .body(format!(
+                        "method {} not allowed: the admin server answers GET and HEAD only\n",
+                        req.method()
+                    )),
+            );
         }
         let has_body = req.headers().contains_key(header::TRANSFER_ENCODING)
             || req
@@ -545,14 +519,10 @@ where
                 .get(header::CONTENT_LENGTH)
                 .and_then(|v| v.to_str().ok())
                 .is_some_and(|v| v.trim() != "0");
-        if has_body {
-            let response = HttpResponse::PayloadTooLarge()
-                .body("request bodies are not accepted by the admin server\n");
-            return refuse(req, response);
-        }
-        futures_either::Either::Inner {
-            future: self.service.call(req),
-        }
+        has_body.then(|| {
+            HttpResponse::PayloadTooLarge()
+                .body("request bodies are not accepted by the admin server\n")
+        })
     }
 }
 

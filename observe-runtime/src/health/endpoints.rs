@@ -116,14 +116,7 @@ fn params(req: &HttpRequest, allowed: &[&str]) -> Result<Params, String> {
 }
 
 fn authorized(req: &HttpRequest, policy: &AccessPolicy) -> bool {
-    let joined = |name| {
-        let v: Vec<&str> = req
-            .headers()
-            .get_all(name)
-            .filter_map(|v| v.to_str().ok())
-            .collect();
-        (!v.is_empty()).then(|| v.join(","))
-    };
+    let joined = |name| crate::admin::access::joined_header(req.headers(), name);
     policy.check(
         req.peer_addr().map(|a| a.ip()),
         joined(header::X_FORWARDED_FOR).as_deref(),
