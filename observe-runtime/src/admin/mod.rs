@@ -10,6 +10,8 @@
 //! The same endpoints can be mounted on the application instead, with [`configure`].
 
 pub(crate) mod access;
+#[cfg(feature = "pprof")]
+mod pprof;
 
 use std::io;
 use std::net::{SocketAddr, TcpListener};
@@ -26,6 +28,13 @@ use std::future::{Ready, ready};
 pub use access::{AccessPolicy, ConfigError, Decision};
 
 use crate::metrics::collector::{self, Collector, Exposition};
+
+/// Longest CPU profile accepted unless [`AdminServer::max_profile_seconds`] says otherwise.
+///
+/// ```
+/// assert_eq!(observe_runtime::admin::DEFAULT_MAX_PROFILE_SECONDS, 60);
+/// ```
+pub const DEFAULT_MAX_PROFILE_SECONDS: u64 = 60;
 
 /// Default address: every interface, so the kubelet and Prometheus can reach it.
 ///
@@ -49,6 +58,7 @@ pub struct AdminServer {
     policy: AccessPolicy,
     health: Option<crate::health::Health>,
     protect_metrics: bool,
+    max_profile_seconds: u64,
     max_connections: usize,
     request_timeout: Duration,
 }
@@ -60,6 +70,7 @@ impl Default for AdminServer {
             policy: AccessPolicy::loopback_only(),
             health: None,
             protect_metrics: false,
+            max_profile_seconds: DEFAULT_MAX_PROFILE_SECONDS,
             max_connections: 64,
             request_timeout: Duration::from_secs(5),
         }
@@ -146,6 +157,17 @@ impl AdminServer {
         self
     }
 
+    /// The longest CPU profile `/debug/pprof/profile?seconds=` may ask for (default 60).
+    ///
+    /// ```
+    /// let admin = observe_runtime::admin::AdminServer::new().max_profile_seconds(120);
+    /// # drop(admin);
+    /// ```
+    pub fn max_profile_seconds(mut self, seconds: u64) -> Self {
+        self.max_profile_seconds = seconds.max(1);
+        self
+    }
+
     /// Puts `/metrics` behind the access policy too (default: open, so scrapers reach it).
     ///
     /// ```
@@ -183,16 +205,16 @@ impl AdminServer {
                         policy,
                         health,
                         protect_metrics,
+                        max_profile_seconds,
                         max_connections,
                         request_timeout,
                         ..
                     } = settings;
                     let server = HttpServer::new(move || {
-                        App::new().wrap(Gate(ReadOnly)).configure(configure(
-                            policy.clone(),
-                            protect_metrics,
-                            health.clone(),
-                        ))
+                        App::new()
+                            .wrap(Gate(ReadOnly))
+                            .app_data(web::Data::new(ProfileLimit(max_profile_seconds)))
+                            .configure(configure(policy.clone(), protect_metrics, health.clone()))
                     })
                     .workers(1)
                     .disable_signals()
@@ -311,6 +333,8 @@ pub fn configure(
                 .service(read_only("/", pprof_index))
                 .service(read_only("", pprof_index))
                 .service(read_only("/cmdline", pprof_cmdline))
+                .service(read_only("/profile", cpu_profile))
+                .service(read_only("/flamegraph", cpu_flamegraph))
                 .default_service(web::to(pprof_unknown)),
         );
     }
@@ -331,10 +355,56 @@ where
 }
 
 /// The profiles this build serves, one line each.
-const PROFILES: &[(&str, &str)] = &[(
-    "cmdline",
-    "The command line of this process, arguments separated by NUL bytes.",
-)];
+const PROFILES: &[(&str, &str)] = &[
+    (
+        "cmdline",
+        "The command line of this process, arguments separated by NUL bytes.",
+    ),
+    #[cfg(feature = "pprof")]
+    (
+        "profile",
+        "CPU profile (gzipped profile.proto for go tool pprof). ?seconds=N (default 30), ?frequency=Hz (default 99).",
+    ),
+    #[cfg(feature = "pprof")]
+    (
+        "flamegraph",
+        "The same CPU sampling as an SVG flame graph, for a browser. ?seconds=N, ?frequency=Hz.",
+    ),
+];
+
+/// The longest CPU profile allowed, given to the handlers.
+#[derive(Clone, Copy, Debug)]
+struct ProfileLimit(u64);
+
+fn limit(req: &HttpRequest) -> u64 {
+    req.app_data::<web::Data<ProfileLimit>>()
+        .map_or(DEFAULT_MAX_PROFILE_SECONDS, |l| l.0)
+}
+
+#[cfg(feature = "pprof")]
+async fn cpu_profile(req: HttpRequest) -> HttpResponse {
+    let max = web::Data::new(pprof::MaxSeconds(limit(&req)));
+    pprof::profile(req, max).await
+}
+
+#[cfg(feature = "pprof")]
+async fn cpu_flamegraph(req: HttpRequest) -> HttpResponse {
+    let max = web::Data::new(pprof::MaxSeconds(limit(&req)));
+    pprof::flamegraph(req, max).await
+}
+
+#[cfg(not(feature = "pprof"))]
+async fn cpu_profile(req: HttpRequest) -> HttpResponse {
+    let _ = limit(&req);
+    HttpResponse::NotImplemented()
+        .content_type("text/plain; charset=utf-8")
+        .body("CPU profiling is not in this build: enable the `pprof` feature of observe\n")
+}
+
+#[cfg(not(feature = "pprof"))]
+async fn cpu_flamegraph(req: HttpRequest) -> HttpResponse {
+    cpu_profile(req).await
+}
 
 async fn pprof_index() -> HttpResponse {
     let mut page = String::from(
