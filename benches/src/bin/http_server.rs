@@ -1,5 +1,6 @@
-//! A hello-world service for load tests: `MODE=bare|observe`, one worker, on `ADDR`.
-//! Used by `benches/wrk`.
+//! A hello-world service for load tests: `MODE=bare|observe`, one worker, on `ADDR`;
+//! with `ADMIN_ADDR`, also the admin server (for profiling under load). Used by
+//! `benches/wrk`.
 
 use actix_web::{App, HttpServer, web};
 
@@ -19,7 +20,11 @@ async fn main() -> std::io::Result<()> {
             std::process::exit(2);
         }
     };
-    HttpServer::new(move || {
+    let admin = match std::env::var("ADMIN_ADDR") {
+        Ok(addr) => Some(observe::admin::AdminServer::new().addr(addr).start()?),
+        Err(_) => None,
+    };
+    let served = HttpServer::new(move || {
         App::new()
             .wrap(actix_web::middleware::Condition::new(
                 observe,
@@ -30,5 +35,7 @@ async fn main() -> std::io::Result<()> {
     .workers(1)
     .bind(addr)?
     .run()
-    .await
+    .await;
+    drop(admin);
+    served
 }
