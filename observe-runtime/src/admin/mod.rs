@@ -10,6 +10,8 @@
 //! The same endpoints can be mounted on the application instead, with [`configure`].
 
 pub(crate) mod access;
+#[cfg(feature = "heap")]
+mod heap;
 #[cfg(feature = "pprof")]
 mod pprof;
 
@@ -335,6 +337,7 @@ pub fn configure(
                 .service(read_only("/cmdline", pprof_cmdline))
                 .service(read_only("/profile", cpu_profile))
                 .service(read_only("/flamegraph", cpu_flamegraph))
+                .service(read_only("/heap", heap_profile))
                 .default_service(web::to(pprof_unknown)),
         );
     }
@@ -364,6 +367,11 @@ const PROFILES: &[(&str, &str)] = &[
     (
         "profile",
         "CPU profile (gzipped profile.proto for go tool pprof). ?seconds=N (default 30), ?frequency=Hz (default 99).",
+    ),
+    #[cfg(feature = "heap")]
+    (
+        "heap",
+        "Sampled live heap from jemalloc (gzipped profile.proto; read with go tool pprof -symbolize=none).",
     ),
     #[cfg(feature = "pprof")]
     (
@@ -399,6 +407,21 @@ async fn cpu_profile(req: HttpRequest) -> HttpResponse {
     HttpResponse::NotImplemented()
         .content_type("text/plain; charset=utf-8")
         .body("CPU profiling is not in this build: enable the `pprof` feature of observe\n")
+}
+
+#[cfg(feature = "heap")]
+async fn heap_profile() -> HttpResponse {
+    heap::heap().await
+}
+
+#[cfg(not(feature = "heap"))]
+async fn heap_profile() -> HttpResponse {
+    HttpResponse::NotImplemented()
+        .content_type("text/plain; charset=utf-8")
+        .body(
+            "heap profiles are not in this build: enable the `heap` feature of observe, which makes \
+             jemalloc the allocator with sampling on (its build takes a few minutes)\n",
+        )
 }
 
 #[cfg(not(feature = "pprof"))]

@@ -34,10 +34,10 @@ fn now_secs() -> u64 {
 }
 
 /// Holds the single profiling slot; released on drop, whatever happens.
-struct Slot;
+pub(super) struct Slot;
 
 impl Slot {
-    fn take(seconds: u64) -> Option<Slot> {
+    pub(super) fn take(seconds: u64) -> Option<Slot> {
         if RUNNING
             .compare_exchange(false, true, Ordering::AcqRel, Ordering::Acquire)
             .is_err()
@@ -103,7 +103,7 @@ fn params(req: &HttpRequest, max_seconds: u64) -> Result<Params, String> {
     Ok(p)
 }
 
-fn busy() -> HttpResponse {
+pub(super) fn busy() -> HttpResponse {
     let retry = RUNNING_UNTIL
         .load(Ordering::Relaxed)
         .saturating_sub(now_secs())
@@ -112,7 +112,7 @@ fn busy() -> HttpResponse {
         .insert_header((header::RETRY_AFTER, retry.to_string()))
         .content_type("text/plain; charset=utf-8")
         .body(format!(
-            "a CPU profile is already being taken (one at a time); retry in {retry} s\n"
+            "a profile is already being taken (one at a time, CPU and heap alike); retry in {retry} s\n"
         ))
 }
 

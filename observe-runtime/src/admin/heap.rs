@@ -1,0 +1,46 @@
+//! Heap profiles from jemalloc (feature `heap`): jemalloc becomes the global allocator
+//! with sampling on (one sample per 512 KiB allocated on average), and
+//! `/debug/pprof/heap` answers jemalloc's profile as gzipped `profile.proto`, with
+//! function names, for `go tool pprof -symbolize=none`. Dumps share the CPU profiler's
+//! one-at-a-time slot: the two together have deadlocked and crashed other projects.
+
+use actix_web::HttpResponse;
+
+/// jemalloc as the process's allocator.
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
+/// jemalloc's start-up options: profiling compiled in and active, sampling every 2^19
+/// bytes on average (what jemalloc_pprof recommends for production).
+#[allow(non_upper_case_globals)]
+#[unsafe(export_name = "malloc_conf")]
+pub static malloc_conf: &[u8] = b"prof:true,prof_active:true,lg_prof_sample:19\0";
+
+pub(super) async fn heap() -> HttpResponse {
+    let Some(_slot) = super::pprof::Slot::take(1) else {
+        return super::pprof::busy();
+    };
+    let Some(ctl) = jemalloc_pprof::PROF_CTL.as_ref() else {
+        return HttpResponse::InternalServerError()
+            .content_type("text/plain; charset=utf-8")
+            .body("jemalloc profiling is not available: is another allocator in charge?\n");
+    };
+    let mut ctl = ctl.lock().await;
+    if !ctl.activated() {
+        return HttpResponse::ServiceUnavailable()
+            .content_type("text/plain; charset=utf-8")
+            .body("jemalloc profiling is compiled in but not active (malloc_conf prof_active)\n");
+    }
+    match ctl.dump_pprof() {
+        Ok(body) => HttpResponse::Ok()
+            .content_type("application/octet-stream")
+            .insert_header((
+                actix_web::http::header::CONTENT_DISPOSITION,
+                "attachment; filename=\"heap.pb.gz\"",
+            ))
+            .body(body),
+        Err(e) => HttpResponse::InternalServerError()
+            .content_type("text/plain; charset=utf-8")
+            .body(format!("could not dump the heap profile: {e}\n")),
+    }
+}
