@@ -3,6 +3,7 @@
 //! (non-critical), all on free loopback ports, probed over HTTP through the admin server.
 //! The README's test command installs PostgreSQL and Redis (needs root: PostgreSQL runs
 //! as the `postgres` user).
+#![cfg(feature = "postgres")]
 
 mod common;
 

@@ -2,6 +2,7 @@
 //! of the server span, `#[instrumented]` spans are its children, and the outgoing request
 //! the handler makes (with `awc` and with `reqwest`) carries the same trace to a real
 //! downstream server on loopback. Spans are read from the SDK's in-memory exporter.
+#![cfg(all(feature = "awc", feature = "reqwest"))]
 
 use std::sync::mpsc;
 
