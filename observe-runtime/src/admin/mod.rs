@@ -391,13 +391,13 @@ fn limit(req: &HttpRequest) -> u64 {
 
 #[cfg(feature = "pprof")]
 async fn cpu_profile(req: HttpRequest) -> HttpResponse {
-    let max = web::Data::new(pprof::MaxSeconds(limit(&req)));
+    let max = limit(&req);
     pprof::profile(req, max).await
 }
 
 #[cfg(feature = "pprof")]
 async fn cpu_flamegraph(req: HttpRequest) -> HttpResponse {
-    let max = web::Data::new(pprof::MaxSeconds(limit(&req)));
+    let max = limit(&req);
     pprof::flamegraph(req, max).await
 }
 

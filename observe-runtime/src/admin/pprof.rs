@@ -122,8 +122,14 @@ fn failed(what: &str, e: impl std::fmt::Display) -> HttpResponse {
         .body(format!("{what}: {e}\n"))
 }
 
-/// Samples for `p.seconds`; `None` when no profile could start.
-async fn sample(p: &Params) -> Result<pprof::Report, HttpResponse> {
+/// Parses the request, takes the single profiling slot for the whole sampling, and
+/// samples; every way this can fail is already the response to send.
+async fn sample(
+    req: &HttpRequest,
+    max_seconds: u64,
+) -> Result<(Params, pprof::Report), HttpResponse> {
+    let p = params(req, max_seconds).map_err(bad)?;
+    let _slot = Slot::take(p.seconds).ok_or_else(busy)?;
     let guard = pprof::ProfilerGuardBuilder::default()
         .frequency(p.frequency)
         .blocklist(&["libc", "libgcc", "pthread", "vdso"])
@@ -131,10 +137,11 @@ async fn sample(p: &Params) -> Result<pprof::Report, HttpResponse> {
         .map_err(|e| failed("could not start the CPU profiler", e))?;
     // If the client goes away, this future is dropped and so is the guard: sampling stops.
     tokio::time::sleep(Duration::from_secs(p.seconds)).await;
-    guard
+    let report = guard
         .report()
         .build()
-        .map_err(|e| failed("could not build the CPU profile", e))
+        .map_err(|e| failed("could not build the CPU profile", e))?;
+    Ok((p, report))
 }
 
 /// The profiler's own frames (its signal handler and the unwinder it calls), stripped
@@ -146,16 +153,9 @@ fn is_profiler_frame(name: &str) -> bool {
         || name == "__restore_rt"
 }
 
-pub(super) async fn profile(req: HttpRequest, max: web::Data<MaxSeconds>) -> HttpResponse {
-    let p = match params(&req, max.0) {
-        Ok(p) => p,
-        Err(m) => return bad(m),
-    };
-    let Some(_slot) = Slot::take(p.seconds) else {
-        return busy();
-    };
-    let report = match sample(&p).await {
-        Ok(r) => r,
+pub(super) async fn profile(req: HttpRequest, max_seconds: u64) -> HttpResponse {
+    let (_, report) = match sample(&req, max_seconds).await {
+        Ok(sampled) => sampled,
         Err(response) => return response,
     };
     let mut profile = match report.pprof() {
@@ -214,16 +214,9 @@ fn strip_profiler_frames(profile: &mut pprof::protos::Profile) {
     profile.sample.retain(|s| !s.location_id.is_empty());
 }
 
-pub(super) async fn flamegraph(req: HttpRequest, max: web::Data<MaxSeconds>) -> HttpResponse {
-    let p = match params(&req, max.0) {
-        Ok(p) => p,
-        Err(m) => return bad(m),
-    };
-    let Some(_slot) = Slot::take(p.seconds) else {
-        return busy();
-    };
-    let report = match sample(&p).await {
-        Ok(r) => r,
+pub(super) async fn flamegraph(req: HttpRequest, max_seconds: u64) -> HttpResponse {
+    let (p, report) = match sample(&req, max_seconds).await {
+        Ok(sampled) => sampled,
         Err(response) => return response,
     };
     if report.data.is_empty() {
@@ -240,10 +233,6 @@ pub(super) async fn flamegraph(req: HttpRequest, max: web::Data<MaxSeconds>) -> 
         Err(e) => failed("could not render the flame graph", e),
     }
 }
-
-/// The configured maximum of `seconds`.
-#[derive(Clone, Copy, Debug)]
-pub(super) struct MaxSeconds(pub u64);
 
 #[cfg(test)]
 mod tests {
