@@ -82,27 +82,22 @@ fn answers_while_the_application_worker_is_blocked() {
     let admin_addr = admin.local_addr();
 
     // An application with one worker, whose handler blocks that worker's thread.
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        actix_web::rt::System::new().block_on(async move {
-            let server = actix_web::HttpServer::new(|| {
-                actix_web::App::new().route(
-                    "/block",
-                    actix_web::web::get().to(|| async {
-                        std::thread::sleep(Duration::from_secs(2));
-                        "unblocked"
-                    }),
-                )
-            })
-            .workers(1)
-            .disable_signals()
-            .bind("127.0.0.1:0")
-            .unwrap();
-            tx.send((server.addrs()[0], ())).unwrap();
-            let _ = server.run().await;
-        });
+    let (app_addr, _) = common::serve_on_thread(|| {
+        let server = actix_web::HttpServer::new(|| {
+            actix_web::App::new().route(
+                "/block",
+                actix_web::web::get().to(|| async {
+                    std::thread::sleep(Duration::from_secs(2));
+                    "unblocked"
+                }),
+            )
+        })
+        .workers(1)
+        .disable_signals()
+        .bind("127.0.0.1:0")
+        .unwrap();
+        (server.addrs()[0], server.run())
     });
-    let (app_addr, ()) = rx.recv().unwrap();
     let (done_tx, done_rx) = mpsc::channel();
     std::thread::spawn(move || {
         let (status, _, _) = http_get(app_addr, "/block", "");

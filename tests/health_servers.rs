@@ -196,43 +196,35 @@ impl Gateway {
     fn start() -> Gateway {
         let mode = Arc::new(AtomicU8::new(UP));
         let hits = Arc::new(AtomicU32::new(0));
-        let (tx, rx) = std::sync::mpsc::channel();
         let (m, h) = (mode.clone(), hits.clone());
-        std::thread::spawn(move || {
-            actix_web::rt::System::new().block_on(async move {
-                let server = actix_web::HttpServer::new(move || {
-                    let (m, h) = (m.clone(), h.clone());
-                    actix_web::App::new().route(
-                        "/health",
-                        actix_web::web::get().to(move || {
-                            let (m, h) = (m.clone(), h.clone());
-                            async move {
-                                h.fetch_add(1, Ordering::SeqCst);
-                                match m.load(Ordering::SeqCst) {
-                                    UP => actix_web::HttpResponse::Ok().finish(),
-                                    HANG => {
-                                        actix_web::rt::time::sleep(Duration::from_secs(30)).await;
-                                        actix_web::HttpResponse::Ok().finish()
-                                    }
-                                    _ => actix_web::HttpResponse::BadGateway().finish(),
+        let (addr, _) = common::serve_on_thread(move || {
+            let server = actix_web::HttpServer::new(move || {
+                let (m, h) = (m.clone(), h.clone());
+                actix_web::App::new().route(
+                    "/health",
+                    actix_web::web::get().to(move || {
+                        let (m, h) = (m.clone(), h.clone());
+                        async move {
+                            h.fetch_add(1, Ordering::SeqCst);
+                            match m.load(Ordering::SeqCst) {
+                                UP => actix_web::HttpResponse::Ok().finish(),
+                                HANG => {
+                                    actix_web::rt::time::sleep(Duration::from_secs(30)).await;
+                                    actix_web::HttpResponse::Ok().finish()
                                 }
+                                _ => actix_web::HttpResponse::BadGateway().finish(),
                             }
-                        }),
-                    )
-                })
-                .workers(2)
-                .disable_signals()
-                .bind("127.0.0.1:0")
-                .unwrap();
-                tx.send(server.addrs()[0]).unwrap();
-                let _ = server.run().await;
-            });
+                        }
+                    }),
+                )
+            })
+            .workers(2)
+            .disable_signals()
+            .bind("127.0.0.1:0")
+            .unwrap();
+            (server.addrs()[0], server.run())
         });
-        Gateway {
-            mode,
-            hits,
-            addr: rx.recv().unwrap(),
-        }
+        Gateway { mode, hits, addr }
     }
 }
 

@@ -13,31 +13,26 @@ fn a_blocked_worker_fails_liveness_until_it_runs_again() {
         .addr("127.0.0.1:0")
         .start()
         .unwrap();
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        actix_web::rt::System::new().block_on(async move {
-            let server = actix_web::HttpServer::new(|| {
-                actix_web::App::new()
-                    .wrap(observe::Middleware::new())
-                    .route(
-                        "/wedge",
-                        actix_web::web::get().to(|| async {
-                            // Blocks the worker's thread: its event loop stops turning.
-                            std::thread::sleep(Duration::from_millis(4000));
-                            "unwedged"
-                        }),
-                    )
-                    .route("/ok", actix_web::web::get().to(|| async { "ok" }))
-            })
-            .workers(1)
-            .disable_signals()
-            .bind("127.0.0.1:0")
-            .unwrap();
-            tx.send(server.addrs()[0]).unwrap();
-            let _ = server.run().await;
-        });
+    let (app, _) = common::serve_on_thread(|| {
+        let server = actix_web::HttpServer::new(|| {
+            actix_web::App::new()
+                .wrap(observe::Middleware::new())
+                .route(
+                    "/wedge",
+                    actix_web::web::get().to(|| async {
+                        // Blocks the worker's thread: its event loop stops turning.
+                        std::thread::sleep(Duration::from_millis(4000));
+                        "unwedged"
+                    }),
+                )
+                .route("/ok", actix_web::web::get().to(|| async { "ok" }))
+        })
+        .workers(1)
+        .disable_signals()
+        .bind("127.0.0.1:0")
+        .unwrap();
+        (server.addrs()[0], server.run())
     });
-    let app = rx.recv().unwrap();
     let deadline = Instant::now() + Duration::from_secs(10);
     while common::http_get(app, "/ok", "").0 != 200 {
         assert!(Instant::now() < deadline);

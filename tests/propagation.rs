@@ -4,7 +4,7 @@
 //! downstream server on loopback. Spans are read from the SDK's in-memory exporter.
 #![cfg(all(feature = "awc", feature = "reqwest"))]
 
-use std::sync::mpsc;
+mod common;
 
 use actix_web::{App, HttpRequest, HttpResponse, get, test, web};
 use observe::http::Propagate;
@@ -44,30 +44,26 @@ fn telemetry() -> Telemetry {
 
 /// A downstream service on its own thread that answers with the `traceparent` it got.
 fn downstream() -> std::net::SocketAddr {
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        actix_web::rt::System::new().block_on(async move {
-            let server = actix_web::HttpServer::new(|| {
-                App::new().route(
-                    "/echo",
-                    web::get().to(|req: HttpRequest| async move {
-                        req.headers()
-                            .get("traceparent")
-                            .and_then(|v| v.to_str().ok())
-                            .unwrap_or("none")
-                            .to_owned()
-                    }),
-                )
-            })
-            .workers(1)
-            .disable_signals()
-            .bind("127.0.0.1:0")
-            .unwrap();
-            tx.send(server.addrs()[0]).unwrap();
-            let _ = server.run().await;
-        });
-    });
-    rx.recv().unwrap()
+    common::serve_on_thread(|| {
+        let server = actix_web::HttpServer::new(|| {
+            App::new().route(
+                "/echo",
+                web::get().to(|req: HttpRequest| async move {
+                    req.headers()
+                        .get("traceparent")
+                        .and_then(|v| v.to_str().ok())
+                        .unwrap_or("none")
+                        .to_owned()
+                }),
+            )
+        })
+        .workers(1)
+        .disable_signals()
+        .bind("127.0.0.1:0")
+        .unwrap();
+        (server.addrs()[0], server.run())
+    })
+    .0
 }
 
 #[get("/call/awc")]

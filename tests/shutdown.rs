@@ -26,31 +26,25 @@ fn sigterm_fails_readiness_drains_then_stops() {
         .unwrap();
     let flushed = Arc::new(AtomicBool::new(false));
 
-    let (tx, rx) = std::sync::mpsc::channel();
     let (h, f) = (health.clone(), flushed.clone());
-    let app = std::thread::spawn(move || {
-        actix_web::rt::System::new().block_on(async move {
-            let server = actix_web::HttpServer::new(|| {
-                actix_web::App::new()
-                    .route("/hello", actix_web::web::get().to(|| async { "hello" }))
-            })
-            .workers(1)
-            .disable_signals()
-            .shutdown_timeout(2)
-            .bind("127.0.0.1:0")
-            .unwrap();
-            tx.send(server.addrs()[0]).unwrap();
-            let server = server.run();
-            let shutdown = Shutdown::new(h)
-                .drain(Duration::from_millis(1500))
-                .actix_shutdown_timeout(Duration::from_secs(2))
-                .termination_grace_period(Duration::from_secs(30))
-                .on_stopped(move || f.store(true, Ordering::SeqCst));
-            assert_eq!(shutdown.check(), None);
-            shutdown.run(server).await
+    let (app_addr, app) = common::serve_on_thread(move || {
+        let server = actix_web::HttpServer::new(|| {
+            actix_web::App::new().route("/hello", actix_web::web::get().to(|| async { "hello" }))
         })
+        .workers(1)
+        .disable_signals()
+        .shutdown_timeout(2)
+        .bind("127.0.0.1:0")
+        .unwrap();
+        let addr = server.addrs()[0];
+        let shutdown = Shutdown::new(h)
+            .drain(Duration::from_millis(1500))
+            .actix_shutdown_timeout(Duration::from_secs(2))
+            .termination_grace_period(Duration::from_secs(30))
+            .on_stopped(move || f.store(true, Ordering::SeqCst));
+        assert_eq!(shutdown.check(), None);
+        (addr, shutdown.run(server.run()))
     });
-    let app_addr = rx.recv().unwrap();
     let admin_addr = admin.local_addr();
     let deadline = Instant::now() + Duration::from_secs(10);
     while std::net::TcpStream::connect(app_addr).is_err() {

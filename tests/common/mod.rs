@@ -1,6 +1,8 @@
 //! Reads samples back out of the text exposition, so tests assert on what a scraper sees.
 #![allow(dead_code)]
 
+use std::future::Future;
+
 /// One sample: metric name, sorted labels, value.
 pub type Sample = (String, Vec<(String, String)>, f64);
 
@@ -146,4 +148,29 @@ pub fn http_get(addr: std::net::SocketAddr, path: &str, extra: &str) -> (u16, St
         &format!("GET {path} HTTP/1.1\r\nHost: test\r\nConnection: close\r\n{extra}\r\n"),
     );
     (status, head, String::from_utf8_lossy(&body).into_owned())
+}
+
+/// Runs a server on a thread of its own, in its own actix `System`. `start` runs inside
+/// that system: it binds and returns the bound address and the future that serves (the
+/// server itself, or something driving it). Returns the address and the thread.
+pub fn serve_on_thread<S, F>(
+    start: S,
+) -> (
+    std::net::SocketAddr,
+    std::thread::JoinHandle<std::io::Result<()>>,
+)
+where
+    S: FnOnce() -> (std::net::SocketAddr, F) + Send + 'static,
+    F: Future<Output = std::io::Result<()>> + 'static,
+{
+    let (tx, rx) = std::sync::mpsc::channel();
+    let thread = std::thread::spawn(move || {
+        actix_web::rt::System::new().block_on(async move {
+            let (addr, serving) = start();
+            tx.send(addr).expect("the test is waiting for the address");
+            serving.await
+        })
+    });
+    let addr = rx.recv().expect("the server thread sends its address");
+    (addr, thread)
 }
