@@ -68,9 +68,24 @@ fn disk() -> observe::health::HealthStatus {
     observe::health::checks::disk_free("/", 50 << 20, 500 << 20)
 }
 
-#[actix_web::main]
-async fn main() -> std::io::Result<()> {
+fn main() -> std::io::Result<()> {
     observe::build_info!();
+    // First: providers, propagator and log subscriber, in that order. Without an OTLP
+    // endpoint the service runs offline and spans show in the log output.
+    let telemetry = match observe::init().install() {
+        Ok(telemetry) => telemetry,
+        Err(e) => {
+            eprintln!("error: {e}");
+            std::process::exit(2);
+        }
+    };
+    actix_web::rt::System::new().block_on(serve())?;
+    // Last, after the server has stopped: flush every span still in the batch queue.
+    drop(telemetry);
+    Ok(())
+}
+
+async fn serve() -> std::io::Result<()> {
     let health = observe::health::Health::builder()
         .build()
         .unwrap_or_else(|errors| {

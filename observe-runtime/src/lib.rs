@@ -8,7 +8,9 @@
 //! - [`registry`]: the link-time list of instrumented functions and its validation;
 //! - `actix` (feature `actix`): the `/metrics` handler and the per-worker request gauge;
 //! - `http` (feature `actix`): the request middleware, with route-template metrics;
-//! - `admin` (feature `actix`): the admin server and its access control.
+//! - `admin` (feature `actix`): the admin server and its access control;
+//! - `telemetry` (feature `otel`): `init()`, OpenTelemetry providers, propagators,
+//!   log lines with trace ids, OTLP export (feature `otlp`).
 
 #[cfg(feature = "actix")]
 pub mod actix;
@@ -19,6 +21,8 @@ pub mod health;
 pub mod http;
 pub mod metrics;
 pub mod registry;
+#[cfg(feature = "otel")]
+pub mod telemetry;
 
 /// Items used by code that `observe`'s macros generate. Not a stable API.
 #[doc(hidden)]

@@ -78,7 +78,12 @@ pub fn set_build_info(info: BuildInfo) -> bool {
     BUILD_INFO.set(info).is_ok()
 }
 
-fn default_service_name() -> String {
+/// The build identity, when one was set.
+pub(crate) fn build_info() -> Option<BuildInfo> {
+    BUILD_INFO.get().cloned()
+}
+
+pub(crate) fn default_service_name() -> String {
     if let Ok(name) = std::env::var("OTEL_SERVICE_NAME")
         && !name.is_empty()
     {

@@ -257,3 +257,15 @@ mod tests {
         assert_eq!(out, r#"a="x\"y\\z\nw",b="plain""#);
     }
 }
+
+/// Calls of instrumented functions started so far, over every site.
+#[cfg_attr(not(feature = "otel"), allow(dead_code))]
+pub(crate) fn calls_started() -> u64 {
+    SITES
+        .iter()
+        .map(|site| {
+            let snap = site.snapshot();
+            snap.outcomes.iter().sum::<u64>() + snap.in_flight
+        })
+        .sum()
+}

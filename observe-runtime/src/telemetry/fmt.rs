@@ -1,0 +1,69 @@
+//! Log lines that carry the trace: every event inside a span gets `trace_id` and
+//! `span_id`, in the human format (`… trace_id=… span_id=…`) and in JSON (two more
+//! fields), so logs join traces and exemplars on the same id.
+
+use std::fmt;
+
+use opentelemetry::trace::TraceContextExt;
+use tracing::{Event, Subscriber};
+use tracing_subscriber::fmt::format::Writer;
+use tracing_subscriber::fmt::{FmtContext, FormatEvent, FormatFields};
+use tracing_subscriber::registry::LookupSpan;
+
+/// Wraps a formatter and appends the OpenTelemetry ids of the event's span.
+pub(crate) struct WithTraceIds<F> {
+    pub(crate) inner: F,
+    pub(crate) json: bool,
+}
+
+/// The trace and span id of the span an event belongs to (its explicit parent, or the
+/// current span), when that span has a valid OpenTelemetry context.
+fn ids<S, N>(ctx: &FmtContext<'_, S, N>) -> Option<(String, String)>
+where
+    S: Subscriber + for<'a> LookupSpan<'a>,
+    N: for<'a> FormatFields<'a> + 'static,
+{
+    let span = ctx.parent_span()?;
+    let id = span.id();
+    drop(span);
+    let cx = tracing::dispatcher::get_default(|dispatch| {
+        tracing_opentelemetry::get_otel_context(&id, dispatch)
+    })?;
+    let otel = cx.span();
+    let sc = otel.span_context();
+    sc.is_valid()
+        .then(|| (sc.trace_id().to_string(), sc.span_id().to_string()))
+}
+
+impl<S, N, F> FormatEvent<S, N> for WithTraceIds<F>
+where
+    S: Subscriber + for<'a> LookupSpan<'a>,
+    N: for<'a> FormatFields<'a> + 'static,
+    F: FormatEvent<S, N>,
+{
+    fn format_event(
+        &self,
+        ctx: &FmtContext<'_, S, N>,
+        mut writer: Writer<'_>,
+        event: &Event<'_>,
+    ) -> fmt::Result {
+        let Some((trace_id, span_id)) = ids(ctx) else {
+            return self.inner.format_event(ctx, writer, event);
+        };
+        let mut line = String::with_capacity(256);
+        self.inner
+            .format_event(ctx, Writer::new(&mut line), event)?;
+        let body = line.strip_suffix('\n').unwrap_or(&line);
+        if self.json {
+            match body.strip_suffix('}') {
+                Some(open) => writeln!(
+                    writer,
+                    "{open},\"trace_id\":\"{trace_id}\",\"span_id\":\"{span_id}\"}}"
+                ),
+                None => writeln!(writer, "{body}"),
+            }
+        } else {
+            writeln!(writer, "{body} trace_id={trace_id} span_id={span_id}")
+        }
+    }
+}

@@ -1,0 +1,179 @@
+//! `observe::init()` end to end, in process: the providers, propagator and subscriber it
+//! installs make the HTTP span the parent of nested `#[instrumented]` spans (sync, async,
+//! across `.await` and `observe::spawn`), mark `Err` as an error, carry the resource, and
+//! put the trace id on every log line written inside a span.
+#![cfg(feature = "otel")]
+
+use std::io::Write;
+use std::sync::{Arc, Mutex};
+
+use actix_web::{App, HttpResponse, get, test};
+use opentelemetry::trace::{SpanId, Status, TraceId};
+use opentelemetry_sdk::trace::{InMemorySpanExporter, SimpleSpanProcessor, SpanData};
+
+const TRACE_ID: &str = "4bf92f3577b34da6a3ce929d0e0e4736";
+const PARENT_ID: &str = "00f067aa0ba902b7";
+
+/// Log output captured in memory.
+#[derive(Clone, Default)]
+struct Captured(Arc<Mutex<Vec<u8>>>);
+
+impl Write for Captured {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+#[observe::instrumented]
+fn tax(amount: u64) -> u64 {
+    tracing::info!(amount, "computing tax");
+    amount / 5
+}
+
+#[observe::instrumented]
+async fn audit(amount: u64) -> u64 {
+    tokio::task::yield_now().await;
+    amount
+}
+
+#[derive(Debug)]
+struct Declined;
+
+impl std::fmt::Display for Declined {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("declined")
+    }
+}
+
+#[observe::instrumented(err)]
+async fn charge(amount: u64) -> Result<u64, Declined> {
+    tokio::task::yield_now().await;
+    let audited = observe::spawn(audit(amount)).await.unwrap();
+    if amount == 0 {
+        return Err(Declined);
+    }
+    Ok(audited + tax(amount))
+}
+
+#[get("/charge/{amount}")]
+async fn charge_handler(amount: actix_web::web::Path<u64>) -> HttpResponse {
+    match charge(amount.into_inner()).await {
+        Ok(total) => HttpResponse::Ok().body(total.to_string()),
+        Err(e) => HttpResponse::PaymentRequired().body(e.to_string()),
+    }
+}
+
+fn find<'a>(spans: &'a [SpanData], name: &str) -> &'a SpanData {
+    spans
+        .iter()
+        .find(|s| s.name == name)
+        .unwrap_or_else(|| panic!("no span {name} in {:?}", spans.iter().map(|s| &s.name).collect::<Vec<_>>()))
+}
+
+// One test: `init()` installs process-wide globals once.
+#[actix_web::test]
+async fn init_wires_spans_logs_and_resource_together() {
+    let exporter = InMemorySpanExporter::default();
+    let logs = Captured::default();
+    let writer = logs.clone();
+    let telemetry = observe::init()
+        .service("checkout", "9.8.7")
+        .resource_attribute("deployment.environment.name", "test")
+        .default_log_filter("info")
+        .log_writer(move || writer.clone())
+        .span_processor(SimpleSpanProcessor::new(exporter.clone()))
+        .install()
+        .expect("init installs");
+    assert!(
+        matches!(observe::init().install(), Err(observe::telemetry::InitError::AlreadyInstalled)),
+        "a second install is refused, not silently ignored"
+    );
+
+    let app = test::init_service(App::new().wrap(observe::Middleware::new()).service(charge_handler)).await;
+    for (amount, status) in [(100u64, 200u16), (0, 402)] {
+        let req = test::TestRequest::get()
+            .uri(&format!("/charge/{amount}"))
+            .insert_header(("traceparent", format!("00-{TRACE_ID}-{PARENT_ID}-01")))
+            .to_request();
+        let resp = test::call_service(&app, req).await;
+        assert_eq!(resp.status().as_u16(), status);
+        let _ = test::read_body(resp).await;
+    }
+    telemetry.force_flush();
+    let spans = exporter.get_finished_spans().unwrap();
+
+    let trace = TraceId::from_hex(TRACE_ID).unwrap();
+    let servers: Vec<&SpanData> = spans.iter().filter(|s| s.name == "GET /charge/{amount}").collect();
+    assert_eq!(servers.len(), 2, "one server span per request");
+    for server in &servers {
+        assert_eq!(server.span_context.trace_id(), trace);
+        assert_eq!(server.parent_span_id, SpanId::from_hex(PARENT_ID).unwrap());
+    }
+    // The successful request: charge → (audit via spawn, tax) under its server span.
+    let ok_server = servers
+        .iter()
+        .find(|s| spans.iter().any(|c| c.name == "tax" && {
+            let charge = spans.iter().find(|p| p.span_context.span_id() == c.parent_span_id).unwrap();
+            charge.parent_span_id == s.span_context.span_id()
+        }))
+        .expect("tax's parent is a charge under a server span");
+    let charges: Vec<&SpanData> = spans.iter().filter(|s| s.name == "charge").collect();
+    assert_eq!(charges.len(), 2);
+    let ok_charge = charges
+        .iter()
+        .find(|c| c.parent_span_id == ok_server.span_context.span_id())
+        .unwrap();
+    assert_eq!(ok_charge.status, Status::Unset);
+    let audits: Vec<&SpanData> = spans.iter().filter(|s| s.name == "audit").collect();
+    assert_eq!(audits.len(), 2, "audit runs in both requests");
+    for audit in &audits {
+        assert!(
+            charges.iter().any(|c| c.span_context.span_id() == audit.parent_span_id),
+            "the spawned task's span is a child of charge, not a new trace"
+        );
+        assert_eq!(audit.span_context.trace_id(), trace);
+    }
+    let err_charge = charges
+        .iter()
+        .find(|c| c.span_context.span_id() != ok_charge.span_context.span_id())
+        .unwrap();
+    assert!(matches!(err_charge.status, Status::Error { .. }), "Err marks the span: {:?}", err_charge.status);
+
+    // Resource: code-given name and version, extra attribute.
+    let resource = telemetry.resource();
+    assert_eq!(
+        resource.get(&"service.name".into()).map(|v| v.to_string()),
+        Some("checkout".into())
+    );
+    assert_eq!(
+        resource.get(&"service.version".into()).map(|v| v.to_string()),
+        Some("9.8.7".into())
+    );
+    assert_eq!(
+        resource.get(&"deployment.environment.name".into()).map(|v| v.to_string()),
+        Some("test".into())
+    );
+
+    // Logs: the event inside `tax` carries tax's own trace and span id.
+    let text = String::from_utf8(logs.0.lock().unwrap().clone()).unwrap();
+    let tax_span = find(&spans, "tax");
+    let line = text
+        .lines()
+        .find(|l| l.contains("computing tax"))
+        .unwrap_or_else(|| panic!("no log line in:\n{text}"));
+    assert!(
+        line.contains(&format!("trace_id={TRACE_ID}"))
+            && line.contains(&format!("span_id={}", tax_span.span_context.span_id())),
+        "{line}"
+    );
+    // Span close lines are in the log too, with their ids, so spans are visible offline.
+    assert!(
+        text.lines().any(|l| l.contains("close") && l.contains(&format!("span_id={}", ok_charge.span_context.span_id()))),
+        "{text}"
+    );
+    drop(telemetry);
+}
