@@ -1,0 +1,207 @@
+//! OTLP export to a real receiver, and interop with a non-Rust OpenTelemetry SDK.
+//!
+//! The service under test is this test binary re-run as a child process (test
+//! `child_service`), set up by `observe::init()` from the standard `OTEL_*` variables
+//! only. The receiver is Python, decoding OTLP/HTTP with the official protobuf
+//! definitions (`opentelemetry-proto`); the client that starts the trace and the
+//! downstream service that continues it use the Python OpenTelemetry SDK's propagator
+//! (tests/python/otel_peer.py).
+//!
+//! The batch processor's delay is set to ten minutes, so every span is still queued when
+//! SIGTERM arrives: the receiver gets them only if the shutdown path flushes them.
+#![cfg(all(feature = "otlp", feature = "awc"))]
+
+mod common;
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use actix_web::{App, HttpResponse, HttpServer, get, web};
+use observe::http::Propagate;
+
+const REQUESTS: usize = 200;
+
+#[get("/hello")]
+async fn hello() -> &'static str {
+    "hello"
+}
+
+#[get("/call")]
+#[observe::instrumented]
+async fn call(downstream: web::Data<String>) -> HttpResponse {
+    let mut response = awc::Client::default()
+        .get(downstream.get_ref().as_str())
+        .propagate()
+        .send()
+        .await
+        .expect("downstream answers");
+    let body = response.body().await.expect("downstream body");
+    HttpResponse::Ok().body(body)
+}
+
+/// The service: runs only when the parent test starts this binary with
+/// `OBSERVE_OTLP_CHILD=1`; otherwise it returns at once.
+#[test]
+fn child_service() {
+    if std::env::var("OBSERVE_OTLP_CHILD").is_err() {
+        return;
+    }
+    let telemetry = observe::init().install().expect("init from OTEL_* variables");
+    let downstream = std::env::var("DOWNSTREAM").unwrap();
+    actix_web::rt::System::new()
+        .block_on(async move {
+            let health = observe::health::Health::builder().checks(vec![]).build().unwrap();
+            let server = HttpServer::new(move || {
+                App::new()
+                    .wrap(observe::Middleware::new())
+                    .app_data(web::Data::new(downstream.clone()))
+                    .service(hello)
+                    .service(call)
+            })
+            .workers(1)
+            .disable_signals()
+            .bind("127.0.0.1:0")?;
+            println!("LISTENING {}", server.addrs()[0]);
+            observe::health::Shutdown::new(health)
+                .drain(Duration::ZERO)
+                .run(server.run())
+                .await
+        })
+        .unwrap();
+    drop(telemetry);
+    println!("STOPPED");
+}
+
+struct Killed(Child);
+
+impl Drop for Killed {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Reads lines of `child`'s stdout until one contains `prefix`; returns what follows it.
+fn wait_for_line(child: &mut Child, prefix: &str) -> String {
+    let stdout = child.stdout.take().expect("piped stdout");
+    let (tx, rx) = std::sync::mpsc::channel();
+    let wanted = prefix.to_owned();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            // libtest may print `test child_service ... ` before the line.
+            if let Some(at) = line.find(&wanted) {
+                let _ = tx.send(line[at + wanted.len()..].trim().to_owned());
+            }
+        }
+    });
+    rx.recv_timeout(Duration::from_secs(60))
+        .unwrap_or_else(|_| panic!("no `{prefix}` line within 60 s"))
+}
+
+fn records(path: &std::path::Path) -> Vec<serde_json::Value> {
+    std::fs::read_to_string(path)
+        .unwrap_or_default()
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("receiver writes JSON lines"))
+        .collect()
+}
+
+#[test]
+fn every_span_reaches_a_real_receiver_and_the_trace_crosses_python() {
+    if std::env::var("OBSERVE_OTLP_CHILD").is_ok() {
+        return;
+    }
+    let peer = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/python/otel_peer.py");
+    let out = std::env::temp_dir().join(format!("observe-otlp-{}.jsonl", std::process::id()));
+    let _ = std::fs::remove_file(&out);
+
+    let mut receiver = Killed(
+        Command::new("python3")
+            .args([peer, "receiver", out.to_str().unwrap()])
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("python3 runs"),
+    );
+    let port = wait_for_line(&mut receiver.0, "PORT ");
+
+    let mut child = Killed(
+        Command::new(std::env::current_exe().unwrap())
+            .args(["--exact", "child_service", "--nocapture", "--test-threads=1"])
+            .env("OBSERVE_OTLP_CHILD", "1")
+            .env("OTEL_EXPORTER_OTLP_ENDPOINT", format!("http://127.0.0.1:{port}"))
+            .env("OTEL_SERVICE_NAME", "otlp-test")
+            .env("OTEL_BSP_SCHEDULE_DELAY", "600000")
+            .env("OTEL_BSP_MAX_QUEUE_SIZE", "4096")
+            .env("OBSERVE_LOG_FORMAT", "off")
+            .env("DOWNSTREAM", format!("http://127.0.0.1:{port}/downstream"))
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
+    let addr: std::net::SocketAddr = wait_for_line(&mut child.0, "LISTENING ").parse().unwrap();
+
+    for _ in 0..REQUESTS {
+        assert_eq!(common::http_get(addr, "/hello", "").0, 200);
+    }
+    // A trace started by the Python SDK, through us, to a Python downstream.
+    let client = Command::new("python3")
+        .args([peer, "client", &format!("http://{addr}/call")])
+        .output()
+        .unwrap();
+    assert!(client.status.success(), "{}", String::from_utf8_lossy(&client.stderr));
+    let python: serde_json::Value = serde_json::from_slice(&client.stdout).unwrap();
+    assert_eq!(python["status"], 200);
+    assert_eq!(python["body"], "downstream ok");
+
+    // Nothing has been exported yet: the batch delay is ten minutes.
+    std::thread::sleep(Duration::from_millis(300));
+    let before = records(&out).iter().filter(|r| r.get("name").is_some()).count();
+    assert_eq!(before, 0, "spans were exported before shutdown");
+
+    let kill = Command::new("kill")
+        .args(["-TERM", &child.0.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(kill.success());
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let status = loop {
+        if let Some(status) = child.0.try_wait().unwrap() {
+            break status;
+        }
+        assert!(Instant::now() < deadline, "the service did not stop within 60 s");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert!(status.success(), "the service exited with {status}");
+
+    let all = records(&out);
+    let spans: Vec<&serde_json::Value> = all.iter().filter(|r| r.get("name").is_some()).collect();
+    let hellos: Vec<_> = spans.iter().filter(|s| s["name"] == "GET /hello").collect();
+    assert_eq!(hellos.len(), REQUESTS, "one server span per request, none lost");
+    assert!(hellos.iter().all(|s| s["kind"] == 2), "SPAN_KIND_SERVER");
+    assert!(spans.iter().all(|s| s["service_name"] == "otlp-test"));
+
+    let trace_id = python["trace_id"].as_str().unwrap();
+    let server = spans
+        .iter()
+        .find(|s| s["name"] == "GET /call")
+        .expect("server span of /call");
+    assert_eq!(server["trace_id"], trace_id, "the Python trace is continued");
+    assert_eq!(server["parent_span_id"], python["span_id"], "the Python span is the parent");
+    let downstream = all
+        .iter()
+        .find_map(|r| r.get("downstream"))
+        .expect("the downstream was called");
+    assert_eq!(downstream["valid"], true);
+    assert_eq!(downstream["trace_id"], trace_id, "the downstream sees the same trace");
+    let ours: Vec<&str> = spans
+        .iter()
+        .filter(|s| s["trace_id"] == trace_id)
+        .map(|s| s["span_id"].as_str().unwrap())
+        .collect();
+    assert!(
+        ours.contains(&downstream["parent_span_id"].as_str().unwrap()),
+        "the downstream's parent is one of our exported spans: {downstream} not in {ours:?}"
+    );
+    let _ = std::fs::remove_file(&out);
+}

@@ -1,0 +1,129 @@
+"""The non-Rust side of observe's OpenTelemetry tests, built on the official Python
+OpenTelemetry packages (opentelemetry-proto, opentelemetry-sdk).
+
+    otel_peer.py receiver OUT.jsonl
+        Serves on 127.0.0.1 (a free port, printed as "PORT <n>" on stdout):
+        - POST /v1/traces: an OTLP/HTTP protobuf ExportTraceServiceRequest, decoded with
+          the official protobuf definitions; one JSON line per span is appended to OUT;
+        - GET /downstream: a downstream service; the W3C context of the request is
+          extracted with the Python SDK's propagator and one JSON line
+          {"downstream": {trace_id, parent_span_id}} is appended to OUT.
+    otel_peer.py client URL
+        Starts a span with the Python SDK, injects its context with the SDK's propagator
+        into a GET of URL, and prints {"trace_id", "span_id", "status", "body"}.
+"""
+
+import json
+import sys
+import threading
+import urllib.request
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+
+def receiver(out_path):
+    from opentelemetry.proto.collector.trace.v1 import trace_service_pb2
+    from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
+    from opentelemetry import trace
+
+    lock = threading.Lock()
+
+    def append(record):
+        with lock, open(out_path, "a", encoding="utf-8") as f:
+            f.write(json.dumps(record) + "\n")
+
+    class Handler(BaseHTTPRequestHandler):
+        def log_message(self, *args):
+            pass
+
+        def do_POST(self):
+            if self.path != "/v1/traces":
+                self.send_error(404)
+                return
+            body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
+            request = trace_service_pb2.ExportTraceServiceRequest()
+            request.ParseFromString(body)
+            for rs in request.resource_spans:
+                resource = {
+                    a.key: a.value.string_value for a in rs.resource.attributes
+                }
+                for ss in rs.scope_spans:
+                    for span in ss.spans:
+                        append(
+                            {
+                                "name": span.name,
+                                "trace_id": span.trace_id.hex(),
+                                "span_id": span.span_id.hex(),
+                                "parent_span_id": span.parent_span_id.hex(),
+                                "kind": span.kind,
+                                "status": span.status.code,
+                                "service_name": resource.get("service.name"),
+                            }
+                        )
+            reply = trace_service_pb2.ExportTraceServiceResponse().SerializeToString()
+            self.send_response(200)
+            self.send_header("Content-Type", "application/x-protobuf")
+            self.send_header("Content-Length", str(len(reply)))
+            self.end_headers()
+            self.wfile.write(reply)
+
+        def do_GET(self):
+            if self.path != "/downstream":
+                self.send_error(404)
+                return
+            carrier = {k.lower(): v for k, v in self.headers.items()}
+            ctx = TraceContextTextMapPropagator().extract(carrier)
+            sc = trace.get_current_span(ctx).get_span_context()
+            append(
+                {
+                    "downstream": {
+                        "valid": sc.is_valid,
+                        "trace_id": format(sc.trace_id, "032x"),
+                        "parent_span_id": format(sc.span_id, "016x"),
+                    }
+                }
+            )
+            body = b"downstream ok"
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    print(f"PORT {server.server_address[1]}", flush=True)
+    server.serve_forever()
+
+
+def client(url):
+    from opentelemetry import trace
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
+
+    trace.set_tracer_provider(TracerProvider())
+    tracer = trace.get_tracer("observe-interop")
+    with tracer.start_as_current_span("python client") as span:
+        headers = {}
+        TraceContextTextMapPropagator().inject(headers)
+        req = urllib.request.Request(url, headers=headers)
+        with urllib.request.urlopen(req, timeout=10) as resp:
+            status, body = resp.status, resp.read().decode()
+        sc = span.get_span_context()
+        print(
+            json.dumps(
+                {
+                    "trace_id": format(sc.trace_id, "032x"),
+                    "span_id": format(sc.span_id, "016x"),
+                    "status": status,
+                    "body": body,
+                }
+            ),
+            flush=True,
+        )
+
+
+if __name__ == "__main__":
+    if sys.argv[1] == "receiver":
+        receiver(sys.argv[2])
+    elif sys.argv[1] == "client":
+        client(sys.argv[2])
+    else:
+        sys.exit(f"unknown command {sys.argv[1]}")
