@@ -6,15 +6,15 @@ pub use observe_macros::health_check;
 pub use observe_macros::instrumented;
 #[cfg(feature = "actix")]
 pub use observe_runtime::http::Middleware;
-#[cfg(feature = "actix")]
-pub use observe_runtime::{actix, admin, http};
-pub use observe_runtime::{health, metrics, registry};
 #[cfg(feature = "otel")]
 pub use observe_runtime::telemetry::{self, Telemetry, init, spawn};
 /// The OpenTelemetry API observe is built with, so application code names the same
 /// version (two versions in one binary silently lose spans).
 #[cfg(feature = "otel")]
 pub use observe_runtime::telemetry::{opentelemetry, opentelemetry_sdk};
+#[cfg(feature = "actix")]
+pub use observe_runtime::{actix, admin, http};
+pub use observe_runtime::{health, metrics, registry};
 
 /// Records the binary's name, version and (when the build sets `GIT_COMMIT` /
 /// `GIT_BRANCH`) commit and branch as `build_info{…} 1`. Call it once in `main`.

@@ -47,11 +47,16 @@ fn child_service() {
     if std::env::var("OBSERVE_OTLP_CHILD").is_err() {
         return;
     }
-    let telemetry = observe::init().install().expect("init from OTEL_* variables");
+    let telemetry = observe::init()
+        .install()
+        .expect("init from OTEL_* variables");
     let downstream = std::env::var("DOWNSTREAM").unwrap();
     actix_web::rt::System::new()
         .block_on(async move {
-            let health = observe::health::Health::builder().checks(vec![]).build().unwrap();
+            let health = observe::health::Health::builder()
+                .checks(vec![])
+                .build()
+                .unwrap();
             let server = HttpServer::new(move || {
                 App::new()
                     .wrap(observe::Middleware::new())
@@ -127,9 +132,17 @@ fn every_span_reaches_a_real_receiver_and_the_trace_crosses_python() {
 
     let mut child = Killed(
         Command::new(std::env::current_exe().unwrap())
-            .args(["--exact", "child_service", "--nocapture", "--test-threads=1"])
+            .args([
+                "--exact",
+                "child_service",
+                "--nocapture",
+                "--test-threads=1",
+            ])
             .env("OBSERVE_OTLP_CHILD", "1")
-            .env("OTEL_EXPORTER_OTLP_ENDPOINT", format!("http://127.0.0.1:{port}"))
+            .env(
+                "OTEL_EXPORTER_OTLP_ENDPOINT",
+                format!("http://127.0.0.1:{port}"),
+            )
             .env("OTEL_SERVICE_NAME", "otlp-test")
             .env("OTEL_BSP_SCHEDULE_DELAY", "600000")
             .env("OTEL_BSP_MAX_QUEUE_SIZE", "4096")
@@ -149,14 +162,21 @@ fn every_span_reaches_a_real_receiver_and_the_trace_crosses_python() {
         .args([peer, "client", &format!("http://{addr}/call")])
         .output()
         .unwrap();
-    assert!(client.status.success(), "{}", String::from_utf8_lossy(&client.stderr));
+    assert!(
+        client.status.success(),
+        "{}",
+        String::from_utf8_lossy(&client.stderr)
+    );
     let python: serde_json::Value = serde_json::from_slice(&client.stdout).unwrap();
     assert_eq!(python["status"], 200);
     assert_eq!(python["body"], "downstream ok");
 
     // Nothing has been exported yet: the batch delay is ten minutes.
     std::thread::sleep(Duration::from_millis(300));
-    let before = records(&out).iter().filter(|r| r.get("name").is_some()).count();
+    let before = records(&out)
+        .iter()
+        .filter(|r| r.get("name").is_some())
+        .count();
     assert_eq!(before, 0, "spans were exported before shutdown");
 
     let kill = Command::new("kill")
@@ -169,7 +189,10 @@ fn every_span_reaches_a_real_receiver_and_the_trace_crosses_python() {
         if let Some(status) = child.0.try_wait().unwrap() {
             break status;
         }
-        assert!(Instant::now() < deadline, "the service did not stop within 60 s");
+        assert!(
+            Instant::now() < deadline,
+            "the service did not stop within 60 s"
+        );
         std::thread::sleep(Duration::from_millis(50));
     };
     assert!(status.success(), "the service exited with {status}");
@@ -177,7 +200,11 @@ fn every_span_reaches_a_real_receiver_and_the_trace_crosses_python() {
     let all = records(&out);
     let spans: Vec<&serde_json::Value> = all.iter().filter(|r| r.get("name").is_some()).collect();
     let hellos: Vec<_> = spans.iter().filter(|s| s["name"] == "GET /hello").collect();
-    assert_eq!(hellos.len(), REQUESTS, "one server span per request, none lost");
+    assert_eq!(
+        hellos.len(),
+        REQUESTS,
+        "one server span per request, none lost"
+    );
     assert!(hellos.iter().all(|s| s["kind"] == 2), "SPAN_KIND_SERVER");
     assert!(spans.iter().all(|s| s["service_name"] == "otlp-test"));
 
@@ -186,14 +213,23 @@ fn every_span_reaches_a_real_receiver_and_the_trace_crosses_python() {
         .iter()
         .find(|s| s["name"] == "GET /call")
         .expect("server span of /call");
-    assert_eq!(server["trace_id"], trace_id, "the Python trace is continued");
-    assert_eq!(server["parent_span_id"], python["span_id"], "the Python span is the parent");
+    assert_eq!(
+        server["trace_id"], trace_id,
+        "the Python trace is continued"
+    );
+    assert_eq!(
+        server["parent_span_id"], python["span_id"],
+        "the Python span is the parent"
+    );
     let downstream = all
         .iter()
         .find_map(|r| r.get("downstream"))
         .expect("the downstream was called");
     assert_eq!(downstream["valid"], true);
-    assert_eq!(downstream["trace_id"], trace_id, "the downstream sees the same trace");
+    assert_eq!(
+        downstream["trace_id"], trace_id,
+        "the downstream sees the same trace"
+    );
     let ours: Vec<&str> = spans
         .iter()
         .filter(|s| s["trace_id"] == trace_id)

@@ -68,10 +68,12 @@ async fn charge_handler(amount: actix_web::web::Path<u64>) -> HttpResponse {
 }
 
 fn find<'a>(spans: &'a [SpanData], name: &str) -> &'a SpanData {
-    spans
-        .iter()
-        .find(|s| s.name == name)
-        .unwrap_or_else(|| panic!("no span {name} in {:?}", spans.iter().map(|s| &s.name).collect::<Vec<_>>()))
+    spans.iter().find(|s| s.name == name).unwrap_or_else(|| {
+        panic!(
+            "no span {name} in {:?}",
+            spans.iter().map(|s| &s.name).collect::<Vec<_>>()
+        )
+    })
 }
 
 // One test: `init()` installs process-wide globals once.
@@ -89,11 +91,19 @@ async fn init_wires_spans_logs_and_resource_together() {
         .install()
         .expect("init installs");
     assert!(
-        matches!(observe::init().install(), Err(observe::telemetry::InitError::AlreadyInstalled)),
+        matches!(
+            observe::init().install(),
+            Err(observe::telemetry::InitError::AlreadyInstalled)
+        ),
         "a second install is refused, not silently ignored"
     );
 
-    let app = test::init_service(App::new().wrap(observe::Middleware::new()).service(charge_handler)).await;
+    let app = test::init_service(
+        App::new()
+            .wrap(observe::Middleware::new())
+            .service(charge_handler),
+    )
+    .await;
     for (amount, status) in [(100u64, 200u16), (0, 402)] {
         let req = test::TestRequest::get()
             .uri(&format!("/charge/{amount}"))
@@ -107,7 +117,10 @@ async fn init_wires_spans_logs_and_resource_together() {
     let spans = exporter.get_finished_spans().unwrap();
 
     let trace = TraceId::from_hex(TRACE_ID).unwrap();
-    let servers: Vec<&SpanData> = spans.iter().filter(|s| s.name == "GET /charge/{amount}").collect();
+    let servers: Vec<&SpanData> = spans
+        .iter()
+        .filter(|s| s.name == "GET /charge/{amount}")
+        .collect();
     assert_eq!(servers.len(), 2, "one server span per request");
     for server in &servers {
         assert_eq!(server.span_context.trace_id(), trace);
@@ -116,10 +129,17 @@ async fn init_wires_spans_logs_and_resource_together() {
     // The successful request: charge → (audit via spawn, tax) under its server span.
     let ok_server = servers
         .iter()
-        .find(|s| spans.iter().any(|c| c.name == "tax" && {
-            let charge = spans.iter().find(|p| p.span_context.span_id() == c.parent_span_id).unwrap();
-            charge.parent_span_id == s.span_context.span_id()
-        }))
+        .find(|s| {
+            spans.iter().any(|c| {
+                c.name == "tax" && {
+                    let charge = spans
+                        .iter()
+                        .find(|p| p.span_context.span_id() == c.parent_span_id)
+                        .unwrap();
+                    charge.parent_span_id == s.span_context.span_id()
+                }
+            })
+        })
         .expect("tax's parent is a charge under a server span");
     let charges: Vec<&SpanData> = spans.iter().filter(|s| s.name == "charge").collect();
     assert_eq!(charges.len(), 2);
@@ -132,7 +152,9 @@ async fn init_wires_spans_logs_and_resource_together() {
     assert_eq!(audits.len(), 2, "audit runs in both requests");
     for audit in &audits {
         assert!(
-            charges.iter().any(|c| c.span_context.span_id() == audit.parent_span_id),
+            charges
+                .iter()
+                .any(|c| c.span_context.span_id() == audit.parent_span_id),
             "the spawned task's span is a child of charge, not a new trace"
         );
         assert_eq!(audit.span_context.trace_id(), trace);
@@ -141,7 +163,11 @@ async fn init_wires_spans_logs_and_resource_together() {
         .iter()
         .find(|c| c.span_context.span_id() != ok_charge.span_context.span_id())
         .unwrap();
-    assert!(matches!(err_charge.status, Status::Error { .. }), "Err marks the span: {:?}", err_charge.status);
+    assert!(
+        matches!(err_charge.status, Status::Error { .. }),
+        "Err marks the span: {:?}",
+        err_charge.status
+    );
 
     // Resource: code-given name and version, extra attribute.
     let resource = telemetry.resource();
@@ -150,11 +176,15 @@ async fn init_wires_spans_logs_and_resource_together() {
         Some("checkout".into())
     );
     assert_eq!(
-        resource.get(&"service.version".into()).map(|v| v.to_string()),
+        resource
+            .get(&"service.version".into())
+            .map(|v| v.to_string()),
         Some("9.8.7".into())
     );
     assert_eq!(
-        resource.get(&"deployment.environment.name".into()).map(|v| v.to_string()),
+        resource
+            .get(&"deployment.environment.name".into())
+            .map(|v| v.to_string()),
         Some("test".into())
     );
 
@@ -172,7 +202,8 @@ async fn init_wires_spans_logs_and_resource_together() {
     );
     // Span close lines are in the log too, with their ids, so spans are visible offline.
     assert!(
-        text.lines().any(|l| l.contains("close") && l.contains(&format!("span_id={}", ok_charge.span_context.span_id()))),
+        text.lines().any(|l| l.contains("close")
+            && l.contains(&format!("span_id={}", ok_charge.span_context.span_id()))),
         "{text}"
     );
     drop(telemetry);

@@ -11,17 +11,26 @@ use actix_web::{HttpResponse, web};
 
 use crate::metrics::{self, workers};
 
-/// `GET /metrics`: the Prometheus text exposition of [`metrics::render`].
+/// `GET /metrics`: every metric, in the format the scraper's `Accept` header asks for
+/// ([`metrics::Format::negotiate`]): OpenMetrics with exemplars for Prometheus, the
+/// classic text format otherwise.
 ///
 /// ```
 /// use actix_web::{App, web};
 /// let app = App::new().route("/metrics", web::get().to(observe_runtime::actix::metrics_handler));
 /// # drop(app);
 /// ```
-pub async fn metrics_handler() -> HttpResponse {
+pub async fn metrics_handler(req: actix_web::HttpRequest) -> HttpResponse {
+    let accept = req
+        .headers()
+        .get(actix_web::http::header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    let format = metrics::Format::negotiate(accept);
     HttpResponse::Ok()
-        .content_type(metrics::TEXT_CONTENT_TYPE)
-        .body(metrics::render())
+        .content_type(format.content_type())
+        .insert_header((actix_web::http::header::VARY, "Accept"))
+        .body(metrics::render_as(format))
 }
 
 /// Mounts `GET /metrics` on an application with one `configure` call.

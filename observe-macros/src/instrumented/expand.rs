@@ -223,25 +223,21 @@ pub fn instrumented(args: &Args, item: &ItemFn) -> TokenStream {
     let ret = nameable_output(&sig.output);
     let body = if is_async {
         let typed = quote!(#p::typed_future::<#ret, _>(async move #block));
-        // The error is recorded inside the span, so `Span::current()` is ours.
-        let inner = if args.err.is_some() {
-            instrument(quote! {
-                async move {
-                    let __observe_out = #typed.await;
-                    #record_err
-                    __observe_out
-                }
-            })
-        } else {
-            instrument(typed)
-        };
+        // The error and the call are recorded inside the span, so `Span::current()` is
+        // ours and the histogram's exemplar carries this call's span id.
+        let inner = instrument(quote! {
+            async move {
+                let __observe_out = #typed.await;
+                #record_err
+                #finish
+                __observe_out
+            }
+        });
         quote! {{
             #statics
             #start
             #span_def
-            let __observe_out = #inner.await;
-            #finish
-            __observe_out
+            #inner.await
         }}
     } else if wraps_future {
         let inner = instrument(quote! {

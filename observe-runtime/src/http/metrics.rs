@@ -20,6 +20,7 @@ use once_cell::sync::Lazy;
 
 use crate::metrics::clock;
 use crate::metrics::collector::{self, Collector, Exposition};
+use crate::metrics::exemplar::{self, Exemplar, Slot};
 use crate::metrics::site::{DEFAULT_BUCKETS, SHARDS, shard_index};
 
 /// The `http_route` of requests that matched no route.
@@ -62,19 +63,43 @@ const BOUNDS_NS: [u64; DEFAULT_BUCKETS.len()] = {
     out
 };
 
-#[derive(Default)]
 struct Series {
     /// Non-cumulative counts; the last is `+Inf`.
     buckets: [AtomicU64; DEFAULT_BUCKETS.len() + 1],
     sum_ns: AtomicU64,
+    /// This thread's exemplar per bucket (the newest over threads is exposed).
+    exemplars: [Slot; DEFAULT_BUCKETS.len() + 1],
+}
+
+impl Default for Series {
+    fn default() -> Self {
+        Series {
+            buckets: Default::default(),
+            sum_ns: AtomicU64::new(0),
+            exemplars: [const { Slot::new() }; DEFAULT_BUCKETS.len() + 1],
+        }
+    }
+}
+
+/// The observation being recorded: its length, when it ended, and the server span whose
+/// ids become the exemplar.
+#[derive(Clone, Copy)]
+struct Observation<'a> {
+    elapsed_ns: u64,
+    end: u64,
+    span: Option<&'a tracing::Span>,
 }
 
 impl Series {
     #[inline]
-    fn observe(&self, elapsed_ns: u64) {
-        let index = BOUNDS_NS.iter().filter(|&&b| b < elapsed_ns).count();
+    fn observe(&self, o: Observation<'_>) {
+        let index = BOUNDS_NS.iter().filter(|&&b| b < o.elapsed_ns).count();
         self.buckets[index].fetch_add(1, Relaxed);
-        self.sum_ns.fetch_add(elapsed_ns, Relaxed);
+        self.sum_ns.fetch_add(o.elapsed_ns, Relaxed);
+        self.exemplars[index].observe_with(o.end, o.elapsed_ns, || {
+            use tracing_opentelemetry::OpenTelemetrySpanExt as _;
+            o.span.and_then(|s| exemplar::ids_of(&s.context()))
+        });
     }
 }
 
@@ -173,18 +198,18 @@ impl HttpStore {
         cells
     }
 
-    fn record(&self, method: u8, route: &str, status: u16, elapsed_ns: u64) {
+    fn record(&self, method: u8, route: &str, status: u16, o: Observation<'_>) {
         let recorded = LOCAL.try_with(|local| {
             let mut local = local.borrow_mut();
             if let Some(list) = local.get(route)
                 && let Some((_, _, cells)) =
                     list.iter().find(|(m, s, _)| *m == method && *s == status)
             {
-                cells.observe(elapsed_ns);
+                cells.observe(o);
                 return;
             }
             let cells = self.register(method, route, status);
-            cells.observe(elapsed_ns);
+            cells.observe(o);
             local
                 .entry(route.into())
                 .or_default()
@@ -193,7 +218,7 @@ impl HttpStore {
         if recorded.is_err() {
             // The thread is exiting and its cache is gone: record through the lock.
             let cells = self.register(method, route, status);
-            cells.observe(elapsed_ns);
+            cells.observe(o);
         }
     }
 }
@@ -205,6 +230,7 @@ pub(crate) struct RequestTimer {
     method: u8,
     start: u64,
     response: Option<(String, u16)>,
+    span: Option<tracing::Span>,
 }
 
 impl RequestTimer {
@@ -217,12 +243,15 @@ impl RequestTimer {
             method,
             start: clock::raw(),
             response: None,
+            span: None,
         }
     }
 
     /// The response is known: its route template (if any) and status.
-    pub(crate) fn respond(&mut self, route: Option<String>, status: u16) {
+    /// `span` is the server span: it ends with the timer, and its ids are the exemplar.
+    pub(crate) fn respond(&mut self, route: Option<String>, status: u16, span: tracing::Span) {
         self.response = Some((route.unwrap_or_else(|| UNMATCHED_ROUTE.to_owned()), status));
+        self.span = Some(span);
     }
 }
 
@@ -232,8 +261,13 @@ impl Drop for RequestTimer {
         self.store.active[shard_index()].0[m].fetch_sub(1, Relaxed);
         match &self.response {
             Some((route, status)) => {
-                let elapsed = clock::nanos_between(self.start, clock::raw());
-                self.store.record(self.method, route, *status, elapsed);
+                let end = clock::raw();
+                let o = Observation {
+                    elapsed_ns: clock::nanos_between(self.start, end),
+                    end,
+                    span: self.span.as_ref(),
+                };
+                self.store.record(self.method, route, *status, o);
             }
             None => {
                 self.store.aborted[m].fetch_add(1, Relaxed);
@@ -243,12 +277,22 @@ impl Drop for RequestTimer {
 }
 
 /// The sum of one series' per-thread cells: (cumulative buckets, sum in ns).
-fn sum_cells(cells: &[Arc<Series>]) -> ([u64; DEFAULT_BUCKETS.len() + 1], u64) {
+type Summed = (
+    [u64; DEFAULT_BUCKETS.len() + 1],
+    u64,
+    [Option<Exemplar>; DEFAULT_BUCKETS.len() + 1],
+);
+
+fn sum_cells(cells: &[Arc<Series>]) -> Summed {
     let mut buckets = [0u64; DEFAULT_BUCKETS.len() + 1];
+    let mut exemplars = [None; DEFAULT_BUCKETS.len() + 1];
     let mut sum = 0;
     for c in cells {
         for (total, cell) in buckets.iter_mut().zip(&c.buckets) {
             *total += cell.load(Relaxed);
+        }
+        for (newest, slot) in exemplars.iter_mut().zip(&c.exemplars) {
+            *newest = Exemplar::newest(*newest, slot.get());
         }
         sum += c.sum_ns.load(Relaxed);
     }
@@ -257,7 +301,7 @@ fn sum_cells(cells: &[Arc<Series>]) -> ([u64; DEFAULT_BUCKETS.len() + 1], u64) {
         cumulative += *b;
         *b = cumulative;
     }
-    (buckets, sum)
+    (buckets, sum, exemplars)
 }
 
 impl Collector for HttpStore {
@@ -272,7 +316,7 @@ impl Collector for HttpStore {
             "Duration of HTTP server requests, to the end of the response body.",
         ) {
             for key in &keys {
-                let (buckets, sum_ns) = sum_cells(&map[*key]);
+                let (buckets, sum_ns, exemplars) = sum_cells(&map[*key]);
                 let count = buckets[DEFAULT_BUCKETS.len()];
                 if &*key.1 == OVERFLOW_ROUTE {
                     overflowed += count;
@@ -289,7 +333,7 @@ impl Collector for HttpStore {
                         .map_or_else(|| "+Inf".to_owned(), |b| b.to_string());
                     let mut with_le = labels.to_vec();
                     with_le.push(("le", &le));
-                    out.sample("_bucket", &with_le, cumulative);
+                    out.sample_with_exemplar("_bucket", &with_le, cumulative, exemplars[i]);
                 }
                 out.sample("_sum", &labels, sum_ns as f64 / 1e9);
                 out.sample("_count", &labels, count);
@@ -351,16 +395,25 @@ mod tests {
             for _ in 0..2 {
                 scope.spawn(|| {
                     for i in 0..100 {
-                        store.record(0, &format!("/r{i}"), 200, 1_000);
+                        store.record(
+                            0,
+                            &format!("/r{i}"),
+                            200,
+                            Observation {
+                                elapsed_ns: 1_000,
+                                end: 0,
+                                span: None,
+                            },
+                        );
                     }
                 });
             }
         });
         let map = store.series.lock().unwrap();
         assert_eq!(map.len(), 4, "three series and one overflow series");
-        let (buckets, _) = sum_cells(&map[&(0, OVERFLOW_ROUTE.into(), 200)]);
+        let (buckets, _, _) = sum_cells(&map[&(0, OVERFLOW_ROUTE.into(), 200)]);
         assert_eq!(buckets[DEFAULT_BUCKETS.len()], 2 * 97);
-        let (buckets, _) = sum_cells(&map[&(0, "/r0".into(), 200)]);
+        let (buckets, _, _) = sum_cells(&map[&(0, "/r0".into(), 200)]);
         assert_eq!(buckets[DEFAULT_BUCKETS.len()], 2);
     }
 }

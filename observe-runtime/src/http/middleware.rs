@@ -286,9 +286,14 @@ where
                     route.as_deref(),
                     status,
                 );
-                if let Some(t) = &mut timer {
-                    t.respond(route, status);
-                }
+                // The timer owns the span from here: both end with the body.
+                let span = match &mut timer {
+                    Some(t) => {
+                        t.respond(route, status, span);
+                        None
+                    }
+                    None => Some(span),
+                };
                 Ok(res.map_body(|_, body| TimedBody {
                     body,
                     timer,
@@ -300,7 +305,7 @@ where
                 let status = error.as_response_error().status_code().as_u16();
                 finish_span(&span, "", None, status);
                 if let Some(t) = &mut timer {
-                    t.respond(None, status);
+                    t.respond(None, status, span);
                 }
                 Err(error)
             }
@@ -341,8 +346,8 @@ pin_project_lite::pin_project! {
         #[pin]
         body: B,
         timer: Option<RequestTimer>,
-        // The server span ends with the body.
-        _span: Span,
+        // The server span when no timer holds it; it ends with the body.
+        _span: Option<Span>,
     }
 }
 

@@ -28,3 +28,10 @@ pub fn nanos_between(start: u64, end: u64) -> u64 {
     }
     CLOCK.delta_as_nanos(start, end)
 }
+
+/// The number of raw ticks in `duration` (for deadlines compared with [`raw`] readings).
+pub fn ticks(duration: std::time::Duration) -> u64 {
+    const PROBE: u64 = 1 << 32;
+    let nanos_per_probe = CLOCK.delta_as_nanos(0, PROBE).max(1) as u128;
+    (duration.as_nanos() * PROBE as u128 / nanos_per_probe).min(u64::MAX as u128) as u64
+}

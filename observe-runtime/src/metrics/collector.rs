@@ -6,6 +6,7 @@ use std::collections::HashSet;
 use std::fmt::Write;
 use std::sync::Mutex;
 
+use super::exemplar::Exemplar;
 use crate::registry::push_label;
 
 /// Writes families into one exposition, refusing a family name written twice.
@@ -13,14 +14,16 @@ pub struct Exposition<'a> {
     out: &'a mut String,
     written: &'a mut HashSet<String>,
     current: Option<String>,
+    om: bool,
 }
 
 impl<'a> Exposition<'a> {
-    pub(crate) fn new(out: &'a mut String, written: &'a mut HashSet<String>) -> Self {
+    pub(crate) fn new(out: &'a mut String, written: &'a mut HashSet<String>, om: bool) -> Self {
         Exposition {
             out,
             written,
             current: None,
+            om,
         }
     }
 
@@ -31,14 +34,30 @@ impl<'a> Exposition<'a> {
             self.current = None;
             return false;
         }
-        let _ = writeln!(self.out, "# HELP {name} {help}");
-        let _ = writeln!(self.out, "# TYPE {name} {kind}");
+        let shown = if self.om {
+            super::openmetrics::family_name(name, kind)
+        } else {
+            name
+        };
+        let _ = writeln!(self.out, "# HELP {shown} {help}");
+        let _ = writeln!(self.out, "# TYPE {shown} {kind}");
         self.current = Some(name.to_owned());
         true
     }
 
     /// Writes one sample of the current family (`suffix` is e.g. `_bucket`, or empty).
     pub fn sample(&mut self, suffix: &str, labels: &[(&str, &str)], value: impl std::fmt::Display) {
+        self.sample_with_exemplar(suffix, labels, value, None);
+    }
+
+    /// Writes one sample with an exemplar (shown only in OpenMetrics).
+    pub(crate) fn sample_with_exemplar(
+        &mut self,
+        suffix: &str,
+        labels: &[(&str, &str)],
+        value: impl std::fmt::Display,
+        exemplar: Option<Exemplar>,
+    ) {
         let Some(name) = &self.current else {
             return;
         };
@@ -46,10 +65,14 @@ impl<'a> Exposition<'a> {
         for (k, v) in labels {
             push_label(&mut text, k, v);
         }
+        let exemplar = match exemplar {
+            Some(e) if self.om => e.suffix(),
+            _ => String::new(),
+        };
         if text.is_empty() {
-            let _ = writeln!(self.out, "{name}{suffix} {value}");
+            let _ = writeln!(self.out, "{name}{suffix} {value}{exemplar}");
         } else {
-            let _ = writeln!(self.out, "{name}{suffix}{{{text}}} {value}");
+            let _ = writeln!(self.out, "{name}{suffix}{{{text}}} {value}{exemplar}");
         }
     }
 }

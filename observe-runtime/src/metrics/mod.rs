@@ -20,6 +20,8 @@
 
 pub(crate) mod clock;
 pub(crate) mod collector;
+pub(crate) mod exemplar;
+pub(crate) mod openmetrics;
 pub(crate) mod process;
 pub(crate) mod site;
 pub(crate) mod workers;
@@ -37,6 +39,69 @@ use site::Outcome;
 /// assert!(observe_runtime::metrics::TEXT_CONTENT_TYPE.starts_with("text/plain; version=0.0.4"));
 /// ```
 pub const TEXT_CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
+
+/// `Content-Type` of the OpenMetrics 1.0 text format (served with exemplars).
+///
+/// ```
+/// assert!(observe_runtime::metrics::OPENMETRICS_CONTENT_TYPE.starts_with("application/openmetrics-text"));
+/// ```
+pub const OPENMETRICS_CONTENT_TYPE: &str =
+    "application/openmetrics-text; version=1.0.0; charset=utf-8";
+
+/// An exposition format.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Format {
+    /// Prometheus text 0.0.4: what every scraper reads; no exemplars.
+    Text,
+    /// OpenMetrics 1.0 text: counters' families without `_total`, exemplars (trace ids)
+    /// on histogram buckets, `# EOF` at the end.
+    OpenMetrics,
+}
+
+impl Format {
+    /// The format a scraper asks for in its `Accept` header: OpenMetrics when it lists
+    /// `application/openmetrics-text` (Prometheus does, first, when it can store
+    /// exemplars), else the classic text.
+    ///
+    /// ```
+    /// use observe_runtime::metrics::Format;
+    /// let prometheus = "application/openmetrics-text;version=1.0.0,application/openmetrics-text;version=0.0.1;q=0.75,text/plain;version=0.0.4;q=0.5,*/*;q=0.1";
+    /// assert_eq!(Format::negotiate(prometheus), Format::OpenMetrics);
+    /// assert_eq!(Format::negotiate("text/plain"), Format::Text);
+    /// assert_eq!(Format::negotiate("application/openmetrics-text;q=0"), Format::Text);
+    /// ```
+    pub fn negotiate(accept: &str) -> Format {
+        let wants = accept.split(',').any(|part| {
+            let mut params = part.split(';').map(str::trim);
+            params
+                .next()
+                .is_some_and(|t| t.eq_ignore_ascii_case("application/openmetrics-text"))
+                && !params.any(|p| {
+                    p.strip_prefix("q=")
+                        .and_then(|q| q.parse::<f32>().ok())
+                        .is_some_and(|q| q <= 0.0)
+                })
+        });
+        if wants {
+            Format::OpenMetrics
+        } else {
+            Format::Text
+        }
+    }
+
+    /// The `Content-Type` of this format.
+    ///
+    /// ```
+    /// use observe_runtime::metrics::{Format, TEXT_CONTENT_TYPE};
+    /// assert_eq!(Format::Text.content_type(), TEXT_CONTENT_TYPE);
+    /// ```
+    pub fn content_type(self) -> &'static str {
+        match self {
+            Format::Text => TEXT_CONTENT_TYPE,
+            Format::OpenMetrics => OPENMETRICS_CONTENT_TYPE,
+        }
+    }
+}
 
 /// Identity of the running build, exposed as `build_info{…} 1`.
 ///
@@ -134,6 +199,19 @@ pub fn init() {
 /// assert!(text.contains("# TYPE build_info gauge"));
 /// ```
 pub fn render() -> String {
+    render_as(Format::Text)
+}
+
+/// Renders every metric in `format`; OpenMetrics carries exemplars.
+///
+/// ```
+/// use observe_runtime::metrics::{render_as, Format};
+/// let text = render_as(Format::OpenMetrics);
+/// assert!(text.contains("# TYPE function_calls counter"));
+/// assert!(text.ends_with("# EOF\n"));
+/// ```
+pub fn render_as(format: Format) -> String {
+    let om = format == Format::OpenMetrics;
     let plan = registry::plan();
     let mut out = String::with_capacity(1024 + plan.groups.len() * 1536);
     let mut written: HashSet<&str> = HashSet::new();
@@ -142,6 +220,7 @@ pub fn render() -> String {
     family(
         &mut out,
         &mut written,
+        om,
         "function_calls_total",
         "counter",
         "Calls of instrumented functions, by result (ok, error, cancelled).",
@@ -166,6 +245,7 @@ pub fn render() -> String {
     family(
         &mut out,
         &mut written,
+        om,
         "function_calls_duration_seconds",
         "histogram",
         "Duration of instrumented function calls in seconds.",
@@ -174,20 +254,19 @@ pub fn render() -> String {
         let mut cumulative = 0u64;
         for (i, count) in snap.buckets.iter().enumerate() {
             cumulative += count;
-            let _ = match group.buckets.get(i) {
-                Some(le) => writeln!(
-                    out,
-                    "function_calls_duration_seconds_bucket{{{},le=\"{}\"}} {}",
-                    group.labels,
-                    format_float(*le),
-                    cumulative
-                ),
-                None => writeln!(
-                    out,
-                    "function_calls_duration_seconds_bucket{{{},le=\"+Inf\"}} {}",
-                    group.labels, cumulative
-                ),
+            let le = group
+                .buckets
+                .get(i)
+                .map_or_else(|| "+Inf".to_owned(), |le| format_float(*le));
+            let exemplar = match snap.exemplars.get(i) {
+                Some(Some(e)) if om => e.suffix(),
+                _ => String::new(),
             };
+            let _ = writeln!(
+                out,
+                "function_calls_duration_seconds_bucket{{{},le=\"{le}\"}} {cumulative}{exemplar}",
+                group.labels,
+            );
         }
         let _ = writeln!(
             out,
@@ -206,6 +285,7 @@ pub fn render() -> String {
     family(
         &mut out,
         &mut written,
+        om,
         "function_calls_concurrent",
         "gauge",
         "Calls of instrumented functions in progress.",
@@ -223,6 +303,7 @@ pub fn render() -> String {
     family(
         &mut out,
         &mut written,
+        om,
         "observe_instrumented_calls_in_flight",
         "gauge",
         "Instrumented calls in progress across all functions.",
@@ -237,6 +318,7 @@ pub fn render() -> String {
         family(
             &mut out,
             &mut written,
+            om,
             "observe_worker_requests_in_flight",
             "gauge",
             "HTTP requests in progress on each server worker thread.",
@@ -252,6 +334,7 @@ pub fn render() -> String {
         family(
             &mut out,
             &mut written,
+            om,
             "observe_worker_requests_total",
             "counter",
             "HTTP requests started on each server worker thread.",
@@ -266,6 +349,7 @@ pub fn render() -> String {
     family(
         &mut out,
         &mut written,
+        om,
         "build_info",
         "gauge",
         "Build information of the running service (always 1).",
@@ -285,7 +369,7 @@ pub fn render() -> String {
     let _ = writeln!(out, "build_info{{{labels}}} 1");
 
     let mut seen: HashSet<String> = written.iter().map(|s| (*s).to_owned()).collect();
-    collector::collect_all(&mut collector::Exposition::new(&mut out, &mut seen));
+    collector::collect_all(&mut collector::Exposition::new(&mut out, &mut seen, om));
 
     // The user's own metrics. Families we wrote win; `process_*` from the user's registry
     // (prometheus' `process` feature) replace ours rather than duplicate them.
@@ -303,7 +387,7 @@ pub fn render() -> String {
         for s in &samples {
             seen.insert(s.name.to_owned());
         }
-        process::write(&mut out, &samples);
+        process::write(&mut out, &samples, om);
     }
     let user: Vec<_> = user
         .into_iter()
@@ -316,7 +400,10 @@ pub fn render() -> String {
             }
         })
         .collect();
-    if !user.is_empty() {
+    if om {
+        openmetrics::write_families(&mut out, &user);
+        out.push_str("# EOF\n");
+    } else if !user.is_empty() {
         use prometheus::Encoder as _;
         let mut buf = Vec::new();
         if let Err(e) = prometheus::TextEncoder::new().encode(&user, &mut buf) {
@@ -330,13 +417,19 @@ pub fn render() -> String {
 fn family<'a>(
     out: &mut String,
     written: &mut HashSet<&'a str>,
+    om: bool,
     name: &'a str,
     kind: &str,
     help: &str,
 ) {
     written.insert(name);
-    let _ = writeln!(out, "# HELP {name} {help}");
-    let _ = writeln!(out, "# TYPE {name} {kind}");
+    let shown = if om {
+        openmetrics::family_name(name, kind)
+    } else {
+        name
+    };
+    let _ = writeln!(out, "# HELP {shown} {help}");
+    let _ = writeln!(out, "# TYPE {shown} {kind}");
 }
 
 fn warn_duplicate_once(name: &str) {

@@ -112,10 +112,15 @@ fn boot_time() -> Option<f64> {
     })
 }
 
-pub(crate) fn write(out: &mut String, samples: &[ProcessSample]) {
+pub(crate) fn write(out: &mut String, samples: &[ProcessSample], om: bool) {
     for s in samples {
-        let _ = writeln!(out, "# HELP {} {}", s.name, s.help);
-        let _ = writeln!(out, "# TYPE {} {}", s.name, s.kind);
+        let family = if om {
+            super::openmetrics::family_name(s.name, s.kind)
+        } else {
+            s.name
+        };
+        let _ = writeln!(out, "# HELP {family} {}", s.help);
+        let _ = writeln!(out, "# TYPE {family} {}", s.kind);
         let _ = writeln!(out, "{} {}", s.name, s.value);
     }
 }

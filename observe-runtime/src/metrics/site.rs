@@ -16,6 +16,7 @@ use std::cell::Cell;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering::Relaxed};
 
 use super::clock;
+use super::exemplar::{Exemplar, Slot};
 
 /// Number of shards per call site. A thread keeps its shard for life; threads are dealt
 /// shards round-robin, so up to this many threads never share a cache line.
@@ -94,6 +95,9 @@ pub struct Shard<const B: usize> {
 /// The zero-initialised counters of one call site (`B` buckets including `+Inf`).
 pub struct Cells<const B: usize> {
     shards: [Shard<B>; SHARDS],
+    /// One exemplar per bucket, shared by all threads: read on every call, written at
+    /// most once a second (or a hundred times when unsampled), so never contended.
+    exemplars: [Slot; B],
 }
 
 impl<const B: usize> Cells<B> {
@@ -113,6 +117,7 @@ impl<const B: usize> Cells<B> {
         }
         Cells {
             shards: [const { shard::<B>() }; SHARDS],
+            exemplars: [const { Slot::new() }; B],
         }
     }
 
@@ -181,11 +186,14 @@ impl<const B: usize> Site<B> {
 
     #[inline(always)]
     fn record(&self, start: u64, outcome: Outcome) {
-        let elapsed = clock::nanos_between(start, clock::raw());
+        let end = clock::raw();
+        let elapsed = clock::nanos_between(start, end);
         let shard = self.cells.local();
+        let bucket = bucket_index(&self.bounds_ns, elapsed);
         shard.outcomes[outcome as usize].fetch_add(1, Relaxed);
-        shard.buckets[bucket_index(&self.bounds_ns, elapsed)].fetch_add(1, Relaxed);
+        shard.buckets[bucket].fetch_add(1, Relaxed);
         shard.sum_ns.fetch_add(elapsed, Relaxed);
+        self.cells.exemplars[bucket].observe(end, elapsed);
     }
 }
 
@@ -232,7 +240,7 @@ impl<const B: usize> Drop for Guard<B> {
 }
 
 /// A consistent-enough view of one site's counters, summed over shards.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq)]
 pub struct Snapshot {
     /// Calls by outcome, indexed by [`Outcome`] discriminant.
     pub outcomes: [u64; 3],
@@ -242,6 +250,8 @@ pub struct Snapshot {
     pub sum_ns: u64,
     /// Calls in progress.
     pub in_flight: u64,
+    /// The exemplar of each bucket, if any (same length as `buckets`).
+    pub exemplars: Vec<Option<Exemplar>>,
 }
 
 impl Snapshot {
@@ -263,6 +273,12 @@ impl Snapshot {
         }
         self.sum_ns += other.sum_ns;
         self.in_flight += other.in_flight;
+        if self.exemplars.len() < other.exemplars.len() {
+            self.exemplars.resize(other.exemplars.len(), None);
+        }
+        for (a, b) in self.exemplars.iter_mut().zip(&other.exemplars) {
+            *a = Exemplar::newest(*a, *b);
+        }
     }
 }
 
@@ -300,6 +316,7 @@ impl<const B: usize> SiteDyn for Site<B> {
         }
         let finished: u64 = snap.outcomes.iter().sum();
         snap.in_flight = started.saturating_sub(finished);
+        snap.exemplars = self.cells.exemplars.iter().map(Slot::get).collect();
         snap
     }
 }
@@ -401,12 +418,14 @@ mod tests {
             buckets: vec![1, 0, 5],
             sum_ns: 10,
             in_flight: 1,
+            exemplars: vec![None, None, None],
         };
         let b = Snapshot {
             outcomes: [10, 20, 30],
             buckets: vec![0, 1, 1],
             sum_ns: 5,
             in_flight: 2,
+            exemplars: vec![None, None, None],
         };
         a.merge(&b);
         assert_eq!(a.outcomes, [11, 22, 33]);

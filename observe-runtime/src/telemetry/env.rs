@@ -197,7 +197,10 @@ mod tests {
             e.to_string(),
             "OTEL_SDK_DISABLED=\"yes\" is not supported; expected true or false"
         );
-        assert_eq!(traces_exporter().unwrap_err().variable, "OTEL_TRACES_EXPORTER");
+        assert_eq!(
+            traces_exporter().unwrap_err().variable,
+            "OTEL_TRACES_EXPORTER"
+        );
         assert!(propagators().unwrap_err().to_string().contains("b3"));
         unsafe {
             std::env::remove_var("OTEL_SDK_DISABLED");
