@@ -146,6 +146,7 @@ fn every_span_reaches_a_real_receiver_and_the_trace_crosses_python() {
             .env("OTEL_SERVICE_NAME", "otlp-test")
             .env("OTEL_BSP_SCHEDULE_DELAY", "600000")
             .env("OTEL_BSP_MAX_QUEUE_SIZE", "4096")
+            .env("OTEL_METRIC_EXPORT_INTERVAL", "600000")
             .env("OBSERVE_LOG_FORMAT", "off")
             .env("DOWNSTREAM", format!("http://127.0.0.1:{port}/downstream"))
             .stdout(Stdio::piped())
@@ -239,5 +240,45 @@ fn every_span_reaches_a_real_receiver_and_the_trace_crosses_python() {
         ours.contains(&downstream["parent_span_id"].as_str().unwrap()),
         "the downstream's parent is one of our exported spans: {downstream} not in {ours:?}"
     );
+
+    // Metrics over OTLP (feature `otlp-metrics`): the last push at shutdown carries the
+    // same counts as /metrics.
+    #[cfg(feature = "otlp-metrics")]
+    {
+        let metric = |name: &str| {
+            all.iter()
+                .rev()
+                .find(|r| r["metric"] == name)
+                .unwrap_or_else(|| panic!("no OTLP metric {name}"))
+        };
+        let http = metric("http_server_request_duration_seconds");
+        assert_eq!(http["kind"], "histogram");
+        let hello_series = http["points"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|p| p["http_route"] == "/hello")
+            .expect("the /hello series");
+        assert_eq!(hello_series["count"], REQUESTS as u64);
+        let buckets: u64 = hello_series["bucket_counts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| c.as_u64().unwrap())
+            .sum();
+        assert_eq!(
+            buckets, REQUESTS as u64,
+            "bucket counts add up to the count"
+        );
+        let calls = metric("function_calls");
+        assert_eq!(calls["kind"], "sum");
+        let ok = calls["points"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|p| p["function"] == "call" && p["result"] == "ok")
+            .expect("call's ok series");
+        assert_eq!(ok["value"], 1.0);
+    }
     let _ = std::fs::remove_file(&out);
 }

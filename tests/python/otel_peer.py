@@ -5,6 +5,9 @@ OpenTelemetry packages (opentelemetry-proto, opentelemetry-sdk).
         Serves on 127.0.0.1 (a free port, printed as "PORT <n>" on stdout):
         - POST /v1/traces: an OTLP/HTTP protobuf ExportTraceServiceRequest, decoded with
           the official protobuf definitions; one JSON line per span is appended to OUT;
+        - POST /v1/metrics: an OTLP/HTTP protobuf ExportMetricsServiceRequest; one JSON
+          line {"metric": name, "kind", "points": [{attributes, value | count, sum,
+          bucket_counts, explicit_bounds}]} per metric is appended to OUT;
         - GET /downstream: a downstream service; the W3C context of the request is
           extracted with the Python SDK's propagator and one JSON line
           {"downstream": {trace_id, parent_span_id}} is appended to OUT.
@@ -22,6 +25,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 def receiver(out_path):
     from opentelemetry.proto.collector.trace.v1 import trace_service_pb2
+    from opentelemetry.proto.collector.metrics.v1 import metrics_service_pb2
     from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
     from opentelemetry import trace
 
@@ -36,10 +40,13 @@ def receiver(out_path):
             pass
 
         def do_POST(self):
+            body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
+            if self.path == "/v1/metrics":
+                self.metrics(body)
+                return
             if self.path != "/v1/traces":
                 self.send_error(404)
                 return
-            body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
             request = trace_service_pb2.ExportTraceServiceRequest()
             request.ParseFromString(body)
             for rs in request.resource_spans:
@@ -60,6 +67,34 @@ def receiver(out_path):
                             }
                         )
             reply = trace_service_pb2.ExportTraceServiceResponse().SerializeToString()
+            self.send_response(200)
+            self.send_header("Content-Type", "application/x-protobuf")
+            self.send_header("Content-Length", str(len(reply)))
+            self.end_headers()
+            self.wfile.write(reply)
+
+        def metrics(self, body):
+            request = metrics_service_pb2.ExportMetricsServiceRequest()
+            request.ParseFromString(body)
+            for rm in request.resource_metrics:
+                for sm in rm.scope_metrics:
+                    for m in sm.metrics:
+                        kind = m.WhichOneof("data")
+                        points = []
+                        for p in getattr(m, kind).data_points:
+                            point = {a.key: a.value.string_value for a in p.attributes}
+                            if kind == "histogram":
+                                point.update(
+                                    count=p.count,
+                                    sum=p.sum,
+                                    bucket_counts=list(p.bucket_counts),
+                                    explicit_bounds=list(p.explicit_bounds),
+                                )
+                            elif kind in ("sum", "gauge"):
+                                point["value"] = p.as_double
+                            points.append(point)
+                        append({"metric": m.name, "kind": kind, "points": points})
+            reply = metrics_service_pb2.ExportMetricsServiceResponse().SerializeToString()
             self.send_response(200)
             self.send_header("Content-Type", "application/x-protobuf")
             self.send_header("Content-Length", str(len(reply)))

@@ -245,6 +245,18 @@ pub(crate) fn push_label(out: &mut String, key: &str, value: &str) {
     out.push('"');
 }
 
+/// Calls of instrumented functions started so far, over every site.
+#[cfg_attr(not(feature = "otel"), allow(dead_code))]
+pub(crate) fn calls_started() -> u64 {
+    SITES
+        .iter()
+        .map(|site| {
+            let snap = site.snapshot();
+            snap.outcomes.iter().sum::<u64>() + snap.in_flight
+        })
+        .sum()
+}
+
 #[cfg(test)]
 mod tests {
     use super::push_label;
@@ -256,16 +268,4 @@ mod tests {
         push_label(&mut out, "b", "plain");
         assert_eq!(out, r#"a="x\"y\\z\nw",b="plain""#);
     }
-}
-
-/// Calls of instrumented functions started so far, over every site.
-#[cfg_attr(not(feature = "otel"), allow(dead_code))]
-pub(crate) fn calls_started() -> u64 {
-    SITES
-        .iter()
-        .map(|site| {
-            let snap = site.snapshot();
-            snap.outcomes.iter().sum::<u64>() + snap.in_flight
-        })
-        .sum()
 }

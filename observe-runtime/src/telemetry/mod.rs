@@ -32,6 +32,8 @@
 //! | `OTEL_TRACES_SAMPLER`, `OTEL_TRACES_SAMPLER_ARG` | the SDK's samplers, e.g. `parentbased_traceidratio` with `0.1` |
 //! | `OTEL_PROPAGATORS` | `tracecontext`, `baggage`, `none` |
 //! | `OTEL_BSP_*` | the batch span processor's queue, batch size and delays |
+//! | `OTEL_METRICS_EXPORTER` | `otlp` (feature `otlp-metrics`: the `/metrics` store pushed over OTLP/HTTP), `prometheus` / `none`; unset: `otlp` when an endpoint is set and the feature is on |
+//! | `OTEL_METRIC_EXPORT_INTERVAL`, `OTEL_METRIC_EXPORT_TIMEOUT` | push period and timeout in ms (60 000 / 30 000); a last push happens at shutdown |
 //! | `RUST_LOG` | log filter (`info` by default) |
 //! | `OBSERVE_LOG_FORMAT` | `human` (default) or `json` |
 //!
@@ -41,6 +43,8 @@
 
 pub mod env;
 mod fmt;
+#[cfg(feature = "otlp-metrics")]
+mod otlp_metrics;
 
 use std::time::Duration;
 
@@ -404,10 +408,18 @@ impl Init {
                  were counted, their spans were not recorded"
             );
         }
+        #[cfg(feature = "otlp-metrics")]
+        let pusher = if !disabled && otlp_metrics::enabled()? {
+            Some(otlp_metrics::Pusher::start(&resource)?)
+        } else {
+            None
+        };
         Ok(Telemetry {
             tracer_provider,
             meter_provider,
             resource,
+            #[cfg(feature = "otlp-metrics")]
+            pusher,
         })
     }
 }
@@ -526,6 +538,8 @@ pub struct Telemetry {
     tracer_provider: Option<SdkTracerProvider>,
     meter_provider: Option<SdkMeterProvider>,
     resource: Resource,
+    #[cfg(feature = "otlp-metrics")]
+    pusher: Option<otlp_metrics::Pusher>,
 }
 
 impl Telemetry {
@@ -599,6 +613,10 @@ impl Drop for Telemetry {
         }
         if let Some(p) = self.meter_provider.take() {
             let _ = p.shutdown();
+        }
+        #[cfg(feature = "otlp-metrics")]
+        if let Some(mut pusher) = self.pusher.take() {
+            pusher.shutdown();
         }
     }
 }
