@@ -28,9 +28,18 @@ impl Write for Captured {
     }
 }
 
+/// The `traceparent` each `tax` call would send downstream.
+static OUTGOING: Mutex<Vec<String>> = Mutex::new(Vec::new());
+
 #[observe::instrumented]
 fn tax(amount: u64) -> u64 {
     tracing::info!(amount, "computing tax");
+    let traceparent = observe::http::outgoing_headers()
+        .into_iter()
+        .find(|(k, _)| k == "traceparent")
+        .map(|(_, v)| v)
+        .unwrap_or_default();
+    OUTGOING.lock().unwrap().push(traceparent);
     amount / 5
 }
 
@@ -49,10 +58,19 @@ impl std::fmt::Display for Declined {
     }
 }
 
+#[observe::instrumented]
+async fn ledger() {
+    tokio::task::yield_now().await;
+}
+
 #[observe::instrumented(err)]
 async fn charge(amount: u64) -> Result<u64, Declined> {
     tokio::task::yield_now().await;
     let audited = observe::spawn(audit(amount)).await.unwrap();
+    // A task spawned the plain way, with only the `tracing` span: still one trace.
+    tokio::spawn(tracing::Instrument::in_current_span(ledger()))
+        .await
+        .unwrap();
     if amount == 0 {
         return Err(Declined);
     }
@@ -159,6 +177,13 @@ async fn init_wires_spans_logs_and_resource_together() {
         );
         assert_eq!(audit.span_context.trace_id(), trace);
     }
+    let ledgers: Vec<&SpanData> = spans.iter().filter(|s| s.name == "ledger").collect();
+    assert_eq!(ledgers.len(), 2);
+    assert!(ledgers.iter().all(|l| {
+        charges
+            .iter()
+            .any(|c| c.span_context.span_id() == l.parent_span_id)
+    }));
     let err_charge = charges
         .iter()
         .find(|c| c.span_context.span_id() != ok_charge.span_context.span_id())
@@ -206,5 +231,39 @@ async fn init_wires_spans_logs_and_resource_together() {
             && l.contains(&format!("span_id={}", ok_charge.span_context.span_id()))),
         "{text}"
     );
+
+    // An unsampled trace: only the server span is recorded (non-recording, so never
+    // exported); its children are skipped by the layer, yet the trace id still reaches the
+    // log line and the outgoing request, with the not-sampled flag.
+    const UNSAMPLED: &str = "0af7651916cd43dd8448eb211c80319c";
+    exporter.reset();
+    OUTGOING.lock().unwrap().clear();
+    let req = test::TestRequest::get()
+        .uri("/charge/50")
+        .insert_header(("traceparent", format!("00-{UNSAMPLED}-{PARENT_ID}-00")))
+        .to_request();
+    let resp = test::call_service(&app, req).await;
+    assert_eq!(resp.status().as_u16(), 200);
+    let _ = test::read_body(resp).await;
+    telemetry.force_flush();
+    let leaked: Vec<_> = exporter
+        .get_finished_spans()
+        .unwrap()
+        .into_iter()
+        .map(|s| (s.name, s.span_context.trace_id(), s.parent_span_id))
+        .collect();
+    assert!(
+        leaked.is_empty(),
+        "spans of an unsampled trace were exported: {leaked:?}"
+    );
+    let outgoing = OUTGOING.lock().unwrap().clone();
+    assert_eq!(outgoing.len(), 1);
+    assert!(
+        outgoing[0].starts_with(&format!("00-{UNSAMPLED}-")) && outgoing[0].ends_with("-00"),
+        "the downstream continues the trace, unsampled: {outgoing:?}"
+    );
+    let text = String::from_utf8(logs.0.lock().unwrap().clone()).unwrap();
+    let line = text.lines().rfind(|l| l.contains("computing tax")).unwrap();
+    assert!(line.contains(&format!("trace_id={UNSAMPLED}")), "{line}");
     drop(telemetry);
 }

@@ -37,6 +37,19 @@ pub(crate) fn extract(headers: &HeaderMap) -> opentelemetry::Context {
     opentelemetry::global::get_text_map_propagator(|p| p.extract(&HeaderExtractor(headers)))
 }
 
+/// The OpenTelemetry context of the current span; for a span that was not recorded
+/// (observe's OpenTelemetry layer skips the children of an unsampled span), the context
+/// of its nearest recorded ancestor, which the layer made current when it was entered:
+/// same trace, and the not-sampled decision travels downstream with it.
+fn current_context() -> opentelemetry::Context {
+    let cx = tracing::Span::current().context();
+    if cx.span().span_context().is_valid() {
+        cx
+    } else {
+        opentelemetry::Context::current()
+    }
+}
+
 struct VecInjector(Vec<(String, String)>);
 
 impl Injector for VecInjector {
@@ -56,7 +69,7 @@ impl Injector for VecInjector {
 /// assert!(observe_runtime::http::outgoing_headers().is_empty());
 /// ```
 pub fn outgoing_headers() -> Vec<(String, String)> {
-    let cx = tracing::Span::current().context();
+    let cx = current_context();
     if !cx.span().span_context().is_valid() {
         return Vec::new();
     }
@@ -71,7 +84,7 @@ pub fn outgoing_headers() -> Vec<(String, String)> {
 /// assert_eq!(observe_runtime::http::trace_id(), None);
 /// ```
 pub fn trace_id() -> Option<String> {
-    let cx = tracing::Span::current().context();
+    let cx = current_context();
     let span = cx.span();
     let sc = span.span_context();
     sc.is_valid().then(|| sc.trace_id().to_string())

@@ -26,13 +26,19 @@ where
     let span = ctx.parent_span()?;
     let id = span.id();
     drop(span);
-    let cx = tracing::dispatcher::get_default(|dispatch| {
+    let ids = |cx: &opentelemetry::Context| {
+        let otel = cx.span();
+        let sc = otel.span_context();
+        sc.is_valid()
+            .then(|| (sc.trace_id().to_string(), sc.span_id().to_string()))
+    };
+    tracing::dispatcher::get_default(|dispatch| {
         tracing_opentelemetry::get_otel_context(&id, dispatch)
-    })?;
-    let otel = cx.span();
-    let sc = otel.span_context();
-    sc.is_valid()
-        .then(|| (sc.trace_id().to_string(), sc.span_id().to_string()))
+    })
+    .and_then(|cx| ids(&cx))
+    // A span the OpenTelemetry layer skipped (inside an unsampled trace): the ids of the
+    // nearest recorded ancestor, whose context is current.
+    .or_else(|| opentelemetry::Context::map_current(ids))
 }
 
 impl<S, N, F> FormatEvent<S, N> for WithTraceIds<F>
