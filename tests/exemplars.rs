@@ -226,3 +226,21 @@ fn sampled_spans_become_exemplars_that_prometheus_stores() {
     assert!(!found.contains(UNSAMPLED));
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn the_sample_prometheus_config_is_valid() {
+    let out = Command::new("promtool")
+        .args([
+            "check",
+            "config",
+            concat!(env!("CARGO_MANIFEST_DIR"), "/docs/prometheus.yml"),
+        ])
+        .output()
+        .expect("promtool runs");
+    assert!(
+        out.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
