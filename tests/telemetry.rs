@@ -97,6 +97,8 @@ fn find<'a>(spans: &'a [SpanData], name: &str) -> &'a SpanData {
 // One test: `init()` installs process-wide globals once.
 #[actix_web::test]
 async fn init_wires_spans_logs_and_resource_together() {
+    // A call before init: counted, not traced, and said so at init.
+    assert_eq!(tax(10), 2);
     let exporter = InMemorySpanExporter::default();
     let logs = Captured::default();
     let writer = logs.clone();
@@ -114,6 +116,12 @@ async fn init_wires_spans_logs_and_resource_together() {
             Err(observe::telemetry::InitError::AlreadyInstalled)
         ),
         "a second install is refused, not silently ignored"
+    );
+
+    let early = String::from_utf8(logs.0.lock().unwrap().clone()).unwrap();
+    assert!(
+        early.contains("1 instrumented call(s) started before observe::init()"),
+        "{early}"
     );
 
     let app = test::init_service(

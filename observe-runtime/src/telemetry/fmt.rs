@@ -73,3 +73,64 @@ where
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::{Arc, Mutex};
+
+    use opentelemetry::trace::TracerProvider as _;
+    use tracing_subscriber::layer::SubscriberExt as _;
+
+    use super::*;
+
+    #[derive(Clone, Default)]
+    struct Buf(Arc<Mutex<Vec<u8>>>);
+
+    impl std::io::Write for Buf {
+        fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(b);
+            Ok(b.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn json_lines_get_two_more_fields_and_lines_outside_spans_none() {
+        let provider = opentelemetry_sdk::trace::SdkTracerProvider::builder().build();
+        let buf = Buf::default();
+        let writer = buf.clone();
+        let subscriber = tracing_subscriber::registry()
+            .with(
+                tracing_subscriber::fmt::layer()
+                    .json()
+                    .with_writer(move || writer.clone())
+                    .event_format(WithTraceIds {
+                        inner: tracing_subscriber::fmt::format().json(),
+                        json: true,
+                    }),
+            )
+            .with(crate::telemetry::layer(
+                provider.tracer("t"),
+                tracing::Level::INFO,
+            ));
+        tracing::subscriber::with_default(subscriber, || {
+            tracing::info!("outside");
+            let span = tracing::info_span!("work");
+            let _entered = span.enter();
+            tracing::info!(answer = 42, "inside");
+        });
+        let text = String::from_utf8(buf.0.lock().unwrap().clone()).unwrap();
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines.len(), 2, "{text}");
+        assert!(lines[0].contains("\"outside\"") && !lines[0].contains("trace_id"));
+        let inside = lines[1];
+        assert!(inside.starts_with('{') && inside.ends_with('}'), "{inside}");
+        let trace = inside.split("\"trace_id\":\"").nth(1).unwrap();
+        assert_eq!(trace.find('"'), Some(32), "32 hex digits: {inside}");
+        let span = inside.split("\"span_id\":\"").nth(1).unwrap();
+        assert_eq!(span.find('"'), Some(16), "16 hex digits: {inside}");
+        assert!(inside.contains("\"answer\":42"));
+    }
+}
