@@ -6,6 +6,8 @@ pub use observe_macros::health_check;
 pub use observe_macros::instrumented;
 #[cfg(feature = "actix")]
 pub use observe_runtime::http::Middleware;
+#[cfg(any(feature = "actix", feature = "otel"))]
+pub use observe_runtime::propagation;
 #[cfg(feature = "otel")]
 pub use observe_runtime::telemetry::{self, Telemetry, init, spawn};
 /// The OpenTelemetry API observe is built with, so application code names the same

@@ -126,10 +126,11 @@ async fn init_wires_spans_logs_and_resource_together() {
 
     let app = test::init_service(
         App::new()
-            .wrap(observe::Middleware::new())
+            .wrap(observe::Middleware::new().trace_response(true))
             .service(charge_handler),
     )
     .await;
+    let mut trace_responses = Vec::new();
     for (amount, status) in [(100u64, 200u16), (0, 402)] {
         let req = test::TestRequest::get()
             .uri(&format!("/charge/{amount}"))
@@ -137,6 +138,14 @@ async fn init_wires_spans_logs_and_resource_together() {
             .to_request();
         let resp = test::call_service(&app, req).await;
         assert_eq!(resp.status().as_u16(), status);
+        trace_responses.push(
+            resp.headers()
+                .get("traceresponse")
+                .expect("traceresponse is on")
+                .to_str()
+                .unwrap()
+                .to_owned(),
+        );
         let _ = test::read_body(resp).await;
     }
     telemetry.force_flush();
@@ -151,6 +160,12 @@ async fn init_wires_spans_logs_and_resource_together() {
     for server in &servers {
         assert_eq!(server.span_context.trace_id(), trace);
         assert_eq!(server.parent_span_id, SpanId::from_hex(PARENT_ID).unwrap());
+        // W3C traceresponse: our trace, the server span as the child id, sampled.
+        let expected = format!("00-{TRACE_ID}-{}-01", server.span_context.span_id());
+        assert!(
+            trace_responses.contains(&expected),
+            "{trace_responses:?} lacks {expected}"
+        );
     }
     // The successful request: charge → (audit via spawn, tax) under its server span.
     let ok_server = servers
@@ -248,7 +263,8 @@ async fn init_wires_spans_logs_and_resource_together() {
     OUTGOING.lock().unwrap().clear();
     let req = test::TestRequest::get()
         .uri("/charge/50")
-        .insert_header(("traceparent", format!("00-{UNSAMPLED}-{PARENT_ID}-00")))
+        // Unsampled, with Level 2's random flag: both flags travel on.
+        .insert_header(("traceparent", format!("00-{UNSAMPLED}-{PARENT_ID}-02")))
         .to_request();
     let resp = test::call_service(&app, req).await;
     assert_eq!(resp.status().as_u16(), 200);
@@ -267,7 +283,7 @@ async fn init_wires_spans_logs_and_resource_together() {
     let outgoing = OUTGOING.lock().unwrap().clone();
     assert_eq!(outgoing.len(), 1);
     assert!(
-        outgoing[0].starts_with(&format!("00-{UNSAMPLED}-")) && outgoing[0].ends_with("-00"),
+        outgoing[0].starts_with(&format!("00-{UNSAMPLED}-")) && outgoing[0].ends_with("-02"),
         "the downstream continues the trace, unsampled: {outgoing:?}"
     );
     let text = String::from_utf8(logs.0.lock().unwrap().clone()).unwrap();

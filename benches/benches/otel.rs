@@ -159,5 +159,40 @@ fn bench(c: &mut Criterion) {
     }
 }
 
-criterion_group!(benches, bench);
+/// Extraction plus injection of a typical header pair (a sampled `traceparent` and a
+/// two-member `tracestate`): observe's W3C propagator against the SDK's.
+fn propagation(c: &mut Criterion) {
+    use std::collections::HashMap;
+
+    use observe::opentelemetry::propagation::TextMapPropagator;
+
+    let mut incoming = HashMap::new();
+    incoming.insert(
+        "traceparent".to_owned(),
+        "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01".to_owned(),
+    );
+    incoming.insert(
+        "tracestate".to_owned(),
+        "congo=t61rcWkgMzE,rojo=00f067aa0ba902b7".to_owned(),
+    );
+    let ours = observe::propagation::W3cTraceContext::new();
+    let stock = observe::opentelemetry_sdk::propagation::TraceContextPropagator::new();
+    let mut group = c.benchmark_group("propagation");
+    group.measurement_time(Duration::from_secs(3));
+    let propagators: [(&str, &dyn TextMapPropagator); 2] =
+        [("observe_w3c", &ours), ("sdk_trace_context", &stock)];
+    for (name, propagator) in propagators {
+        group.bench_function(format!("extract_inject/{name}"), |b| {
+            b.iter(|| {
+                let cx = propagator.extract(black_box(&incoming));
+                let mut out: HashMap<String, String> = HashMap::with_capacity(2);
+                propagator.inject_context(&cx, &mut out);
+                black_box(out)
+            })
+        });
+    }
+    group.finish();
+}
+
+criterion_group!(benches, bench, propagation);
 criterion_main!(benches);

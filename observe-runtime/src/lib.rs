@@ -9,6 +9,7 @@
 //! - `actix` (feature `actix`): the `/metrics` handler and the per-worker request gauge;
 //! - `http` (feature `actix`): the request middleware, with route-template metrics;
 //! - `admin` (feature `actix`): the admin server and its access control;
+//! - `propagation` (features `actix` or `otel`): the W3C Trace Context propagator;
 //! - `telemetry` (feature `otel`): `init()`, OpenTelemetry providers, propagators,
 //!   log lines with trace ids, OTLP export (feature `otlp`).
 
@@ -20,6 +21,8 @@ pub mod health;
 #[cfg(feature = "actix")]
 pub mod http;
 pub mod metrics;
+#[cfg(any(feature = "actix", feature = "otel"))]
+pub mod propagation;
 pub mod registry;
 #[cfg(feature = "otel")]
 pub mod telemetry;

@@ -53,6 +53,7 @@ use super::propagation;
 #[derive(Clone, Debug)]
 pub struct Middleware {
     skip: Arc<[String]>,
+    trace_response: bool,
 }
 
 /// Paths that get no span by default: probes and scrapes would drown real traces.
@@ -66,6 +67,7 @@ impl Default for Middleware {
     fn default() -> Self {
         Middleware {
             skip: DEFAULT_SKIP_PATHS.iter().map(|s| (*s).to_owned()).collect(),
+            trace_response: false,
         }
     }
 }
@@ -106,6 +108,22 @@ impl Middleware {
         S: Into<String>,
     {
         self.skip = paths.into_iter().map(Into::into).collect();
+        self
+    }
+}
+
+impl Middleware {
+    /// Adds W3C Trace Context Level 2's `traceresponse` header to responses:
+    /// `00-<trace id>-<server span id>-<flags>`, so a caller learns which trace and span
+    /// served it (and whether it was sampled). Off by default: it tells every client the
+    /// trace ids, which a public edge may not want.
+    ///
+    /// ```
+    /// let middleware = observe_runtime::http::Middleware::new().trace_response(true);
+    /// # drop(middleware);
+    /// ```
+    pub fn trace_response(mut self, on: bool) -> Self {
+        self.trace_response = on;
         self
     }
 }
@@ -196,6 +214,7 @@ where
         ready(Ok(MiddlewareService {
             service,
             skip: self.skip.clone(),
+            trace_response: self.trace_response,
         }))
     }
 }
@@ -210,6 +229,7 @@ where
 pub struct MiddlewareService<S> {
     service: S,
     skip: Arc<[String]>,
+    trace_response: bool,
 }
 
 impl<S, B> Service<ServiceRequest> for MiddlewareService<S>
@@ -238,6 +258,7 @@ where
             inner,
             timer: Some(timer),
             span: Some(span),
+            trace_response: self.trace_response,
         }
     }
 }
@@ -254,6 +275,7 @@ pin_project_lite::pin_project! {
         inner: F,
         timer: Option<RequestTimer>,
         span: Option<Span>,
+        trace_response: bool,
     }
 }
 
@@ -277,7 +299,17 @@ where
         let mut timer = this.timer.take();
         let span = this.span.take().unwrap_or_else(Span::none);
         Poll::Ready(match result {
-            Ok(res) => {
+            Ok(mut res) => {
+                if *this.trace_response
+                    && !span.is_disabled()
+                    && let Some(value) = crate::propagation::traceparent_of(&span.context())
+                    && let Ok(value) = actix_web::http::header::HeaderValue::from_str(&value)
+                {
+                    res.headers_mut().insert(
+                        actix_web::http::header::HeaderName::from_static("traceresponse"),
+                        value,
+                    );
+                }
                 let route = res.request().match_pattern();
                 let status = res.status().as_u16();
                 finish_span(

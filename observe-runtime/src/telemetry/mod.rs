@@ -9,8 +9,8 @@
 //! 2. builds the tracer provider (sampler from `OTEL_TRACES_SAMPLER` / `_ARG`; OTLP
 //!    export when an endpoint is configured, see below) and the meter provider, and makes
 //!    them global;
-//! 3. installs the propagators of `OTEL_PROPAGATORS` (default W3C trace context and
-//!    baggage) globally, so [`crate::http::Middleware`] and the outgoing-request helpers
+//! 3. installs the propagators of `OTEL_PROPAGATORS` (default W3C trace context, by
+//!    observe's [`W3cTraceContext`](crate::propagation::W3cTraceContext), and baggage) globally, so [`crate::http::Middleware`] and the outgoing-request helpers
 //!    use them;
 //! 4. installs a `tracing` subscriber: log lines (human or JSON, filtered by `RUST_LOG`,
 //!    default `info`) that carry `trace_id` / `span_id`, plus the OpenTelemetry layer,
@@ -53,7 +53,7 @@ use opentelemetry::propagation::TextMapCompositePropagator;
 use opentelemetry::trace::TracerProvider as _;
 use opentelemetry_sdk::Resource;
 use opentelemetry_sdk::metrics::SdkMeterProvider;
-use opentelemetry_sdk::propagation::{BaggagePropagator, TraceContextPropagator};
+use opentelemetry_sdk::propagation::BaggagePropagator;
 use opentelemetry_sdk::trace::{SdkTracerProvider, SpanExporter, SpanProcessor};
 use tracing::level_filters::LevelFilter;
 use tracing_subscriber::filter::FilterExt as _;
@@ -298,6 +298,7 @@ pub fn init() -> Init {
         trace_level: tracing::Level::INFO,
         processors: Vec::new(),
         attributes: Vec::new(),
+        trace_context: crate::propagation::W3cTraceContext::new(),
     }
 }
 
@@ -311,6 +312,7 @@ pub struct Init {
     trace_level: tracing::Level,
     processors: Vec<Box<dyn SpanProcessor>>,
     attributes: Vec<KeyValue>,
+    trace_context: crate::propagation::W3cTraceContext,
 }
 
 impl std::fmt::Debug for Init {
@@ -397,6 +399,21 @@ impl Init {
     /// ```
     pub fn trace_level(mut self, level: tracing::Level) -> Self {
         self.trace_level = level;
+        self
+    }
+
+    /// The `traceparent` / `tracestate` propagator to install (observe's
+    /// [`W3cTraceContext`](crate::propagation::W3cTraceContext) by default); use it to
+    /// add your own `tracestate` member.
+    ///
+    /// ```
+    /// use observe_runtime::propagation::W3cTraceContext;
+    /// let init = observe_runtime::telemetry::init()
+    ///     .trace_context(W3cTraceContext::new().with_vendor_key("payments").unwrap());
+    /// # let _ = init;
+    /// ```
+    pub fn trace_context(mut self, propagator: crate::propagation::W3cTraceContext) -> Self {
+        self.trace_context = propagator;
         self
     }
 
@@ -491,7 +508,7 @@ impl Init {
         let mut list: Vec<Box<dyn opentelemetry::propagation::TextMapPropagator + Send + Sync>> =
             Vec::new();
         if propagators.tracecontext {
-            list.push(Box::new(TraceContextPropagator::new()));
+            list.push(Box::new(self.trace_context));
         }
         if propagators.baggage {
             list.push(Box::new(BaggagePropagator::new()));
