@@ -104,6 +104,54 @@ fn wait_for_line(child: &mut Child, prefix: &str) -> String {
         .unwrap_or_else(|_| panic!("no `{prefix}` line within 60 s"))
 }
 
+/// Starts this binary as the service, with the common settings and `env`; returns it and
+/// the address it listens on.
+fn start_service(env: &[(&str, String)]) -> (Killed, std::net::SocketAddr) {
+    let mut command = Command::new(std::env::current_exe().unwrap());
+    command
+        .args([
+            "--exact",
+            "child_service",
+            "--nocapture",
+            "--test-threads=1",
+        ])
+        .env("OBSERVE_OTLP_CHILD", "1")
+        .env("OTEL_SERVICE_NAME", "otlp-test")
+        .env("OTEL_BSP_SCHEDULE_DELAY", "600000")
+        .env("OTEL_BSP_MAX_QUEUE_SIZE", "4096")
+        .env("OTEL_METRIC_EXPORT_INTERVAL", "600000")
+        .env("OBSERVE_LOG_FORMAT", "off")
+        .env("DOWNSTREAM", "http://127.0.0.1:9/unused")
+        .stdout(Stdio::piped());
+    for (k, v) in env {
+        command.env(k, v);
+    }
+    let mut child = Killed(command.spawn().unwrap());
+    let addr = wait_for_line(&mut child.0, "LISTENING ").parse().unwrap();
+    (child, addr)
+}
+
+/// SIGTERM, then waits (60 s at most) for a clean exit.
+fn stop_service(child: &mut Killed) {
+    let kill = Command::new("kill")
+        .args(["-TERM", &child.0.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(kill.success());
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let status = loop {
+        if let Some(status) = child.0.try_wait().unwrap() {
+            break status;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the service did not stop within 60 s"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert!(status.success(), "the service exited with {status}");
+}
+
 fn records(path: &std::path::Path) -> Vec<serde_json::Value> {
     std::fs::read_to_string(path)
         .unwrap_or_default()
@@ -130,30 +178,17 @@ fn every_span_reaches_a_real_receiver_and_the_trace_crosses_python() {
     );
     let port = wait_for_line(&mut receiver.0, "PORT ");
 
-    let mut child = Killed(
-        Command::new(std::env::current_exe().unwrap())
-            .args([
-                "--exact",
-                "child_service",
-                "--nocapture",
-                "--test-threads=1",
-            ])
-            .env("OBSERVE_OTLP_CHILD", "1")
-            .env(
-                "OTEL_EXPORTER_OTLP_ENDPOINT",
-                format!("http://127.0.0.1:{port}"),
-            )
-            .env("OTEL_SERVICE_NAME", "otlp-test")
-            .env("OTEL_BSP_SCHEDULE_DELAY", "600000")
-            .env("OTEL_BSP_MAX_QUEUE_SIZE", "4096")
-            .env("OTEL_METRIC_EXPORT_INTERVAL", "600000")
-            .env("OBSERVE_LOG_FORMAT", "off")
-            .env("DOWNSTREAM", format!("http://127.0.0.1:{port}/downstream"))
-            .stdout(Stdio::piped())
-            .spawn()
-            .unwrap(),
-    );
-    let addr: std::net::SocketAddr = wait_for_line(&mut child.0, "LISTENING ").parse().unwrap();
+    let (mut child, addr) = start_service(&[
+        (
+            "OTEL_EXPORTER_OTLP_ENDPOINT",
+            format!("http://127.0.0.1:{port}"),
+        ),
+        (
+            "OTEL_EXPORTER_OTLP_HEADERS",
+            "x-api-key=secret%20value".into(),
+        ),
+        ("DOWNSTREAM", format!("http://127.0.0.1:{port}/downstream")),
+    ]);
 
     for _ in 0..REQUESTS {
         assert_eq!(common::http_get(addr, "/hello", "").0, 200);
@@ -208,6 +243,10 @@ fn every_span_reaches_a_real_receiver_and_the_trace_crosses_python() {
     );
     assert!(hellos.iter().all(|s| s["kind"] == 2), "SPAN_KIND_SERVER");
     assert!(spans.iter().all(|s| s["service_name"] == "otlp-test"));
+    assert!(
+        spans.iter().all(|s| s["api_key"] == "secret value"),
+        "OTEL_EXPORTER_OTLP_HEADERS is sent, percent-decoded"
+    );
 
     let trace_id = python["trace_id"].as_str().unwrap();
     let server = spans
@@ -280,5 +319,49 @@ fn every_span_reaches_a_real_receiver_and_the_trace_crosses_python() {
             .expect("call's ok series");
         assert_eq!(ok["value"], 1.0);
     }
+    let _ = std::fs::remove_file(&out);
+}
+
+/// The gRPC exporter (feature `grpc`) runs on a small runtime of its own, so it still
+/// works after actix's `System` has returned: every span reaches a real OTLP/gRPC
+/// receiver (Python `grpcio` with the official stubs) at shutdown, with the headers.
+#[cfg(feature = "grpc")]
+#[test]
+fn grpc_export_loses_nothing_at_shutdown() {
+    if std::env::var("OBSERVE_OTLP_CHILD").is_ok() {
+        return;
+    }
+    let peer = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/python/otel_peer.py");
+    let out = std::env::temp_dir().join(format!("observe-otlp-grpc-{}.jsonl", std::process::id()));
+    let _ = std::fs::remove_file(&out);
+    let mut receiver = Killed(
+        Command::new("python3")
+            .args([peer, "grpc-receiver", out.to_str().unwrap()])
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("python3 runs"),
+    );
+    let port = wait_for_line(&mut receiver.0, "PORT ");
+    let (mut child, addr) = start_service(&[
+        (
+            "OTEL_EXPORTER_OTLP_ENDPOINT",
+            format!("http://127.0.0.1:{port}"),
+        ),
+        ("OTEL_EXPORTER_OTLP_PROTOCOL", "grpc".into()),
+        ("OTEL_EXPORTER_OTLP_HEADERS", "x-api-key=grpc-secret".into()),
+        ("OTEL_METRICS_EXPORTER", "none".into()),
+    ]);
+    const N: usize = 50;
+    for _ in 0..N {
+        assert_eq!(common::http_get(addr, "/hello", "").0, 200);
+    }
+    stop_service(&mut child);
+    let spans = records(&out);
+    let hellos = spans.iter().filter(|s| s["name"] == "GET /hello").count();
+    assert_eq!(
+        hellos, N,
+        "one server span per request over gRPC, none lost"
+    );
+    assert!(spans.iter().all(|s| s["api_key"] == "grpc-secret"));
     let _ = std::fs::remove_file(&out);
 }

@@ -11,6 +11,10 @@ OpenTelemetry packages (opentelemetry-proto, opentelemetry-sdk).
         - GET /downstream: a downstream service; the W3C context of the request is
           extracted with the Python SDK's propagator and one JSON line
           {"downstream": {trace_id, parent_span_id}} is appended to OUT.
+    otel_peer.py grpc-receiver OUT.jsonl
+        An OTLP/gRPC TraceService on 127.0.0.1 (a free port, printed as "PORT <n>"),
+        decoding with the official definitions and generated gRPC stubs; one JSON line per
+        span, as above, with the request's `x-api-key` metadata.
     otel_peer.py client URL
         Starts a span with the Python SDK, injects its context with the SDK's propagator
         into a GET of URL, and prints {"trace_id", "span_id", "status", "body"}.
@@ -64,6 +68,7 @@ def receiver(out_path):
                                 "kind": span.kind,
                                 "status": span.status.code,
                                 "service_name": resource.get("service.name"),
+                                "api_key": self.headers.get("x-api-key"),
                             }
                         )
             reply = trace_service_pb2.ExportTraceServiceResponse().SerializeToString()
@@ -128,6 +133,47 @@ def receiver(out_path):
     server.serve_forever()
 
 
+def grpc_receiver(out_path):
+    from concurrent import futures
+
+    import grpc
+    from opentelemetry.proto.collector.trace.v1 import trace_service_pb2, trace_service_pb2_grpc
+
+    lock = threading.Lock()
+
+    class Service(trace_service_pb2_grpc.TraceServiceServicer):
+        def Export(self, request, context):
+            metadata = dict(context.invocation_metadata())
+            with lock, open(out_path, "a", encoding="utf-8") as f:
+                for rs in request.resource_spans:
+                    resource = {a.key: a.value.string_value for a in rs.resource.attributes}
+                    for ss in rs.scope_spans:
+                        for span in ss.spans:
+                            f.write(
+                                json.dumps(
+                                    {
+                                        "name": span.name,
+                                        "trace_id": span.trace_id.hex(),
+                                        "span_id": span.span_id.hex(),
+                                        "parent_span_id": span.parent_span_id.hex(),
+                                        "kind": span.kind,
+                                        "status": span.status.code,
+                                        "service_name": resource.get("service.name"),
+                                        "api_key": metadata.get("x-api-key"),
+                                    }
+                                )
+                                + "\n"
+                            )
+            return trace_service_pb2.ExportTraceServiceResponse()
+
+    server = grpc.server(futures.ThreadPoolExecutor(max_workers=4))
+    trace_service_pb2_grpc.add_TraceServiceServicer_to_server(Service(), server)
+    port = server.add_insecure_port("127.0.0.1:0")
+    server.start()
+    print(f"PORT {port}", flush=True)
+    server.wait_for_termination()
+
+
 def client(url):
     from opentelemetry import trace
     from opentelemetry.sdk.trace import TracerProvider
@@ -158,6 +204,8 @@ def client(url):
 if __name__ == "__main__":
     if sys.argv[1] == "receiver":
         receiver(sys.argv[2])
+    elif sys.argv[1] == "grpc-receiver":
+        grpc_receiver(sys.argv[2])
     elif sys.argv[1] == "client":
         client(sys.argv[2])
     else:
