@@ -143,3 +143,46 @@ fn one_profile_at_a_time_and_bad_parameters_are_400() {
     assert_eq!(http_get(addr, "/debug/pprof/profile?seconds=1", "").0, 200);
     admin.stop();
 }
+
+/// Parks until told to stop: the frame the thread dump must show.
+#[inline(never)]
+fn parked_in_a_distinctive_function(stop: std::sync::mpsc::Receiver<()>) {
+    let _ = stop.recv();
+}
+
+#[test]
+fn thread_stacks_show_every_thread_where_it_waits() {
+    let admin = AdminServer::new().addr("127.0.0.1:0").start().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    let parked = std::thread::Builder::new()
+        .name("observe-parked".into())
+        .spawn(move || parked_in_a_distinctive_function(rx))
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(100));
+    let (status, head, body) = http_get(admin.local_addr(), "/debug/pprof/threads", "");
+    assert_eq!(status, 200, "{body}");
+    assert!(head.to_ascii_lowercase().contains("text/plain"));
+    let threads: usize = std::fs::read_dir("/proc/self/task").unwrap().count();
+    let listed = body.matches("\nthread ").count();
+    assert!(
+        listed + 2 >= threads && listed > 2,
+        "{listed} threads listed, the process has {threads}:\n{body}"
+    );
+    let ours = body
+        .split("\nthread ")
+        .find(|t| t.contains("\"observe-parked\""))
+        .unwrap_or_else(|| panic!("no observe-parked thread in:\n{body}"));
+    assert!(
+        ours.contains("parked_in_a_distinctive_function"),
+        "the parked thread's stack shows where it waits:\n{ours}"
+    );
+    assert!(!ours.contains("did not answer"), "{ours}");
+    assert!(
+        !ours.contains("observe_runtime::admin::threads"),
+        "the capture's own frames are left out:\n{ours}"
+    );
+    // The process carries on: the parked thread still gets its message.
+    tx.send(()).unwrap();
+    parked.join().unwrap();
+    admin.stop();
+}

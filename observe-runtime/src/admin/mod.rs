@@ -14,6 +14,8 @@ pub(crate) mod access;
 mod heap;
 #[cfg(feature = "pprof")]
 mod pprof;
+#[cfg(all(feature = "pprof", target_os = "linux"))]
+mod threads;
 
 use std::io;
 use std::net::{SocketAddr, TcpListener};
@@ -338,6 +340,8 @@ pub fn configure(
                 .service(read_only("/profile", cpu_profile))
                 .service(read_only("/flamegraph", cpu_flamegraph))
                 .service(read_only("/heap", heap_profile))
+                .service(read_only("/threads", thread_stacks))
+                .service(read_only("/inflight", inflight_calls))
                 .default_service(web::to(pprof_unknown)),
         );
     }
@@ -372,6 +376,16 @@ const PROFILES: &[(&str, &str)] = &[
     (
         "heap",
         "Sampled live heap from jemalloc (gzipped profile.proto; read with go tool pprof -symbolize=none).",
+    ),
+    #[cfg(feature = "pprof")]
+    (
+        "threads",
+        "The stack of every thread of the process, as text (each thread answers a signal).",
+    ),
+    #[cfg(feature = "inflight")]
+    (
+        "inflight",
+        "Every #[instrumented] call in progress, oldest first, with its elapsed time and trace id.",
     ),
     #[cfg(feature = "pprof")]
     (
@@ -421,6 +435,46 @@ async fn heap_profile() -> HttpResponse {
         .body(
             "heap profiles are not in this build: enable the `heap` feature of observe, which makes \
              jemalloc the allocator with sampling on (its build takes a few minutes)\n",
+        )
+}
+
+#[cfg(all(feature = "pprof", target_os = "linux"))]
+async fn thread_stacks() -> HttpResponse {
+    // Up to 200 ms per thread that does not answer: off the admin worker.
+    match web::block(threads::dump).await {
+        Ok(text) => HttpResponse::Ok()
+            .content_type("text/plain; charset=utf-8")
+            .body(text),
+        Err(e) => HttpResponse::InternalServerError()
+            .content_type("text/plain; charset=utf-8")
+            .body(format!("the thread dump failed: {e}\n")),
+    }
+}
+
+#[cfg(not(all(feature = "pprof", target_os = "linux")))]
+async fn thread_stacks() -> HttpResponse {
+    HttpResponse::NotImplemented()
+        .content_type("text/plain; charset=utf-8")
+        .body(
+            "thread stacks are not in this build: enable the `pprof` feature of observe (Linux)\n",
+        )
+}
+
+#[cfg(feature = "inflight")]
+async fn inflight_calls() -> HttpResponse {
+    HttpResponse::Ok()
+        .content_type("text/plain; charset=utf-8")
+        .body(crate::metrics::inflight::render())
+}
+
+#[cfg(not(feature = "inflight"))]
+async fn inflight_calls() -> HttpResponse {
+    HttpResponse::NotImplemented()
+        .content_type("text/plain; charset=utf-8")
+        .body(
+            "in-flight calls are not tracked in this build: enable the `inflight` feature of \
+             observe (each #[instrumented] call then claims and releases a slot, about 2 atomic \
+             operations)\n",
         )
 }
 

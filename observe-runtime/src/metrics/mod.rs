@@ -21,6 +21,8 @@
 pub(crate) mod clock;
 pub(crate) mod collector;
 pub(crate) mod exemplar;
+#[cfg(feature = "inflight")]
+pub mod inflight;
 pub(crate) mod openmetrics;
 pub(crate) mod process;
 pub(crate) mod site;

@@ -178,9 +178,12 @@ impl<const B: usize> Site<B> {
     #[inline(always)]
     pub fn start(&'static self) -> Guard<B> {
         self.cells.local().started.fetch_add(1, Relaxed);
+        let start = clock::raw();
         Guard {
             site: self,
-            start: clock::raw(),
+            start,
+            #[cfg(feature = "inflight")]
+            slot: super::inflight::enter(&self.meta, start),
         }
     }
 
@@ -214,6 +217,8 @@ fn bucket_index<const B: usize>(bounds_ns: &[u64; B], elapsed: u64) -> usize {
 pub struct Guard<const B: usize> {
     site: &'static Site<B>,
     start: u64,
+    #[cfg(feature = "inflight")]
+    slot: u32,
 }
 
 impl<const B: usize> Guard<B> {
@@ -221,6 +226,8 @@ impl<const B: usize> Guard<B> {
     #[inline(always)]
     pub fn finish(self, outcome: Outcome) {
         let this = std::mem::ManuallyDrop::new(self);
+        #[cfg(feature = "inflight")]
+        super::inflight::exit(this.slot);
         this.site.record(this.start, outcome);
     }
 }
@@ -235,6 +242,8 @@ impl<const B: usize> Drop for Guard<B> {
         } else {
             Outcome::Cancelled
         };
+        #[cfg(feature = "inflight")]
+        super::inflight::exit(self.slot);
         self.site.record(self.start, outcome);
     }
 }
