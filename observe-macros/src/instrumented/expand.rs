@@ -186,7 +186,10 @@ pub fn instrumented(args: &Args, item: &ItemFn) -> TokenStream {
             (&#p::Classifier(&__observe_out)).__observe_outcome()
         }}
     };
-    let finish = if metrics_on {
+    let finish = if metrics_on && span_on {
+        // Inside the span: the call may become the bucket's exemplar.
+        quote!(__observe_guard.finish_traced(#outcome);)
+    } else if metrics_on {
         quote!(__observe_guard.finish(#outcome);)
     } else {
         TokenStream::new()

@@ -89,7 +89,9 @@ pub fn enter(site: &'static SiteMeta, start: u64) -> u32 {
             slot.trace_lo.store(trace as u64, Ordering::Relaxed);
             slot.site
                 .store(site as *const SiteMeta as *mut SiteMeta, Ordering::Release);
-            let _ = CURSOR.try_with(|c| c.set((index + 1) % SLOTS));
+            // The next call starts here: once freed, this slot (and its cache line) is
+            // the first one tried again.
+            let _ = CURSOR.try_with(|c| c.set(index));
             return index as u32;
         }
     }

