@@ -96,10 +96,14 @@ impl Series {
         let index = BOUNDS_NS.iter().filter(|&&b| b < o.elapsed_ns).count();
         self.buckets[index].fetch_add(1, Relaxed);
         self.sum_ns.fetch_add(o.elapsed_ns, Relaxed);
-        self.exemplars[index].observe_with(o.end, o.elapsed_ns, || {
-            use tracing_opentelemetry::OpenTelemetrySpanExt as _;
-            o.span.and_then(|s| exemplar::ids_of(&s.context()))
-        });
+        // Exemplars come with spans: a request without one (no subscriber, a skipped
+        // path, an aborted body) does not even look at the slot.
+        if let Some(span) = o.span.filter(|s| !s.is_disabled()) {
+            self.exemplars[index].observe_with(o.end, o.elapsed_ns, || {
+                use tracing_opentelemetry::OpenTelemetrySpanExt as _;
+                exemplar::ids_of(&span.context())
+            });
+        }
     }
 }
 
@@ -230,7 +234,6 @@ pub(crate) struct RequestTimer {
     method: u8,
     start: u64,
     response: Option<(String, u16)>,
-    span: Option<tracing::Span>,
 }
 
 impl RequestTimer {
@@ -243,20 +246,24 @@ impl RequestTimer {
             method,
             start: clock::raw(),
             response: None,
-            span: None,
         }
     }
 
     /// The response is known: its route template (if any) and status.
-    /// `span` is the server span: it ends with the timer, and its ids are the exemplar.
-    pub(crate) fn respond(&mut self, route: Option<String>, status: u16, span: tracing::Span) {
+    pub(crate) fn respond(&mut self, route: Option<String>, status: u16) {
         self.response = Some((route.unwrap_or_else(|| UNMATCHED_ROUTE.to_owned()), status));
-        self.span = Some(span);
     }
-}
 
-impl Drop for RequestTimer {
-    fn drop(&mut self) {
+    /// The body has ended: records the request, offering it as an exemplar with the ids
+    /// of `span` (the server span, which the body owns; the timer does not, so the
+    /// response stays as small as it was).
+    pub(crate) fn finish(mut self, span: &tracing::Span) {
+        self.complete(Some(span));
+        self.response = None;
+        self.method = FINISHED;
+    }
+
+    fn complete(&self, span: Option<&tracing::Span>) {
         let m = self.method as usize;
         self.store.active[shard_index()].0[m].fetch_sub(1, Relaxed);
         match &self.response {
@@ -265,13 +272,26 @@ impl Drop for RequestTimer {
                 let o = Observation {
                     elapsed_ns: clock::nanos_between(self.start, end),
                     end,
-                    span: self.span.as_ref(),
+                    span,
                 };
                 self.store.record(self.method, route, *status, o);
             }
             None => {
                 self.store.aborted[m].fetch_add(1, Relaxed);
             }
+        }
+    }
+}
+
+/// `method` of a timer that [`RequestTimer::finish`] has recorded already.
+const FINISHED: u8 = u8::MAX;
+
+impl Drop for RequestTimer {
+    /// Reached when the body was not read to its end by `finish`: the request is
+    /// recorded without an exemplar (or counted as aborted if no response existed).
+    fn drop(&mut self) {
+        if self.method != FINISHED {
+            self.complete(None);
         }
     }
 }

@@ -318,26 +318,17 @@ where
                     route.as_deref(),
                     status,
                 );
-                // The timer owns the span from here: both end with the body.
-                let span = match &mut timer {
-                    Some(t) => {
-                        t.respond(route, status, span);
-                        None
-                    }
-                    None => Some(span),
-                };
-                Ok(res.map_body(|_, body| TimedBody {
-                    body,
-                    timer,
-                    _span: span,
-                }))
+                if let Some(t) = &mut timer {
+                    t.respond(route, status);
+                }
+                Ok(res.map_body(|_, body| TimedBody { body, timer, span }))
             }
             Err(error) => {
                 // actix turns the error into a response after us; its status is known.
                 let status = error.as_response_error().status_code().as_u16();
                 finish_span(&span, "", None, status);
                 if let Some(t) = &mut timer {
-                    t.respond(None, status, span);
+                    t.respond(None, status);
                 }
                 Err(error)
             }
@@ -378,8 +369,8 @@ pin_project_lite::pin_project! {
         #[pin]
         body: B,
         timer: Option<RequestTimer>,
-        // The server span when no timer holds it; it ends with the body.
-        _span: Option<Span>,
+        // The server span: it ends with the body, and gives the exemplar its ids.
+        span: Span,
     }
 }
 
@@ -396,8 +387,10 @@ impl<B: MessageBody> MessageBody for TimedBody<B> {
     ) -> Poll<Option<Result<Bytes, Self::Error>>> {
         let this = self.project();
         let next = this.body.poll_next(cx);
-        if matches!(next, Poll::Ready(None) | Poll::Ready(Some(Err(_)))) {
-            this.timer.take();
+        if matches!(next, Poll::Ready(None) | Poll::Ready(Some(Err(_))))
+            && let Some(timer) = this.timer.take()
+        {
+            timer.finish(this.span);
         }
         next
     }
@@ -405,13 +398,15 @@ impl<B: MessageBody> MessageBody for TimedBody<B> {
     /// Keeps actix's fast path for bodies that are already complete (no polling, no
     /// copy); the body exists in full, so the request is measured as ending here.
     fn try_into_bytes(self) -> Result<Bytes, Self> {
-        let TimedBody { body, timer, _span } = self;
+        let TimedBody { body, timer, span } = self;
         match body.try_into_bytes() {
             Ok(bytes) => {
-                drop(timer);
+                if let Some(timer) = timer {
+                    timer.finish(&span);
+                }
                 Ok(bytes)
             }
-            Err(body) => Err(TimedBody { body, timer, _span }),
+            Err(body) => Err(TimedBody { body, timer, span }),
         }
     }
 }
