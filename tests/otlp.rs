@@ -242,6 +242,13 @@ fn every_span_reaches_a_real_receiver_and_the_trace_crosses_python() {
         "one server span per request, none lost"
     );
     assert!(hellos.iter().all(|s| s["kind"] == 2), "SPAN_KIND_SERVER");
+    // Only our spans: none of the exporter's own HTTP stack (no export feedback loop).
+    let foreign: Vec<&str> = spans
+        .iter()
+        .map(|s| s["name"].as_str().unwrap())
+        .filter(|n| !["GET /hello", "GET /call", "call", "HTTP request"].contains(n))
+        .collect();
+    assert!(foreign.is_empty(), "unexpected spans exported: {foreign:?}");
     assert!(spans.iter().all(|s| s["service_name"] == "otlp-test"));
     assert!(
         spans.iter().all(|s| s["api_key"] == "secret value"),
