@@ -152,6 +152,23 @@ fn stop_service(child: &mut Killed) {
     assert!(status.success(), "the service exited with {status}");
 }
 
+/// Starts a Python receiver (`receiver` or `grpc-receiver`) writing to a fresh file;
+/// returns it, its port and the file.
+fn start_receiver(mode: &str) -> (Killed, String, std::path::PathBuf) {
+    let peer = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/python/otel_peer.py");
+    let out = std::env::temp_dir().join(format!("observe-{mode}-{}.jsonl", std::process::id()));
+    let _ = std::fs::remove_file(&out);
+    let mut receiver = Killed(
+        Command::new("python3")
+            .args([peer, mode, out.to_str().unwrap()])
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("python3 runs"),
+    );
+    let port = wait_for_line(&mut receiver.0, "PORT ");
+    (receiver, port, out)
+}
+
 fn records(path: &std::path::Path) -> Vec<serde_json::Value> {
     std::fs::read_to_string(path)
         .unwrap_or_default()
@@ -166,17 +183,7 @@ fn every_span_reaches_a_real_receiver_and_the_trace_crosses_python() {
         return;
     }
     let peer = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/python/otel_peer.py");
-    let out = std::env::temp_dir().join(format!("observe-otlp-{}.jsonl", std::process::id()));
-    let _ = std::fs::remove_file(&out);
-
-    let mut receiver = Killed(
-        Command::new("python3")
-            .args([peer, "receiver", out.to_str().unwrap()])
-            .stdout(Stdio::piped())
-            .spawn()
-            .expect("python3 runs"),
-    );
-    let port = wait_for_line(&mut receiver.0, "PORT ");
+    let (_receiver, port, out) = start_receiver("receiver");
 
     let (mut child, addr) = start_service(&[
         (
@@ -338,17 +345,7 @@ fn grpc_export_loses_nothing_at_shutdown() {
     if std::env::var("OBSERVE_OTLP_CHILD").is_ok() {
         return;
     }
-    let peer = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/python/otel_peer.py");
-    let out = std::env::temp_dir().join(format!("observe-otlp-grpc-{}.jsonl", std::process::id()));
-    let _ = std::fs::remove_file(&out);
-    let mut receiver = Killed(
-        Command::new("python3")
-            .args([peer, "grpc-receiver", out.to_str().unwrap()])
-            .stdout(Stdio::piped())
-            .spawn()
-            .expect("python3 runs"),
-    );
-    let port = wait_for_line(&mut receiver.0, "PORT ");
+    let (_receiver, port, out) = start_receiver("grpc-receiver");
     let (mut child, addr) = start_service(&[
         (
             "OTEL_EXPORTER_OTLP_ENDPOINT",

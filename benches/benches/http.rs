@@ -35,13 +35,7 @@ where
 {
     let start = Instant::now();
     for _ in 0..iters {
-        let req = test::TestRequest::get()
-            .uri("/hello/world")
-            .insert_header((
-                "traceparent",
-                "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
-            ))
-            .to_request();
+        let req = observe_benches::hello_request();
         let response = test::call_service(service, req).await;
         std::hint::black_box(test::read_body(response).await);
     }

@@ -1,4 +1,5 @@
-//! Shared pieces of observe's benchmarks: a two-thread contention driver.
+//! Shared pieces of observe's benchmarks: a two-thread contention driver, and the
+//! request the HTTP benchmarks send.
 
 use std::sync::Barrier;
 use std::time::{Duration, Instant};
@@ -31,4 +32,21 @@ pub fn contended(threads: usize, iters: u64, f: impl Fn() + Sync) -> Duration {
             .max()
             .unwrap_or_default()
     })
+}
+
+/// The request every HTTP benchmark sends: `GET /hello/world` with a `traceparent` to
+/// extract.
+///
+/// ```
+/// let req = observe_benches::hello_request();
+/// assert_eq!(req.path(), "/hello/world");
+/// ```
+pub fn hello_request() -> actix_http::Request {
+    actix_web::test::TestRequest::get()
+        .uri("/hello/world")
+        .insert_header((
+            "traceparent",
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+        ))
+        .to_request()
 }

@@ -27,6 +27,20 @@ import urllib.request
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 
+def span_record(span, resource, api_key):
+    """One exported span, as the tests read it."""
+    return {
+        "name": span.name,
+        "trace_id": span.trace_id.hex(),
+        "span_id": span.span_id.hex(),
+        "parent_span_id": span.parent_span_id.hex(),
+        "kind": span.kind,
+        "status": span.status.code,
+        "service_name": resource.get("service.name"),
+        "api_key": api_key,
+    }
+
+
 def receiver(out_path):
     from opentelemetry.proto.collector.trace.v1 import trace_service_pb2
     from opentelemetry.proto.collector.metrics.v1 import metrics_service_pb2
@@ -59,18 +73,7 @@ def receiver(out_path):
                 }
                 for ss in rs.scope_spans:
                     for span in ss.spans:
-                        append(
-                            {
-                                "name": span.name,
-                                "trace_id": span.trace_id.hex(),
-                                "span_id": span.span_id.hex(),
-                                "parent_span_id": span.parent_span_id.hex(),
-                                "kind": span.kind,
-                                "status": span.status.code,
-                                "service_name": resource.get("service.name"),
-                                "api_key": self.headers.get("x-api-key"),
-                            }
-                        )
+                        append(span_record(span, resource, self.headers.get("x-api-key")))
             reply = trace_service_pb2.ExportTraceServiceResponse().SerializeToString()
             self.send_response(200)
             self.send_header("Content-Type", "application/x-protobuf")
@@ -149,21 +152,8 @@ def grpc_receiver(out_path):
                     resource = {a.key: a.value.string_value for a in rs.resource.attributes}
                     for ss in rs.scope_spans:
                         for span in ss.spans:
-                            f.write(
-                                json.dumps(
-                                    {
-                                        "name": span.name,
-                                        "trace_id": span.trace_id.hex(),
-                                        "span_id": span.span_id.hex(),
-                                        "parent_span_id": span.parent_span_id.hex(),
-                                        "kind": span.kind,
-                                        "status": span.status.code,
-                                        "service_name": resource.get("service.name"),
-                                        "api_key": metadata.get("x-api-key"),
-                                    }
-                                )
-                                + "\n"
-                            )
+                            record = span_record(span, resource, metadata.get("x-api-key"))
+                            f.write(json.dumps(record) + "\n")
             return trace_service_pb2.ExportTraceServiceResponse()
 
     server = grpc.server(futures.ThreadPoolExecutor(max_workers=4))

@@ -448,7 +448,7 @@ fn warn_duplicate_once(name: &str) {
 }
 
 /// Formats a float as Prometheus does: integers without a fraction, `+Inf`, `NaN`.
-fn format_float(v: f64) -> String {
+pub(crate) fn format_float(v: f64) -> String {
     if v.is_nan() {
         "NaN".into()
     } else if v.is_infinite() {

@@ -10,6 +10,7 @@ use std::fmt::Write;
 
 use prometheus::proto::{MetricFamily, MetricType};
 
+use super::format_float as float;
 use crate::registry::push_label;
 
 /// The family name OpenMetrics wants for a metric of `kind` called `name`.
@@ -33,20 +34,6 @@ pub(crate) fn escape_help(help: &str) -> String {
         }
     }
     out
-}
-
-fn float(v: f64) -> String {
-    if v.is_nan() {
-        "NaN".into()
-    } else if v.is_infinite() {
-        if v > 0.0 {
-            "+Inf".into()
-        } else {
-            "-Inf".into()
-        }
-    } else {
-        format!("{v}")
-    }
 }
 
 fn labels(pairs: &[prometheus::proto::LabelPair], extra: Option<(&str, &str)>) -> String {
