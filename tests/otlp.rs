@@ -222,23 +222,7 @@ fn every_span_reaches_a_real_receiver_and_the_trace_crosses_python() {
         .count();
     assert_eq!(before, 0, "spans were exported before shutdown");
 
-    let kill = Command::new("kill")
-        .args(["-TERM", &child.0.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(kill.success());
-    let deadline = Instant::now() + Duration::from_secs(60);
-    let status = loop {
-        if let Some(status) = child.0.try_wait().unwrap() {
-            break status;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "the service did not stop within 60 s"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    };
-    assert!(status.success(), "the service exited with {status}");
+    stop_service(&mut child);
 
     let all = records(&out);
     let spans: Vec<&serde_json::Value> = all.iter().filter(|r| r.get("name").is_some()).collect();
