@@ -52,6 +52,23 @@ pub(crate) fn method_index(method: &str) -> u8 {
     METHODS[..9].iter().position(|m| *m == method).unwrap_or(9) as u8
 }
 
+/// [`method_index`] for actix's `Method`: the standard ones compare without their text.
+pub(crate) fn method_index_of(method: &actix_web::http::Method) -> u8 {
+    use actix_web::http::Method;
+    const STANDARD: [Method; 9] = [
+        Method::GET,
+        Method::HEAD,
+        Method::POST,
+        Method::PUT,
+        Method::DELETE,
+        Method::CONNECT,
+        Method::OPTIONS,
+        Method::TRACE,
+        Method::PATCH,
+    ];
+    STANDARD.iter().position(|m| m == method).unwrap_or(9) as u8
+}
+
 /// HTTP semantic-convention buckets (seconds): the same as the function histogram's.
 const BOUNDS_NS: [u64; DEFAULT_BUCKETS.len()] = {
     let mut out = [0u64; DEFAULT_BUCKETS.len()];
@@ -94,8 +111,13 @@ impl Series {
     #[inline]
     fn observe(&self, o: Observation<'_>) {
         let index = BOUNDS_NS.iter().filter(|&&b| b < o.elapsed_ns).count();
-        self.buckets[index].fetch_add(1, Relaxed);
-        self.sum_ns.fetch_add(o.elapsed_ns, Relaxed);
+        // One writer: these cells belong to the thread that registered them (its LOCAL
+        // map; the fallback path registers fresh cells per use), so a plain load and
+        // store replace the locked add: scrapes read whole values all the same.
+        let bucket = &self.buckets[index];
+        bucket.store(bucket.load(Relaxed) + 1, Relaxed);
+        self.sum_ns
+            .store(self.sum_ns.load(Relaxed) + o.elapsed_ns, Relaxed);
         // Exemplars come with spans: a request without one (no subscriber, a skipped
         // path, an aborted body) does not even look at the slot.
         if let Some(span) = o.span.filter(|s| !s.is_disabled()) {
@@ -237,9 +259,9 @@ pub(crate) struct RequestTimer {
 }
 
 impl RequestTimer {
-    pub(crate) fn start(method: &str) -> Self {
+    pub(crate) fn start(method: &actix_web::http::Method) -> Self {
         let store = store();
-        let method = method_index(method);
+        let method = method_index_of(method);
         store.active[shard_index()].0[method as usize].fetch_add(1, Relaxed);
         RequestTimer {
             store,
@@ -400,6 +422,13 @@ mod tests {
         assert_eq!(METHODS[method_index("PATCH") as usize], "PATCH");
         assert_eq!(METHODS[method_index("get") as usize], "_OTHER");
         assert_eq!(METHODS[method_index("PROPFIND") as usize], "_OTHER");
+        use actix_web::http::Method;
+        for name in METHODS[..9].iter() {
+            let method = Method::from_bytes(name.as_bytes()).unwrap();
+            assert_eq!(method_index_of(&method), method_index(name), "{name}");
+        }
+        let propfind = Method::from_bytes(b"PROPFIND").unwrap();
+        assert_eq!(method_index_of(&propfind), 9);
     }
 
     #[test]

@@ -244,7 +244,7 @@ where
     actix_web::dev::forward_ready!(service);
 
     fn call(&self, req: ServiceRequest) -> Self::Future {
-        let timer = RequestTimer::start(req.method().as_str());
+        let timer = RequestTimer::start(req.method());
         // No subscriber anywhere (not even a scoped one): no span, no extraction, and
         // none of what a disabled span still costs (with tracing's `log` feature, a
         // disabled span with metadata logs its enter and exit).
