@@ -156,7 +156,10 @@ fn stop_service(child: &mut Killed) {
 /// returns it, its port and the file.
 fn start_receiver(mode: &str) -> (Killed, String, std::path::PathBuf) {
     let peer = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/python/otel_peer.py");
-    let out = std::env::temp_dir().join(format!("observe-{mode}-{}.jsonl", std::process::id()));
+    // Tests run in parallel in one process: each receiver gets a file of its own.
+    static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let out = std::env::temp_dir().join(format!("observe-{mode}-{}-{n}.jsonl", std::process::id()));
     let _ = std::fs::remove_file(&out);
     let mut receiver = Killed(
         Command::new("python3")
@@ -352,4 +355,38 @@ fn grpc_export_loses_nothing_at_shutdown() {
     );
     assert!(spans.iter().all(|s| s["api_key"] == "grpc-secret"));
     let _ = std::fs::remove_file(&out);
+}
+
+/// `OTEL_TRACES_SAMPLER=always_off` (read by the SDK) and `OTEL_SDK_DISABLED=true` (which
+/// the SDK ignores and observe honours): the service runs, nothing is exported.
+#[test]
+fn the_sampler_and_sdk_disabled_are_honoured() {
+    if std::env::var("OBSERVE_OTLP_CHILD").is_ok() {
+        return;
+    }
+    for (variable, value) in [
+        ("OTEL_TRACES_SAMPLER", "always_off"),
+        ("OTEL_SDK_DISABLED", "true"),
+    ] {
+        let (_receiver, port, out) = start_receiver("receiver");
+        let (mut child, addr) = start_service(&[
+            (
+                "OTEL_EXPORTER_OTLP_ENDPOINT",
+                format!("http://127.0.0.1:{port}"),
+            ),
+            ("OTEL_METRICS_EXPORTER", "none".into()),
+            (variable, value.into()),
+        ]);
+        for _ in 0..20 {
+            assert_eq!(common::http_get(addr, "/hello", "").0, 200);
+        }
+        stop_service(&mut child);
+        let spans = records(&out);
+        assert!(
+            spans.is_empty(),
+            "{variable}={value}: {} spans exported",
+            spans.len()
+        );
+        let _ = std::fs::remove_file(&out);
+    }
 }
