@@ -53,9 +53,9 @@ mod counting {
 }
 
 #[derive(Debug)]
-struct Drop;
+struct Discard;
 
-impl SpanProcessor for Drop {
+impl SpanProcessor for Discard {
     fn on_start(
         &self,
         _: &mut observe::opentelemetry_sdk::trace::Span,
@@ -108,7 +108,7 @@ fn root(sampled: bool) -> tracing::Span {
 
 fn bench(c: &mut Criterion) {
     let provider = SdkTracerProvider::builder()
-        .with_span_processor(Drop)
+        .with_span_processor(Discard)
         .build();
     let mut group = c.benchmark_group("otel");
     group.measurement_time(Duration::from_secs(3));

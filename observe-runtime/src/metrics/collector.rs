@@ -34,13 +34,7 @@ impl<'a> Exposition<'a> {
             self.current = None;
             return false;
         }
-        let shown = if self.om {
-            super::openmetrics::family_name(name, kind)
-        } else {
-            name
-        };
-        let _ = writeln!(self.out, "# HELP {shown} {help}");
-        let _ = writeln!(self.out, "# TYPE {shown} {kind}");
+        super::openmetrics::write_header(self.out, self.om, name, kind, help);
         self.current = Some(name.to_owned());
         true
     }

@@ -425,13 +425,7 @@ fn family<'a>(
     help: &str,
 ) {
     written.insert(name);
-    let shown = if om {
-        openmetrics::family_name(name, kind)
-    } else {
-        name
-    };
-    let _ = writeln!(out, "# HELP {shown} {help}");
-    let _ = writeln!(out, "# TYPE {shown} {kind}");
+    openmetrics::write_header(out, om, name, kind, help);
 }
 
 fn warn_duplicate_once(name: &str) {

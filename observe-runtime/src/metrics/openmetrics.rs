@@ -22,6 +22,14 @@ pub(crate) fn family_name<'a>(name: &'a str, kind: &str) -> &'a str {
     }
 }
 
+/// The `# HELP` and `# TYPE` lines of a family, in either format: OpenMetrics names a
+/// counter family without `_total`.
+pub(crate) fn write_header(out: &mut String, om: bool, name: &str, kind: &str, help: &str) {
+    let shown = if om { family_name(name, kind) } else { name };
+    let _ = writeln!(out, "# HELP {shown} {help}");
+    let _ = writeln!(out, "# TYPE {shown} {kind}");
+}
+
 /// `HELP` text escaped for OpenMetrics (`\`, newline and `"`).
 pub(crate) fn escape_help(help: &str) -> String {
     let mut out = String::with_capacity(help.len());

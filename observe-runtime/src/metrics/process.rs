@@ -114,13 +114,7 @@ fn boot_time() -> Option<f64> {
 
 pub(crate) fn write(out: &mut String, samples: &[ProcessSample], om: bool) {
     for s in samples {
-        let family = if om {
-            super::openmetrics::family_name(s.name, s.kind)
-        } else {
-            s.name
-        };
-        let _ = writeln!(out, "# HELP {family} {}", s.help);
-        let _ = writeln!(out, "# TYPE {family} {}", s.kind);
+        super::openmetrics::write_header(out, om, s.name, s.kind, s.help);
         let _ = writeln!(out, "{} {}", s.name, s.value);
     }
 }
