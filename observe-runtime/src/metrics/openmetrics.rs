@@ -25,9 +25,15 @@ pub(crate) fn family_name<'a>(name: &'a str, kind: &str) -> &'a str {
 /// The `# HELP` and `# TYPE` lines of a family, in either format: OpenMetrics names a
 /// counter family without `_total`.
 pub(crate) fn write_header(out: &mut String, om: bool, name: &str, kind: &str, help: &str) {
-    let shown = if om { family_name(name, kind) } else { name };
-    let _ = writeln!(out, "# HELP {shown} {help}");
-    let _ = writeln!(out, "# TYPE {shown} {kind}");
+    if om {
+        // OpenMetrics escapes `"` in HELP too (text 0.0.4 does not).
+        let shown = family_name(name, kind);
+        let _ = writeln!(out, "# HELP {shown} {}", escape_help(help));
+        let _ = writeln!(out, "# TYPE {shown} {kind}");
+    } else {
+        let _ = writeln!(out, "# HELP {name} {help}");
+        let _ = writeln!(out, "# TYPE {name} {kind}");
+    }
 }
 
 /// `HELP` text escaped for OpenMetrics (`\`, newline and `"`).
@@ -164,6 +170,25 @@ pub(crate) fn write_families(out: &mut String, families: &[MetricFamily]) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn openmetrics_help_escapes_quotes_and_text_does_not() {
+        let mut om = String::new();
+        write_header(&mut om, true, "x_total", "counter", "under \"<overflow>\"");
+        assert_eq!(om, "# HELP x under \\\"<overflow>\\\"\n# TYPE x counter\n");
+        let mut text = String::new();
+        write_header(
+            &mut text,
+            false,
+            "x_total",
+            "counter",
+            "under \"<overflow>\"",
+        );
+        assert_eq!(
+            text,
+            "# HELP x_total under \"<overflow>\"\n# TYPE x_total counter\n"
+        );
+    }
 
     #[test]
     fn counters_lose_total_on_the_family_only() {
