@@ -13,7 +13,7 @@ use actix_web::http::Method;
 use actix_web::{App, HttpResponse, test, web};
 use common::{count, value};
 
-/// GET series only: the other test in this binary uses PUT, concurrently.
+/// GET series only: the other tests in this binary use PUT, DELETE and PATCH, concurrently.
 fn series(text: &str) -> usize {
     count(
         text,
@@ -203,5 +203,70 @@ async fn a_request_in_progress_is_active_until_its_body_ends() {
             &[("http_request_method", "PUT")]
         ),
         0.0
+    );
+}
+
+#[actix_web::test]
+async fn aborted_requests_and_dropped_bodies_are_counted_once() {
+    use actix_web::dev::Service;
+    let app = test::init_service(
+        App::new()
+            .wrap(observe::Middleware::new())
+            .route(
+                "/hang",
+                web::delete().to(std::future::pending::<HttpResponse>),
+            )
+            .route("/stream", web::patch().to(slow_body)),
+    )
+    .await;
+    let aborted = |text: &str, method| {
+        value(
+            text,
+            "observe_http_requests_aborted_total",
+            &[("http_request_method", method)],
+        )
+    };
+    let active = |text: &str, method| {
+        value(
+            text,
+            "http_server_active_requests",
+            &[("http_request_method", method)],
+        )
+    };
+
+    // The client goes away while the handler still runs: no response, no duration.
+    let before = aborted(&observe::metrics::render(), "DELETE");
+    let req = test::TestRequest::delete().uri("/hang").to_request();
+    let call = app.call(req);
+    let gave_up = actix_web::rt::time::timeout(Duration::from_millis(20), call).await;
+    assert!(gave_up.is_err(), "the handler never answers");
+    let text = observe::metrics::render();
+    assert_eq!(aborted(&text, "DELETE"), before + 1.0);
+    assert_eq!(active(&text, "DELETE"), 0.0);
+    assert_eq!(
+        count(
+            &text,
+            "http_server_request_duration_seconds_count",
+            &[("http_request_method", "DELETE")]
+        ),
+        0,
+        "an aborted request has no duration"
+    );
+
+    // The response exists but its body is dropped unread: recorded once, not aborted.
+    let req = test::TestRequest::patch().uri("/stream").to_request();
+    let response = test::call_service(&app, req).await;
+    assert_eq!(active(&observe::metrics::render(), "PATCH"), 1.0);
+    drop(response);
+    let text = observe::metrics::render();
+    assert_eq!(active(&text, "PATCH"), 0.0);
+    assert_eq!(aborted(&text, "PATCH"), 0.0);
+    assert_eq!(
+        value(
+            &text,
+            "http_server_request_duration_seconds_count",
+            &[("http_request_method", "PATCH"), ("http_route", "/stream")]
+        ),
+        1.0
     );
 }

@@ -13,15 +13,15 @@
 use std::cell::RefCell;
 use std::collections::HashMap;
 use std::hash::{BuildHasher, Hasher};
+use std::sync::Mutex;
 use std::sync::atomic::{AtomicI64, AtomicU64, AtomicUsize, Ordering::Relaxed};
-use std::sync::{Arc, Mutex};
 
 use once_cell::sync::Lazy;
 
 use crate::metrics::clock;
 use crate::metrics::collector::{self, Collector, Exposition};
 use crate::metrics::exemplar::{self, Exemplar, Slot};
-use crate::metrics::site::{DEFAULT_BUCKETS, SHARDS, shard_index};
+use crate::metrics::site::{DEFAULT_BUCKETS, SHARDS, bucket_index, shard_index};
 
 /// The `http_route` of requests that matched no route.
 ///
@@ -47,12 +47,8 @@ pub(crate) const METHODS: [&str; 10] = [
     "GET", "HEAD", "POST", "PUT", "DELETE", "CONNECT", "OPTIONS", "TRACE", "PATCH", "_OTHER",
 ];
 
-/// The index of a method in [`METHODS`]; anything unknown is `_OTHER`.
-pub(crate) fn method_index(method: &str) -> u8 {
-    METHODS[..9].iter().position(|m| *m == method).unwrap_or(9) as u8
-}
-
-/// [`method_index`] for actix's `Method`: the standard ones compare without their text.
+/// The index of a method in [`METHODS`]; anything unknown is `_OTHER`. The standard
+/// methods compare without their text.
 pub(crate) fn method_index_of(method: &actix_web::http::Method) -> u8 {
     use actix_web::http::Method;
     const STANDARD: [Method; 9] = [
@@ -69,9 +65,10 @@ pub(crate) fn method_index_of(method: &actix_web::http::Method) -> u8 {
     STANDARD.iter().position(|m| m == method).unwrap_or(9) as u8
 }
 
-/// HTTP semantic-convention buckets (seconds): the same as the function histogram's.
-const BOUNDS_NS: [u64; DEFAULT_BUCKETS.len()] = {
-    let mut out = [0u64; DEFAULT_BUCKETS.len()];
+/// HTTP semantic-convention buckets (seconds), the same as the function histogram's, in
+/// nanoseconds; the last bound, `u64::MAX`, is `+Inf`.
+const BOUNDS_NS: [u64; DEFAULT_BUCKETS.len() + 1] = {
+    let mut out = [u64::MAX; DEFAULT_BUCKETS.len() + 1];
     let mut i = 0;
     while i < DEFAULT_BUCKETS.len() {
         out[i] = (DEFAULT_BUCKETS[i] * 1e9 + 0.5) as u64;
@@ -110,7 +107,7 @@ struct Observation<'a> {
 impl Series {
     #[inline]
     fn observe(&self, o: Observation<'_>) {
-        let index = BOUNDS_NS.iter().filter(|&&b| b < o.elapsed_ns).count();
+        let index = bucket_index(&BOUNDS_NS, o.elapsed_ns);
         // One writer: these cells belong to the thread that registered them (its LOCAL
         // map; the fallback path registers fresh cells per use), so a plain load and
         // store replace the locked add: scrapes read whole values all the same.
@@ -138,8 +135,9 @@ struct ActiveShard([AtomicI64; METHODS.len()]);
 
 pub(crate) struct HttpStore {
     /// Every series, with one cell set per thread that recorded into it (summed when
-    /// scraped). Locked only when a thread meets a series for the first time.
-    series: Mutex<HashMap<Key, Vec<Arc<Series>>>>,
+    /// scraped). Locked only when a thread meets a series for the first time. Cells are
+    /// never freed: the cap bounds them (series × recording threads).
+    series: Mutex<HashMap<Key, Vec<&'static Series>>>,
     max_series: AtomicUsize,
     active: [ActiveShard; SHARDS],
     aborted: [AtomicU64; METHODS.len()],
@@ -147,7 +145,7 @@ pub(crate) struct HttpStore {
 
 /// A worker thread's own cells: route → (method, status, cells). Bounded by the number
 /// of route templates (unmatched paths all share one route), so scans cannot grow it.
-type LocalSeries = HashMap<Box<str>, Vec<(u8, u16, Arc<Series>)>, BuildFx>;
+type LocalSeries = HashMap<Box<str>, Vec<(u8, u16, &'static Series)>, BuildFx>;
 
 thread_local! {
     static LOCAL: RefCell<LocalSeries> = const { RefCell::new(HashMap::with_hasher(BuildFx)) };
@@ -167,14 +165,36 @@ impl BuildHasher for BuildFx {
 
 struct FxHasher(u64);
 
-impl Hasher for FxHasher {
-    fn write(&mut self, bytes: &[u8]) {
+impl FxHasher {
+    #[inline]
+    fn add(&mut self, word: u64) {
         const K: u64 = 0x517c_c1b7_2722_0a95;
-        for chunk in bytes.chunks(8) {
-            let mut word = [0u8; 8];
-            word[..chunk.len()].copy_from_slice(chunk);
-            self.0 = (self.0.rotate_left(5) ^ u64::from_le_bytes(word)).wrapping_mul(K);
+        self.0 = (self.0.rotate_left(5) ^ word).wrapping_mul(K);
+    }
+}
+
+impl Hasher for FxHasher {
+    #[inline]
+    fn write(&mut self, bytes: &[u8]) {
+        let mut words = bytes.chunks_exact(8);
+        for word in &mut words {
+            self.add(u64::from_le_bytes(word.try_into().unwrap_or_default()));
         }
+        let mut rest = words.remainder();
+        if rest.len() >= 4 {
+            self.add(u64::from(u32::from_le_bytes(
+                rest[..4].try_into().unwrap_or_default(),
+            )));
+            rest = &rest[4..];
+        }
+        for &byte in rest {
+            self.add(u64::from(byte));
+        }
+    }
+
+    #[inline]
+    fn write_u8(&mut self, byte: u8) {
+        self.add(u64::from(byte));
     }
 
     fn finish(&self) -> u64 {
@@ -208,7 +228,7 @@ impl HttpStore {
 
     /// New cells for this thread in the series `(method, route, status)`, or in its
     /// overflow series once the cap is reached.
-    fn register(&self, method: u8, route: &str, status: u16) -> Arc<Series> {
+    fn register(&self, method: u8, route: &str, status: u16) -> &'static Series {
         let mut map = self.series.lock().unwrap_or_else(|p| p.into_inner());
         let key: Key = (method, route.into(), status);
         let key = if !map.contains_key(&key)
@@ -219,102 +239,116 @@ impl HttpStore {
         } else {
             key
         };
-        let cells = Arc::new(Series::default());
-        map.entry(key).or_default().push(cells.clone());
+        let cells: &'static Series = Box::leak(Box::default());
+        map.entry(key).or_default().push(cells);
         cells
     }
 
+    /// This thread's cells for the series `(method, route, status)`.
+    #[inline]
+    fn cells(&self, method: u8, route: &str, status: u16) -> &'static Series {
+        LOCAL
+            .try_with(|local| {
+                let mut local = local.borrow_mut();
+                if let Some(list) = local.get(route)
+                    && let Some((_, _, cells)) =
+                        list.iter().find(|(m, s, _)| *m == method && *s == status)
+                {
+                    return *cells;
+                }
+                let cells = self.register(method, route, status);
+                local
+                    .entry(route.into())
+                    .or_default()
+                    .push((method, status, cells));
+                cells
+            })
+            // The thread is exiting and its cache is gone: fresh cells of its own.
+            .unwrap_or_else(|_| self.register(method, route, status))
+    }
+
+    #[cfg(test)]
     fn record(&self, method: u8, route: &str, status: u16, o: Observation<'_>) {
-        let recorded = LOCAL.try_with(|local| {
-            let mut local = local.borrow_mut();
-            if let Some(list) = local.get(route)
-                && let Some((_, _, cells)) =
-                    list.iter().find(|(m, s, _)| *m == method && *s == status)
-            {
-                cells.observe(o);
-                return;
-            }
-            let cells = self.register(method, route, status);
-            cells.observe(o);
-            local
-                .entry(route.into())
-                .or_default()
-                .push((method, status, cells));
-        });
-        if recorded.is_err() {
-            // The thread is exiting and its cache is gone: record through the lock.
-            let cells = self.register(method, route, status);
-            cells.observe(o);
-        }
+        self.cells(method, route, status).observe(o);
     }
 }
 
-/// One request from its start to the end of its response body. Dropped before a
-/// response was known (the client went away first), it counts as aborted.
+/// One request from its start until its response is known. Dropped before that (the
+/// client went away first), it counts as aborted.
 pub(crate) struct RequestTimer {
-    store: &'static HttpStore,
     method: u8,
     start: u64,
-    response: Option<(String, u16)>,
 }
 
 impl RequestTimer {
+    #[inline]
     pub(crate) fn start(method: &actix_web::http::Method) -> Self {
-        let store = store();
         let method = method_index_of(method);
-        store.active[shard_index()].0[method as usize].fetch_add(1, Relaxed);
+        STORE.active[shard_index()].0[method as usize].fetch_add(1, Relaxed);
         RequestTimer {
-            store,
             method,
             start: clock::raw(),
-            response: None,
         }
     }
 
-    /// The response is known: its route template (if any) and status.
-    pub(crate) fn respond(&mut self, route: Option<String>, status: u16) {
-        self.response = Some((route.unwrap_or_else(|| UNMATCHED_ROUTE.to_owned()), status));
-    }
-
-    /// The body has ended: records the request, offering it as an exemplar with the ids
-    /// of `span` (the server span, which the body owns; the timer does not, so the
-    /// response stays as small as it was).
-    pub(crate) fn finish(mut self, span: &tracing::Span) {
-        self.complete(Some(span));
-        self.response = None;
-        self.method = FINISHED;
-    }
-
-    fn complete(&self, span: Option<&tracing::Span>) {
-        let m = self.method as usize;
-        self.store.active[shard_index()].0[m].fetch_sub(1, Relaxed);
-        match &self.response {
-            Some((route, status)) => {
-                let end = clock::raw();
-                let o = Observation {
-                    elapsed_ns: clock::nanos_between(self.start, end),
-                    end,
-                    span,
-                };
-                self.store.record(self.method, route, *status, o);
-            }
-            None => {
-                self.store.aborted[m].fetch_add(1, Relaxed);
-            }
+    /// The response is known: its route template (if any) and status. The series is
+    /// looked up now, on this thread, so what travels with the body is one pointer.
+    pub(crate) fn respond(self, route: Option<&str>, status: u16) -> Recording {
+        let this = std::mem::ManuallyDrop::new(self);
+        let route = route.unwrap_or(UNMATCHED_ROUTE);
+        Recording {
+            cells: STORE.cells(this.method, route, status),
+            method: this.method,
+            start: this.start,
+            _thread: std::marker::PhantomData,
         }
     }
 }
 
-/// `method` of a timer that [`RequestTimer::finish`] has recorded already.
-const FINISHED: u8 = u8::MAX;
-
 impl Drop for RequestTimer {
-    /// Reached when the body was not read to its end by `finish`: the request is
-    /// recorded without an exemplar (or counted as aborted if no response existed).
     fn drop(&mut self) {
-        if self.method != FINISHED {
-            self.complete(None);
-        }
+        let m = self.method as usize;
+        STORE.active[shard_index()].0[m].fetch_sub(1, Relaxed);
+        STORE.aborted[m].fetch_add(1, Relaxed);
+    }
+}
+
+/// A request whose response is known, until the end of its body. Dropped before the
+/// body ended (the client went away, or the body was discarded), the request is
+/// recorded all the same, without an exemplar.
+///
+/// Not `Send`: its cells have one writer, the thread that looked them up.
+pub(crate) struct Recording {
+    cells: &'static Series,
+    method: u8,
+    start: u64,
+    _thread: std::marker::PhantomData<*const ()>,
+}
+
+impl Recording {
+    /// The body has ended: records the request, offering it as an exemplar with the ids
+    /// of `span` (the server span, which the body owns).
+    #[inline]
+    pub(crate) fn finish(self, span: Option<&tracing::Span>) {
+        let this = std::mem::ManuallyDrop::new(self);
+        this.complete(span);
+    }
+
+    #[inline]
+    fn complete(&self, span: Option<&tracing::Span>) {
+        STORE.active[shard_index()].0[self.method as usize].fetch_sub(1, Relaxed);
+        let end = clock::raw();
+        self.cells.observe(Observation {
+            elapsed_ns: clock::nanos_between(self.start, end),
+            end,
+            span,
+        });
+    }
+}
+
+impl Drop for Recording {
+    fn drop(&mut self) {
+        self.complete(None);
     }
 }
 
@@ -325,7 +359,7 @@ type Summed = (
     [Option<Exemplar>; DEFAULT_BUCKETS.len() + 1],
 );
 
-fn sum_cells(cells: &[Arc<Series>]) -> Summed {
+fn sum_cells(cells: &[&Series]) -> Summed {
     let mut buckets = [0u64; DEFAULT_BUCKETS.len() + 1];
     let mut exemplars = [None; DEFAULT_BUCKETS.len() + 1];
     let mut sum = 0;
@@ -418,17 +452,19 @@ mod tests {
 
     #[test]
     fn methods_are_bounded() {
-        assert_eq!(METHODS[method_index("GET") as usize], "GET");
-        assert_eq!(METHODS[method_index("PATCH") as usize], "PATCH");
-        assert_eq!(METHODS[method_index("get") as usize], "_OTHER");
-        assert_eq!(METHODS[method_index("PROPFIND") as usize], "_OTHER");
         use actix_web::http::Method;
-        for name in METHODS[..9].iter() {
+        for (i, name) in METHODS[..9].iter().enumerate() {
             let method = Method::from_bytes(name.as_bytes()).unwrap();
-            assert_eq!(method_index_of(&method), method_index(name), "{name}");
+            assert_eq!(method_index_of(&method) as usize, i, "{name}");
         }
-        let propfind = Method::from_bytes(b"PROPFIND").unwrap();
-        assert_eq!(method_index_of(&propfind), 9);
+        for other in ["PROPFIND", "get", "Patch"] {
+            let method = Method::from_bytes(other.as_bytes()).unwrap();
+            assert_eq!(
+                METHODS[method_index_of(&method) as usize],
+                "_OTHER",
+                "{other}"
+            );
+        }
     }
 
     #[test]

@@ -15,7 +15,7 @@ use actix_web::body::{BodySize, MessageBody};
 use actix_web::dev::{Service, ServiceRequest, ServiceResponse, Transform};
 use actix_web::web::Bytes;
 
-use super::metrics::{METHODS, RequestTimer, method_index, store};
+use super::metrics::{METHODS, Recording, RequestTimer, method_index_of, store};
 use super::propagation;
 
 /// The HTTP middleware: wrap your `App` with it.
@@ -135,7 +135,7 @@ fn skipped(skip: &[String], path: &str) -> bool {
 
 /// The server span of one request, its parent extracted from the request's headers.
 fn server_span(req: &ServiceRequest) -> Span {
-    let method = METHODS[method_index(req.method().as_str()) as usize];
+    let method = METHODS[method_index_of(req.method()) as usize];
     // OpenTelemetry: the span is named after the method alone until the route is known,
     // and `HTTP` for methods outside the known set.
     let name = if method == "_OTHER" { "HTTP" } else { method };
@@ -249,18 +249,18 @@ where
         // none of what a disabled span still costs (with tracing's `log` feature, a
         // disabled span with metadata logs its enter and exit).
         let span = if !tracing::dispatcher::has_been_set() || skipped(&self.skip, req.path()) {
-            Span::none()
+            None
         } else {
-            server_span(&req)
+            Some(server_span(&req)).filter(|span| !span.is_disabled())
         };
         let inner = {
-            let _entered = span.enter();
+            let _entered = span.as_ref().map(Span::enter);
             self.service.call(req)
         };
         MiddlewareFuture {
             inner,
             timer: Some(timer),
-            span: Some(span),
+            span,
             trace_response: self.trace_response,
         }
     }
@@ -299,39 +299,38 @@ where
             Poll::Pending => return Poll::Pending,
             Poll::Ready(result) => result,
         };
-        let mut timer = this.timer.take();
-        let span = this.span.take().unwrap_or_else(Span::none);
+        let timer = this.timer.take();
+        let span = this.span.take();
         Poll::Ready(match result {
             Ok(mut res) => {
-                if *this.trace_response
-                    && !span.is_disabled()
-                    && let Some(value) = crate::propagation::traceparent_of(&span.context())
-                    && let Ok(value) = actix_web::http::header::HeaderValue::from_str(&value)
-                {
-                    res.headers_mut().insert(
-                        actix_web::http::header::HeaderName::from_static("traceresponse"),
-                        value,
-                    );
-                }
                 let route = res.request().match_pattern();
                 let status = res.status().as_u16();
-                finish_span(
-                    &span,
-                    res.request().method().as_str(),
-                    route.as_deref(),
-                    status,
-                );
-                if let Some(t) = &mut timer {
-                    t.respond(route, status);
+                if let Some(span) = &span {
+                    finish_span(
+                        span,
+                        route.as_deref().map(|r| (res.request().method(), r)),
+                        status,
+                    );
+                    if *this.trace_response {
+                        trace_response(span, &mut res);
+                    }
                 }
-                Ok(res.map_body(|_, body| TimedBody { body, timer, span }))
+                let recording = timer.map(|t| t.respond(route.as_deref(), status));
+                drop(route);
+                Ok(res.map_body(|_, body| TimedBody {
+                    body,
+                    recording,
+                    span,
+                }))
             }
             Err(error) => {
                 // actix turns the error into a response after us; its status is known.
                 let status = error.as_response_error().status_code().as_u16();
-                finish_span(&span, "", None, status);
-                if let Some(t) = &mut timer {
-                    t.respond(None, status);
+                if let Some(span) = &span {
+                    finish_span(span, None, status);
+                }
+                if let Some(t) = timer {
+                    t.respond(None, status).finish(span.as_ref());
                 }
                 Err(error)
             }
@@ -339,13 +338,23 @@ where
     }
 }
 
-/// Names the span after its route and records the outcome (5xx: error; 4xx: not).
-fn finish_span(span: &Span, method: &str, route: Option<&str>, status: u16) {
-    if span.is_disabled() {
-        return;
+/// Adds the `traceresponse` header: the trace and the server span that answered.
+fn trace_response<B>(span: &Span, res: &mut ServiceResponse<B>) {
+    if let Some(value) = crate::propagation::traceparent_of(&span.context())
+        && let Ok(value) = actix_web::http::header::HeaderValue::from_str(&value)
+    {
+        res.headers_mut().insert(
+            actix_web::http::header::HeaderName::from_static("traceresponse"),
+            value,
+        );
     }
-    if let Some(route) = route {
-        let method = METHODS[method_index(method) as usize];
+}
+
+/// Names the span after its method and route (when one matched) and records the outcome
+/// (5xx: error; 4xx: not).
+fn finish_span(span: &Span, route: Option<(&actix_web::http::Method, &str)>, status: u16) {
+    if let Some((method, route)) = route {
+        let method = METHODS[method_index_of(method) as usize];
         let method = if method == "_OTHER" { "HTTP" } else { method };
         span.record("http.route", route);
         // tracing-opentelemetry 0.34 ignores a late `otel.name` once the span has
@@ -371,9 +380,9 @@ pin_project_lite::pin_project! {
     pub struct TimedBody<B> {
         #[pin]
         body: B,
-        timer: Option<RequestTimer>,
+        recording: Option<Recording>,
         // The server span: it ends with the body, and gives the exemplar its ids.
-        span: Span,
+        span: Option<Span>,
     }
 }
 
@@ -391,9 +400,9 @@ impl<B: MessageBody> MessageBody for TimedBody<B> {
         let this = self.project();
         let next = this.body.poll_next(cx);
         if matches!(next, Poll::Ready(None) | Poll::Ready(Some(Err(_))))
-            && let Some(timer) = this.timer.take()
+            && let Some(recording) = this.recording.take()
         {
-            timer.finish(this.span);
+            recording.finish(this.span.as_ref());
         }
         next
     }
@@ -401,15 +410,23 @@ impl<B: MessageBody> MessageBody for TimedBody<B> {
     /// Keeps actix's fast path for bodies that are already complete (no polling, no
     /// copy); the body exists in full, so the request is measured as ending here.
     fn try_into_bytes(self) -> Result<Bytes, Self> {
-        let TimedBody { body, timer, span } = self;
+        let TimedBody {
+            body,
+            recording,
+            span,
+        } = self;
         match body.try_into_bytes() {
             Ok(bytes) => {
-                if let Some(timer) = timer {
-                    timer.finish(&span);
+                if let Some(recording) = recording {
+                    recording.finish(span.as_ref());
                 }
                 Ok(bytes)
             }
-            Err(body) => Err(TimedBody { body, timer, span }),
+            Err(body) => Err(TimedBody {
+                body,
+                recording,
+                span,
+            }),
         }
     }
 }

@@ -207,7 +207,7 @@ impl<const B: usize> Site<B> {
 /// `le`), found as the count of bounds below it, a branch-free loop over a small array.
 /// The last bound is `u64::MAX`, so the index is always in range.
 #[inline(always)]
-fn bucket_index<const B: usize>(bounds_ns: &[u64; B], elapsed: u64) -> usize {
+pub(crate) fn bucket_index<const B: usize>(bounds_ns: &[u64; B], elapsed: u64) -> usize {
     bounds_ns
         .iter()
         .filter(|&&b| b < elapsed)
