@@ -13,7 +13,8 @@ use actix_web::http::Method;
 use actix_web::{App, HttpResponse, test, web};
 use common::{count, value};
 
-/// GET series only: the other tests in this binary use PUT, DELETE and PATCH, concurrently.
+/// GET series only: the other tests in this binary use PUT, DELETE, PATCH and OPTIONS,
+/// concurrently.
 fn series(text: &str) -> usize {
     count(
         text,
@@ -268,5 +269,58 @@ async fn aborted_requests_and_dropped_bodies_are_counted_once() {
             &[("http_request_method", "PATCH"), ("http_route", "/stream")]
         ),
         1.0
+    );
+}
+
+#[actix_web::test]
+async fn an_error_from_an_inner_middleware_is_recorded_with_its_status() {
+    use actix_web::dev::Service;
+    let app = test::init_service(
+        App::new()
+            .wrap_fn(|req, srv| {
+                let refuse = req.path() == "/refuse";
+                let fut = srv.call(req);
+                async move {
+                    if refuse {
+                        Err(actix_web::error::ErrorServiceUnavailable("closed"))
+                    } else {
+                        fut.await
+                    }
+                }
+            })
+            .wrap(observe::Middleware::new())
+            .route("/refuse", web::method(Method::OPTIONS).to(HttpResponse::Ok)),
+    )
+    .await;
+    let req = test::TestRequest::default()
+        .method(Method::OPTIONS)
+        .uri("/refuse")
+        .to_request();
+    let status = match app.call(req).await {
+        Ok(res) => res.status().as_u16(),
+        Err(error) => error.as_response_error().status_code().as_u16(),
+    };
+    assert_eq!(status, 503);
+    let text = observe::metrics::render();
+    // The error replaced the response, so no route is known: the constant label.
+    assert_eq!(
+        value(
+            &text,
+            "http_server_request_duration_seconds_count",
+            &[
+                ("http_request_method", "OPTIONS"),
+                ("http_route", "<unmatched>"),
+                ("http_response_status_code", "503")
+            ]
+        ),
+        1.0
+    );
+    assert_eq!(
+        value(
+            &text,
+            "http_server_active_requests",
+            &[("http_request_method", "OPTIONS")]
+        ),
+        0.0
     );
 }

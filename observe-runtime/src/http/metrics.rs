@@ -267,24 +267,34 @@ impl HttpStore {
     /// This thread's cells for the series `(method, route, status)`.
     #[inline]
     fn cells(&self, method: u8, route: &str, status: u16) -> &'static Series {
-        LOCAL
-            .try_with(|local| {
-                let mut local = local.borrow_mut();
-                if let Some(list) = local.get(route)
-                    && let Some((_, _, cells)) =
-                        list.iter().find(|(m, s, _)| *m == method && *s == status)
-                {
-                    return *cells;
-                }
-                let cells = self.register(method, route, status);
-                local
-                    .entry(route.into())
-                    .or_default()
-                    .push((method, status, cells));
-                cells
-            })
-            // The thread is exiting and its cache is gone: fresh cells of its own.
-            .unwrap_or_else(|_| self.register(method, route, status))
+        let found = LOCAL.try_with(|local| {
+            local
+                .borrow()
+                .get(route)
+                .and_then(|list| list.iter().find(|(m, s, _)| *m == method && *s == status))
+                .map(|(_, _, cells)| *cells)
+        });
+        match found {
+            Ok(Some(cells)) => cells,
+            _ => self.first_cells(method, route, status),
+        }
+    }
+
+    /// [`Self::cells`] the first time this thread meets the series: out of line, so the
+    /// path taken by every other request stays short.
+    #[cold]
+    #[inline(never)]
+    fn first_cells(&self, method: u8, route: &str, status: u16) -> &'static Series {
+        let cells = self.register(method, route, status);
+        // While the thread exits, its map is gone: the cells are used once.
+        let _ = LOCAL.try_with(|local| {
+            local
+                .borrow_mut()
+                .entry(route.into())
+                .or_default()
+                .push((method, status, cells));
+        });
+        cells
     }
 
     #[cfg(test)]

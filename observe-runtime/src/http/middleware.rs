@@ -307,26 +307,12 @@ where
                 let route = res.request().match_pattern();
                 let status = res.status().as_u16();
                 if let Some(span) = &span {
-                    finish_span(
-                        span,
-                        route.as_deref().map(|r| (res.request().method(), r)),
-                        status,
-                    );
-                    if *this.trace_response {
-                        trace_response(span, res);
-                    }
+                    traced_response(span, res, route.as_deref(), *this.trace_response);
                 }
                 timer.map(|t| t.respond(route.as_deref(), status))
             }
             Err(error) => {
-                // actix turns the error into a response after us; its status is known.
-                let status = error.as_response_error().status_code().as_u16();
-                if let Some(span) = &span {
-                    finish_span(span, None, status);
-                }
-                if let Some(t) = timer {
-                    t.respond(None, status).finish(span.as_ref());
-                }
+                failed(error, timer, span.as_ref());
                 None
             }
         };
@@ -337,6 +323,38 @@ where
                 span,
             })
         })
+    }
+}
+
+/// The server span's share of a response: its name, status and, if asked for, the
+/// `traceresponse` header. Out of line (and cold: without a subscriber it never runs),
+/// so the untraced path stays short.
+#[cold]
+#[inline(never)]
+fn traced_response<B>(
+    span: &Span,
+    res: &mut ServiceResponse<B>,
+    route: Option<&str>,
+    add_trace_response: bool,
+) {
+    let status = res.status().as_u16();
+    finish_span(span, route.map(|r| (res.request().method(), r)), status);
+    if add_trace_response {
+        trace_response(span, res);
+    }
+}
+
+/// A handler's error: actix turns it into a response after us, and its status is known
+/// now, so the request is recorded here.
+#[cold]
+#[inline(never)]
+fn failed(error: &actix_web::Error, timer: Option<RequestTimer>, span: Option<&Span>) {
+    let status = error.as_response_error().status_code().as_u16();
+    if let Some(span) = span {
+        finish_span(span, None, status);
+    }
+    if let Some(t) = timer {
+        t.respond(None, status).finish(span);
     }
 }
 
