@@ -1,13 +1,15 @@
 //! Per-request cost of HTTP middlewares, in-process through actix-web's test harness
 //! (stable on a noisy machine): a bare hello-world app, then the same app wrapped in
-//! `observe::Middleware` (metrics + span + context extraction, no subscriber, no
-//! exporter), actix-web-prom, tracing-actix-web, and the last two together.
+//! `observe::Middleware`, actix-web-prom, tracing-actix-web, and the last two together.
+//! No tracing subscriber is installed: `observe::Middleware` then records its metrics
+//! and makes no span (there is nobody to see one) and extracts nothing. The cost with
+//! tracing on is the `http_traced` group of `benches/otel.rs`.
 //! Every request's body is read to the end, so body-end timing is included.
 #![allow(missing_docs)]
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use actix_web::dev::{Service, ServiceResponse};
+use actix_web::dev::ServiceResponse;
 use actix_web::{App, test, web};
 use criterion::{Criterion, criterion_group, criterion_main};
 
@@ -27,26 +29,17 @@ fn app() -> App<
     App::new().route("/hello/{name}", web::get().to(hello))
 }
 
-/// Times `iters` requests through `service`, each with a `traceparent` to extract.
-async fn drive<S, B>(service: &S, iters: u64) -> Duration
-where
-    S: Service<actix_http::Request, Response = ServiceResponse<B>, Error = actix_web::Error>,
-    B: actix_web::body::MessageBody,
-{
-    let start = Instant::now();
-    for _ in 0..iters {
-        let req = observe_benches::hello_request();
-        let response = test::call_service(service, req).await;
-        std::hint::black_box(test::read_body(response).await);
-    }
-    start.elapsed()
-}
-
 macro_rules! bench_app {
     ($group:expr, $rt:expr, $name:expr, $app:expr) => {{
         let service = $rt.block_on(test::init_service($app));
         $group.bench_function($name, |b| {
-            b.iter_custom(|iters| $rt.block_on(drive(&service, iters)))
+            b.iter_custom(|iters| {
+                $rt.block_on(observe_benches::drive(
+                    &service,
+                    iters,
+                    observe_benches::hello_request,
+                ))
+            })
         });
     }};
 }

@@ -14,7 +14,7 @@ use criterion::{Criterion, criterion_group, criterion_main};
 use observe::opentelemetry::trace::{
     SpanContext, SpanId, TraceContextExt as _, TraceFlags, TraceId, TraceState, TracerProvider as _,
 };
-use observe::opentelemetry_sdk::trace::{SdkTracerProvider, SpanData, SpanProcessor};
+use observe::opentelemetry_sdk::trace::SdkTracerProvider;
 use tracing_opentelemetry::OpenTelemetrySpanExt as _;
 use tracing_subscriber::layer::SubscriberExt as _;
 
@@ -52,30 +52,6 @@ mod counting {
     static GLOBAL: Counting = Counting;
 }
 
-#[derive(Debug)]
-struct Discard;
-
-impl SpanProcessor for Discard {
-    fn on_start(
-        &self,
-        _: &mut observe::opentelemetry_sdk::trace::Span,
-        _: &observe::opentelemetry::Context,
-    ) {
-    }
-    fn on_end(&self, span: SpanData) {
-        black_box(span);
-    }
-    fn force_flush(&self) -> observe::opentelemetry_sdk::error::OTelSdkResult {
-        Ok(())
-    }
-    fn shutdown_with_timeout(
-        &self,
-        _: Duration,
-    ) -> observe::opentelemetry_sdk::error::OTelSdkResult {
-        Ok(())
-    }
-}
-
 #[observe::instrumented(fields(x))]
 #[inline(never)]
 fn observe_fn(x: u64) -> u64 {
@@ -108,7 +84,7 @@ fn root(sampled: bool) -> tracing::Span {
 
 fn bench(c: &mut Criterion) {
     let provider = SdkTracerProvider::builder()
-        .with_span_processor(Discard)
+        .with_span_processor(observe_benches::DiscardSpans)
         .build();
     let mut group = c.benchmark_group("otel");
     group.measurement_time(Duration::from_secs(3));
@@ -194,5 +170,89 @@ fn propagation(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, bench, propagation);
+async fn hello() -> &'static str {
+    "hello"
+}
+
+/// Times one in-process service under the benchmark's request for `flags`.
+fn bench_service<S, B>(
+    group: &mut criterion::BenchmarkGroup<'_, criterion::measurement::WallTime>,
+    rt: &actix_web::rt::SystemRunner,
+    name: &str,
+    service: &S,
+    flags: &'static str,
+) where
+    S: actix_web::dev::Service<
+            actix_http::Request,
+            Response = actix_web::dev::ServiceResponse<B>,
+            Error = actix_web::Error,
+        >,
+    B: actix_web::body::MessageBody,
+{
+    group.bench_function(name, |b| {
+        b.iter_custom(|iters| {
+            rt.block_on(observe_benches::drive(service, iters, || {
+                observe_benches::hello_request_with_flags(flags)
+            }))
+        })
+    });
+}
+
+/// Per-request cost with tracing on: the hello-world app bare, wrapped in
+/// `observe::Middleware` (a server span whose parent is extracted from the request by
+/// the global propagator, observe's W3C one) and wrapped in tracing-actix-web (built
+/// without its `opentelemetry` feature here, so it makes a span but extracts nothing),
+/// under observe's layer and an SDK tracer provider that drops finished spans, for a
+/// sampled and an unsampled incoming `traceparent`.
+fn http_traced(c: &mut Criterion) {
+    use actix_web::{App, test, web};
+
+    observe::opentelemetry::global::set_text_map_propagator(
+        observe::propagation::W3cTraceContext::new(),
+    );
+    let provider = SdkTracerProvider::builder()
+        .with_span_processor(observe_benches::DiscardSpans)
+        .build();
+    let dispatch = tracing::Dispatch::new(tracing_subscriber::registry().with(
+        observe::telemetry::layer(provider.tracer("bench"), tracing::Level::INFO),
+    ));
+    let rt = actix_web::rt::System::new();
+    let mut group = c.benchmark_group("http_traced");
+    group.measurement_time(Duration::from_secs(3));
+    tracing::dispatcher::with_default(&dispatch, || {
+        let bare = rt.block_on(test::init_service(
+            App::new().route("/hello/{name}", web::get().to(hello)),
+        ));
+        let observed = rt.block_on(test::init_service(
+            App::new()
+                .wrap(observe::Middleware::new())
+                .route("/hello/{name}", web::get().to(hello)),
+        ));
+        let tracing_actix = rt.block_on(test::init_service(
+            App::new()
+                .wrap(tracing_actix_web::TracingLogger::default())
+                .route("/hello/{name}", web::get().to(hello)),
+        ));
+        for (trace, flags) in [("sampled", "01"), ("unsampled", "00")] {
+            bench_service(&mut group, &rt, &format!("{trace}/bare"), &bare, flags);
+            bench_service(
+                &mut group,
+                &rt,
+                &format!("{trace}/observe_middleware"),
+                &observed,
+                flags,
+            );
+            bench_service(
+                &mut group,
+                &rt,
+                &format!("{trace}/tracing_actix_web"),
+                &tracing_actix,
+                flags,
+            );
+        }
+    });
+    group.finish();
+}
+
+criterion_group!(benches, bench, propagation, http_traced);
 criterion_main!(benches);

@@ -4,7 +4,9 @@
 //! different `N`; the difference divided by the difference in `N` is instructions per
 //! request. Counting only inside [`requests`] leaves out start-up, the clock's
 //! calibration (one warm-up request makes it happen first) and background timers, whose
-//! work under valgrind grows with wall time.
+//! work under valgrind grows with wall time. `TRACE=01` (sampled) or `TRACE=00`
+//! (unsampled) installs observe's layer over an SDK tracer provider that drops finished
+//! spans, and the W3C propagator, and sends that `traceparent` flag.
 
 use actix_web::dev::{Service, ServiceResponse};
 use actix_web::{App, test, web};
@@ -15,14 +17,14 @@ async fn hello() -> &'static str {
 
 /// The measured loop: everything it runs, runs inside this frame.
 #[inline(never)]
-fn requests<S, B>(rt: &actix_web::rt::SystemRunner, service: &S, n: u64)
+fn requests<S, B>(rt: &actix_web::rt::SystemRunner, service: &S, n: u64, flags: &str)
 where
     S: Service<actix_http::Request, Response = ServiceResponse<B>, Error = actix_web::Error>,
     B: actix_web::body::MessageBody,
 {
     rt.block_on(async {
         for _ in 0..n {
-            let req = observe_benches::hello_request();
+            let req = observe_benches::hello_request_with_flags(flags);
             let response = test::call_service(service, req).await;
             std::hint::black_box(test::read_body(response).await);
         }
@@ -35,6 +37,21 @@ fn main() {
         .ok()
         .and_then(|n| n.parse().ok())
         .unwrap_or(20_000);
+    let trace = std::env::var("TRACE").ok();
+    let flags = trace.as_deref().unwrap_or("01");
+    let _subscriber = trace.is_some().then(|| {
+        use observe::opentelemetry::trace::TracerProvider as _;
+        use tracing_subscriber::layer::SubscriberExt as _;
+        observe::opentelemetry::global::set_text_map_propagator(
+            observe::propagation::W3cTraceContext::new(),
+        );
+        let provider = observe::opentelemetry_sdk::trace::SdkTracerProvider::builder()
+            .with_span_processor(observe_benches::DiscardSpans)
+            .build();
+        tracing::subscriber::set_default(tracing_subscriber::registry().with(
+            observe::telemetry::layer(provider.tracer("drive"), tracing::Level::INFO),
+        ))
+    });
     let rt = actix_web::rt::System::new();
     let service = rt.block_on(test::init_service(
         App::new()
@@ -49,5 +66,5 @@ fn main() {
         let response = test::call_service(&service, observe_benches::hello_request()).await;
         std::hint::black_box(test::read_body(response).await);
     });
-    requests(&rt, &service, n);
+    requests(&rt, &service, n, flags);
 }
