@@ -136,6 +136,8 @@ async fn incoming_context_is_the_parent_and_goes_downstream() {
         let req = test::TestRequest::get()
             .uri(path)
             .insert_header(("traceparent", format!("00-{TRACE_ID}-{PARENT_ID}-01")))
+            .insert_header(("user-agent", "probe/1.0"))
+            .peer_addr("10.1.2.3:4567".parse().unwrap())
             .to_request();
         let body = test::call_and_read_body(&app, req).await;
         let body = String::from_utf8_lossy(&body).into_owned();
@@ -165,6 +167,19 @@ async fn incoming_context_is_the_parent_and_goes_downstream() {
             attribute(server, "http.response.status_code").as_deref(),
             Some("200")
         );
+        for (key, value) in [
+            ("url.path", path),
+            ("url.scheme", "http"),
+            ("network.protocol.version", "1.1"),
+            ("client.address", "10.1.2.3"),
+            ("user_agent.original", "probe/1.0"),
+        ] {
+            assert_eq!(
+                attribute(server, key).as_deref(),
+                Some(value),
+                "{client}: {key}"
+            );
+        }
         assert_eq!(server.status, Status::Unset);
         assert_eq!(handler.span_context.trace_id().to_string(), TRACE_ID);
         assert_eq!(

@@ -134,55 +134,77 @@ fn skipped(skip: &[String], path: &str) -> bool {
 }
 
 /// The server span of one request, its parent extracted from the request's headers.
+///
+/// The span's fields are what log lines show (method, path; route and status at the
+/// end). The other OpenTelemetry attributes are built only once the sampler has decided
+/// to record the span: an unsampled request (most requests, under a ratio sampler)
+/// makes no strings for attributes nobody keeps.
 fn server_span(req: &ServiceRequest) -> Span {
     let method = METHODS[method_index_of(req.method()) as usize];
     // OpenTelemetry: the span is named after the method alone until the route is known,
     // and `HTTP` for methods outside the known set.
     let name = if method == "_OTHER" { "HTTP" } else { method };
-    // Every value is recorded after the enabled check: with tracing's `log` feature on
-    // (any crate in the build can turn it on), a disabled span still evaluates the
-    // values written in the macro, and `connection_info()` alone costs more than the
-    // rest of this middleware.
+    // Only cheap values here: with tracing's `log` feature on (any crate in the build
+    // can turn it on), a disabled span still evaluates the values written in the macro.
     let span = tracing::info_span!(
         target: "observe::http",
         "HTTP request",
-        otel.name = Empty,
+        otel.name = name,
         otel.kind = "server",
         otel.status_code = Empty,
-        http.request.method = Empty,
-        http.request.method_original = Empty,
+        http.request.method = method,
         http.route = Empty,
         http.response.status_code = Empty,
-        url.path = Empty,
-        url.scheme = Empty,
-        network.protocol.version = Empty,
-        client.address = Empty,
-        user_agent.original = Empty,
+        url.path = req.path(),
     );
     if span.is_disabled() {
         return span;
     }
-    span.record("otel.name", name);
-    span.record("http.request.method", method);
-    span.record("url.path", req.path());
-    span.record("url.scheme", req.connection_info().scheme());
-    span.record("network.protocol.version", protocol_version(req.version()));
+    // `set_parent` must come before the span is first entered, or its context read.
+    let _ = span.set_parent(propagation::extract(req.headers()));
+    // Reading the context starts the OpenTelemetry span: the sampler has decided.
+    let cx = span.context();
+    let otel = cx.span();
+    if otel.is_recording() {
+        request_attributes(&otel, req, method);
+    }
+    span
+}
+
+/// The request's remaining semantic-convention attributes, for a recorded span.
+#[inline(never)]
+fn request_attributes(
+    otel: &opentelemetry::trace::SpanRef<'_>,
+    req: &ServiceRequest,
+    method: &str,
+) {
+    use opentelemetry::KeyValue;
+    let mut attributes = Vec::with_capacity(5);
+    attributes.push(KeyValue::new(
+        "url.scheme",
+        req.connection_info().scheme().to_owned(),
+    ));
+    attributes.push(KeyValue::new(
+        "network.protocol.version",
+        protocol_version(req.version()),
+    ));
     if method == "_OTHER" {
-        span.record("http.request.method_original", req.method().as_str());
+        attributes.push(KeyValue::new(
+            "http.request.method_original",
+            req.method().as_str().to_owned(),
+        ));
     }
     if let Some(peer) = req.peer_addr() {
-        span.record("client.address", peer.ip().to_string());
+        attributes.push(KeyValue::new("client.address", peer.ip().to_string()));
     }
     if let Some(agent) = req
         .headers()
         .get(actix_web::http::header::USER_AGENT)
         .and_then(|v| v.to_str().ok())
     {
-        span.record("user_agent.original", agent);
+        attributes.push(KeyValue::new("user_agent.original", agent.to_owned()));
     }
-    // `set_parent` must come before the span is first entered.
-    let _ = span.set_parent(propagation::extract(req.headers()));
-    span
+    otel.set_attributes(attributes);
 }
 
 fn protocol_version(version: actix_web::http::Version) -> &'static str {
@@ -370,22 +392,39 @@ fn trace_response<B>(span: &Span, res: &mut ServiceResponse<B>) {
     }
 }
 
-/// Names the span after its method and route (when one matched) and records the outcome
-/// (5xx: error; 4xx: not).
+/// Records the outcome on the span (route, status; 5xx: error, 4xx: not), in one
+/// dispatch, and names a recorded span after its method and route.
 fn finish_span(span: &Span, route: Option<(&actix_web::http::Method, &str)>, status: u16) {
+    use tracing::field::Value;
+    let Some(meta) = span.metadata() else {
+        return;
+    };
+    let fields = meta.fields();
+    let (Some(route_field), Some(status_field), Some(error_field)) = (
+        fields.field("http.route"),
+        fields.field("http.response.status_code"),
+        fields.field("otel.status_code"),
+    ) else {
+        return;
+    };
+    let route_value = route.map(|(_, r)| r);
+    let error = (status >= 500).then_some("ERROR");
+    let values = [
+        (&route_field, route_value.as_ref().map(|r| r as &dyn Value)),
+        (&status_field, Some(&status as &dyn Value)),
+        (&error_field, error.as_ref().map(|e| e as &dyn Value)),
+    ];
+    span.record_all(&fields.value_set(&values));
     if let Some((method, route)) = route {
-        let method = METHODS[method_index_of(method) as usize];
-        let method = if method == "_OTHER" { "HTTP" } else { method };
-        span.record("http.route", route);
-        // tracing-opentelemetry 0.34 ignores a late `otel.name` once the span has
-        // started (it has: the handler ran inside it), so rename the OpenTelemetry span.
-        span.context()
-            .span()
-            .update_name(format!("{method} {route}"));
-    }
-    span.record("http.response.status_code", status);
-    if status >= 500 {
-        span.record("otel.status_code", "ERROR");
+        let cx = span.context();
+        let otel = cx.span();
+        if otel.is_recording() {
+            let method = METHODS[method_index_of(method) as usize];
+            let method = if method == "_OTHER" { "HTTP" } else { method };
+            // tracing-opentelemetry 0.34 ignores a late `otel.name` once the span has
+            // started (it has: the handler ran inside it), so rename the OpenTelemetry span.
+            otel.update_name(format!("{method} {route}"));
+        }
     }
 }
 

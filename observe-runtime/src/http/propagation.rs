@@ -5,7 +5,7 @@
 //! not fit; these small adapters read actix's own `HeaderMap`, every line of a repeated
 //! header included.
 
-use actix_web::http::header::HeaderMap;
+use actix_web::http::header::{HeaderMap, HeaderName, HeaderValue};
 use opentelemetry::propagation::{Extractor, Injector};
 use opentelemetry::trace::TraceContextExt;
 use tracing_opentelemetry::OpenTelemetrySpanExt;
@@ -13,9 +13,28 @@ use tracing_opentelemetry::OpenTelemetrySpanExt;
 /// Reads propagation headers from an actix `HeaderMap`.
 pub(crate) struct HeaderExtractor<'a>(pub &'a HeaderMap);
 
+/// The headers propagators read on every request, as ready-made names: looking a `&str`
+/// up in actix's map first parses it into a `HeaderName`, which for a non-standard name
+/// copies it to the heap.
+const KNOWN: [HeaderName; 3] = [
+    HeaderName::from_static("traceparent"),
+    HeaderName::from_static("tracestate"),
+    HeaderName::from_static("baggage"),
+];
+
+impl HeaderExtractor<'_> {
+    /// The values of header `key`, every line of a repeated header included.
+    fn values(&self, key: &str) -> std::slice::Iter<'_, HeaderValue> {
+        match KNOWN.iter().find(|known| known.as_str() == key) {
+            Some(known) => self.0.get_all(known),
+            None => self.0.get_all(key),
+        }
+    }
+}
+
 impl Extractor for HeaderExtractor<'_> {
     fn get(&self, key: &str) -> Option<&str> {
-        self.0.get(key).and_then(|v| v.to_str().ok())
+        self.values(key).next().and_then(|v| v.to_str().ok())
     }
 
     fn keys(&self) -> Vec<&str> {
@@ -23,11 +42,7 @@ impl Extractor for HeaderExtractor<'_> {
     }
 
     fn get_all(&self, key: &str) -> Option<Vec<&str>> {
-        let all: Vec<&str> = self
-            .0
-            .get_all(key)
-            .filter_map(|v| v.to_str().ok())
-            .collect();
+        let all: Vec<&str> = self.values(key).filter_map(|v| v.to_str().ok()).collect();
         (!all.is_empty()).then_some(all)
     }
 }
