@@ -44,9 +44,25 @@ def http_table(root):
         print(f"| {name} | {value:.0f} | {added:.0f} | {added / prom:.2f} |")
 
 
+def http_traced_table(root):
+    """The otel bench's `http_traced` group: added ns over bare, per trace flag."""
+    gdir = pathlib.Path(root) / "http_traced"
+    est = {d.name: mean(d / "new" / "estimates.json")
+           for d in sorted(gdir.iterdir()) if (d / "new" / "estimates.json").exists()}
+    print("\n#### http_traced (in-process, observe's layer, spans dropped)\n")
+    print("| | sampled: added ns | unsampled: added ns |")
+    print("|---|---:|---:|")
+    for name in ("observe_middleware", "tracing_actix_web"):
+        added = [est[f"{trace}_{name}"] - est[f"{trace}_bare"] for trace in ("sampled", "unsampled")]
+        print(f"| {name} | {added[0]:,.0f} | {added[1]:,.0f} |")
+
+
 def main():
     if sys.argv[1] == "--http":
         http_table(sys.argv[2])
+        return
+    if sys.argv[1] == "--http-traced":
+        http_traced_table(sys.argv[2])
         return
     for root in sys.argv[1:]:
         print(f"\n#### {pathlib.Path(root).name}\n")
