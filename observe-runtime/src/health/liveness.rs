@@ -63,8 +63,10 @@ fn now_ms() -> u64 {
     epoch().elapsed().as_millis() as u64
 }
 
+#[cfg(feature = "actix")]
 struct Retire(Arc<Heartbeat>);
 
+#[cfg(feature = "actix")]
 impl Drop for Retire {
     fn drop(&mut self) {
         self.0.retired.store(true, Relaxed);

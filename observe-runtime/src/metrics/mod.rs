@@ -146,6 +146,7 @@ pub fn set_build_info(info: BuildInfo) -> bool {
 }
 
 /// The build identity, when one was set.
+#[cfg(feature = "otel")]
 pub(crate) fn build_info() -> Option<BuildInfo> {
     BUILD_INFO.get().cloned()
 }

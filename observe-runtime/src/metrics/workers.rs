@@ -11,6 +11,7 @@ use std::sync::{Arc, Mutex};
 
 /// Most distinct worker names tracked; later ones share the `other` slot, so a server that
 /// keeps restarting workers cannot grow the series count without bound.
+#[cfg(feature = "actix")]
 pub const MAX_WORKERS: usize = 256;
 
 /// Counters of one worker.
@@ -21,6 +22,7 @@ pub struct WorkerSlot {
     total: AtomicU64,
 }
 
+#[cfg(feature = "actix")]
 impl WorkerSlot {
     /// Marks a request as started; the returned guard marks it finished when dropped.
     pub fn enter(self: &Arc<Self>) -> WorkerRequest {
@@ -31,11 +33,13 @@ impl WorkerSlot {
 }
 
 /// A request in progress on a worker; see [`WorkerSlot::enter`].
+#[cfg(feature = "actix")]
 #[derive(Debug)]
 pub struct WorkerRequest {
     slot: Arc<WorkerSlot>,
 }
 
+#[cfg(feature = "actix")]
 impl Drop for WorkerRequest {
     fn drop(&mut self) {
         self.slot.in_flight.fetch_sub(1, Relaxed);
@@ -46,6 +50,7 @@ static SLOTS: Mutex<Vec<Arc<WorkerSlot>>> = Mutex::new(Vec::new());
 
 /// The slot of the calling thread's worker, created on first use (once per worker, when
 /// the application factory runs, not per request).
+#[cfg(feature = "actix")]
 pub fn slot_for_current_thread() -> Arc<WorkerSlot> {
     let thread = std::thread::current();
     let name = thread.name().unwrap_or("unnamed");
