@@ -11,7 +11,7 @@ use observe::http::Propagate;
 use opentelemetry::propagation::TextMapCompositePropagator;
 use opentelemetry::trace::{SpanKind, Status, TracerProvider as _};
 use opentelemetry_sdk::propagation::{BaggagePropagator, TraceContextPropagator};
-use opentelemetry_sdk::trace::{InMemorySpanExporter, SdkTracerProvider, SpanData};
+use opentelemetry_sdk::trace::{InMemorySpanExporter, Sampler, SdkTracerProvider, SpanData};
 use tracing_subscriber::layer::SubscriberExt;
 
 const TRACE_ID: &str = "4bf92f3577b34da6a3ce929d0e0e4736";
@@ -239,4 +239,77 @@ async fn server_errors_mark_the_span_client_errors_do_not_and_probes_are_skipped
         names(&spans)
     );
     assert_eq!(spans.len(), 3, "{:?}", names(&spans));
+}
+
+/// Answers with the trace id the handler sees and the `traceparent` it would send on.
+async fn outgoing() -> HttpResponse {
+    let traceparent = observe::http::outgoing_headers()
+        .into_iter()
+        .find(|(k, _)| k == "traceparent")
+        .map_or_else(|| "none".to_owned(), |(_, v)| v);
+    HttpResponse::Ok().body(format!(
+        "{} {traceparent}",
+        observe::http::trace_id().unwrap_or_default()
+    ))
+}
+
+/// Sends one request with an unsampled `traceparent` through observe's middleware and
+/// layer over a provider with `sampler`; returns the answer and the exported spans.
+async fn unsampled_request(sampler: Sampler) -> (String, Vec<SpanData>) {
+    let exporter = InMemorySpanExporter::default();
+    let provider = SdkTracerProvider::builder()
+        .with_sampler(sampler)
+        .with_simple_exporter(exporter.clone())
+        .build();
+    let subscriber = tracing_subscriber::registry().with(observe::telemetry::layer(
+        provider.tracer("unsampled-test"),
+        tracing::Level::INFO,
+    ));
+    let _guard = tracing::subscriber::set_default(subscriber);
+    // The same global propagator as `telemetry()`: tests in this binary run at once.
+    opentelemetry::global::set_text_map_propagator(TextMapCompositePropagator::new(vec![
+        Box::new(TraceContextPropagator::new()),
+        Box::new(BaggagePropagator::new()),
+    ]));
+    let app = test::init_service(
+        App::new()
+            .wrap(observe::Middleware::new())
+            .route("/out", web::get().to(outgoing)),
+    )
+    .await;
+    let req = test::TestRequest::get()
+        .uri("/out")
+        .insert_header(("traceparent", format!("00-{TRACE_ID}-{PARENT_ID}-00")))
+        .to_request();
+    let body = test::call_and_read_body(&app, req).await;
+    let _ = provider.force_flush();
+    (
+        String::from_utf8_lossy(&body).into_owned(),
+        exporter.get_finished_spans().unwrap(),
+    )
+}
+
+#[actix_web::test]
+async fn an_unsampled_parent_is_final_only_under_a_parent_based_sampler() {
+    // A sampler that ignores the parent, declared as such: the request is traced though
+    // its caller's trace was not, and the downstream gets our span as its parent.
+    observe::propagation::set_parent_based_sampling(false);
+    let (body, spans) = unsampled_request(Sampler::AlwaysOn).await;
+    let server = find(&spans, "GET /out");
+    assert_eq!(server.parent_span_id.to_string(), PARENT_ID);
+    assert_eq!(
+        body,
+        format!(
+            "{TRACE_ID} 00-{TRACE_ID}-{}-01",
+            server.span_context.span_id()
+        )
+    );
+
+    // The SDK's default, parent-based: the caller's decision is final. Nothing of ours is
+    // recorded; the trace id reaches the handler, and the downstream gets the incoming
+    // context as it came (a pass-through), still unsampled.
+    observe::propagation::set_parent_based_sampling(true);
+    let (body, spans) = unsampled_request(Sampler::ParentBased(Box::new(Sampler::AlwaysOn))).await;
+    assert!(spans.is_empty(), "{:?}", names(&spans));
+    assert_eq!(body, format!("{TRACE_ID} 00-{TRACE_ID}-{PARENT_ID}-00"));
 }

@@ -210,6 +210,8 @@ fn http_traced(c: &mut Criterion) {
     observe::opentelemetry::global::set_text_map_propagator(
         observe::propagation::W3cTraceContext::new(),
     );
+    // The SDK's default sampler follows the parent; `observe::init()` declares it so.
+    observe::propagation::set_parent_based_sampling(true);
     let provider = SdkTracerProvider::builder()
         .with_span_processor(observe_benches::DiscardSpans)
         .build();

@@ -313,6 +313,36 @@ fn truncate(members: &mut Vec<(String, String)>) {
     }
 }
 
+static PARENT_BASED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Declares whether the tracer provider's sampler follows the incoming parent's decision
+/// (`ParentBased`: the SDK's default, and what `observe::init()` declares unless
+/// `OTEL_TRACES_SAMPLER` names a sampler that ignores the parent).
+///
+/// When it does, a request that arrives with an unsampled `traceparent` is not traced:
+/// `observe::Middleware` makes its server span with the incoming context current, so
+/// observe's OpenTelemetry layer leaves that span and everything below it out, while the
+/// trace id still reaches log lines, `trace_id()` and downstream requests (the incoming
+/// `traceparent` and `tracestate` passed on unchanged, still unsampled). Off until
+/// declared: observe cannot see the sampler of a provider built by hand.
+///
+/// ```
+/// observe_runtime::propagation::set_parent_based_sampling(true);
+/// assert!(observe_runtime::propagation::parent_based_sampling());
+/// ```
+pub fn set_parent_based_sampling(on: bool) {
+    PARENT_BASED.store(on, std::sync::atomic::Ordering::Relaxed);
+}
+
+/// Whether [`set_parent_based_sampling`] declared a parent-based sampler.
+///
+/// ```
+/// let _declared: bool = observe_runtime::propagation::parent_based_sampling();
+/// ```
+pub fn parent_based_sampling() -> bool {
+    PARENT_BASED.load(std::sync::atomic::Ordering::Relaxed)
+}
+
 /// The `traceparent` value for the span of `cx` (always version `00`), with the flags
 /// this propagator sends: sampled as decided, random as received or, for a trace we
 /// started, set. `None` without a valid span context.

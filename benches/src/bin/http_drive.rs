@@ -45,6 +45,7 @@ fn main() {
         observe::opentelemetry::global::set_text_map_propagator(
             observe::propagation::W3cTraceContext::new(),
         );
+        observe::propagation::set_parent_based_sampling(true);
         let provider = observe::opentelemetry_sdk::trace::SdkTracerProvider::builder()
             .with_span_processor(observe_benches::DiscardSpans)
             .build();

@@ -133,17 +133,65 @@ fn skipped(skip: &[String], path: &str) -> bool {
         .any(|s| path == s || (s.ends_with('/') && path.starts_with(s.as_str())))
 }
 
+/// A request's server span and, for a request whose incoming trace is not sampled (under
+/// a parent-based sampler), the incoming context, made current beside the span: the
+/// OpenTelemetry layer never sees such a span, and the context carries the trace id to
+/// log lines, `trace_id()` and downstream requests.
+struct Traced {
+    span: Span,
+    incoming: Option<opentelemetry::Context>,
+}
+
+/// [`Traced::enter`]'s guard: the span is exited before the context is detached.
+struct Current<'a> {
+    _span: tracing::span::Entered<'a>,
+    _cx: Option<opentelemetry::ContextGuard>,
+}
+
+impl Traced {
+    /// Makes the request's trace current: the incoming context (if kept), then the span.
+    fn enter(&self) -> Current<'_> {
+        let cx = self.incoming.clone().map(opentelemetry::Context::attach);
+        Current {
+            _span: self.span.enter(),
+            _cx: cx,
+        }
+    }
+
+    /// The span, if its ids can serve as an exemplar (it was traced).
+    fn exemplar_span(&self) -> Option<&Span> {
+        self.incoming.is_none().then_some(&self.span)
+    }
+
+    /// Ends the span (its close is logged inside the request's trace).
+    fn end(self) {
+        let Traced { span, incoming } = self;
+        let _cx = incoming.map(opentelemetry::Context::attach);
+        drop(span);
+    }
+}
+
 /// The server span of one request, its parent extracted from the request's headers.
 ///
 /// The span's fields are what log lines show (method, path; route and status at the
 /// end). The other OpenTelemetry attributes are built only once the sampler has decided
 /// to record the span: an unsampled request (most requests, under a ratio sampler)
-/// makes no strings for attributes nobody keeps.
-fn server_span(req: &ServiceRequest) -> Span {
+/// makes no strings for attributes nobody keeps. A request whose incoming trace is not
+/// sampled, under a parent-based sampler, gets no OpenTelemetry span at all.
+fn server_span(req: &ServiceRequest) -> Option<Traced> {
     let method = METHODS[method_index_of(req.method()) as usize];
     // OpenTelemetry: the span is named after the method alone until the route is known,
     // and `HTTP` for methods outside the known set.
     let name = if method == "_OTHER" { "HTTP" } else { method };
+    let parent = propagation::extract(req.headers());
+    let unsampled = crate::propagation::parent_based_sampling() && {
+        let otel = parent.span();
+        let sc = otel.span_context();
+        sc.is_valid() && !sc.is_sampled()
+    };
+    // Made with an unsampled incoming context current, the span is one observe's layer
+    // leaves out, with everything below it.
+    let attached = unsampled.then(|| parent.clone().attach());
     // Only cheap values here: with tracing's `log` feature on (any crate in the build
     // can turn it on), a disabled span still evaluates the values written in the macro.
     let span = tracing::info_span!(
@@ -157,18 +205,28 @@ fn server_span(req: &ServiceRequest) -> Span {
         http.response.status_code = Empty,
         url.path = req.path(),
     );
+    drop(attached);
     if span.is_disabled() {
-        return span;
+        return None;
+    }
+    if unsampled {
+        return Some(Traced {
+            span,
+            incoming: Some(parent),
+        });
     }
     // `set_parent` must come before the span is first entered, or its context read.
-    let _ = span.set_parent(propagation::extract(req.headers()));
+    let _ = span.set_parent(parent);
     // Reading the context starts the OpenTelemetry span: the sampler has decided.
     let cx = span.context();
     let otel = cx.span();
     if otel.is_recording() {
         request_attributes(&otel, req, method);
     }
-    span
+    Some(Traced {
+        span,
+        incoming: None,
+    })
 }
 
 /// The request's remaining semantic-convention attributes, for a recorded span.
@@ -270,19 +328,19 @@ where
         // No subscriber anywhere (not even a scoped one): no span, no extraction, and
         // none of what a disabled span still costs (with tracing's `log` feature, a
         // disabled span with metadata logs its enter and exit).
-        let span = if !tracing::dispatcher::has_been_set() || skipped(&self.skip, req.path()) {
+        let traced = if !tracing::dispatcher::has_been_set() || skipped(&self.skip, req.path()) {
             None
         } else {
-            Some(server_span(&req)).filter(|span| !span.is_disabled())
+            server_span(&req)
         };
         let inner = {
-            let _entered = span.as_ref().map(Span::enter);
+            let _current = traced.as_ref().map(Traced::enter);
             self.service.call(req)
         };
         MiddlewareFuture {
             inner,
             timer: Some(timer),
-            span,
+            traced,
             trace_response: self.trace_response,
         }
     }
@@ -299,7 +357,7 @@ pin_project_lite::pin_project! {
         #[pin]
         inner: F,
         timer: Option<RequestTimer>,
-        span: Option<Span>,
+        traced: Option<Traced>,
         trace_response: bool,
     }
 }
@@ -314,7 +372,7 @@ where
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.project();
         let mut polled = {
-            let _entered = this.span.as_ref().map(Span::enter);
+            let _current = this.traced.as_ref().map(Traced::enter);
             this.inner.poll(cx)
         };
         // The response is read and amended where it lies; it is moved once, into its
@@ -323,18 +381,18 @@ where
             return Poll::Pending;
         };
         let timer = this.timer.take();
-        let span = this.span.take();
+        let traced = this.traced.take();
         let recording = match result {
             Ok(res) => {
                 let route = res.request().match_pattern();
                 let status = res.status().as_u16();
-                if let Some(span) = &span {
-                    traced_response(span, res, route.as_deref(), *this.trace_response);
+                if let Some(traced) = &traced {
+                    traced_response(traced, res, route.as_deref(), *this.trace_response);
                 }
                 timer.map(|t| t.respond(route.as_deref(), status))
             }
             Err(error) => {
-                failed(error, timer, span.as_ref());
+                failed(error, timer, traced.as_ref());
                 None
             }
         };
@@ -342,7 +400,7 @@ where
             res.map_body(|_, body| TimedBody {
                 body,
                 recording,
-                span,
+                traced,
             })
         })
     }
@@ -354,15 +412,19 @@ where
 #[cold]
 #[inline(never)]
 fn traced_response<B>(
-    span: &Span,
+    traced: &Traced,
     res: &mut ServiceResponse<B>,
     route: Option<&str>,
     add_trace_response: bool,
 ) {
     let status = res.status().as_u16();
-    finish_span(span, route.map(|r| (res.request().method(), r)), status);
+    finish_span(
+        &traced.span,
+        route.map(|r| (res.request().method(), r)),
+        status,
+    );
     if add_trace_response {
-        trace_response(span, res);
+        trace_response(&traced.span, res);
     }
 }
 
@@ -370,13 +432,14 @@ fn traced_response<B>(
 /// now, so the request is recorded here.
 #[cold]
 #[inline(never)]
-fn failed(error: &actix_web::Error, timer: Option<RequestTimer>, span: Option<&Span>) {
+fn failed(error: &actix_web::Error, timer: Option<RequestTimer>, traced: Option<&Traced>) {
     let status = error.as_response_error().status_code().as_u16();
-    if let Some(span) = span {
-        finish_span(span, None, status);
+    if let Some(traced) = traced {
+        finish_span(&traced.span, None, status);
     }
     if let Some(t) = timer {
-        t.respond(None, status).finish(span);
+        t.respond(None, status)
+            .finish(traced.and_then(Traced::exemplar_span));
     }
 }
 
@@ -441,7 +504,7 @@ pin_project_lite::pin_project! {
         body: B,
         recording: Option<Recording>,
         // The server span: it ends with the body, and gives the exemplar its ids.
-        span: Option<Span>,
+        traced: Option<Traced>,
     }
 }
 
@@ -461,7 +524,11 @@ impl<B: MessageBody> MessageBody for TimedBody<B> {
         if matches!(next, Poll::Ready(None) | Poll::Ready(Some(Err(_))))
             && let Some(recording) = this.recording.take()
         {
-            recording.finish(this.span.as_ref());
+            let traced = this.traced.take();
+            recording.finish(traced.as_ref().and_then(Traced::exemplar_span));
+            if let Some(traced) = traced {
+                traced.end();
+            }
         }
         next
     }
@@ -472,19 +539,22 @@ impl<B: MessageBody> MessageBody for TimedBody<B> {
         let TimedBody {
             body,
             recording,
-            span,
+            traced,
         } = self;
         match body.try_into_bytes() {
             Ok(bytes) => {
                 if let Some(recording) = recording {
-                    recording.finish(span.as_ref());
+                    recording.finish(traced.as_ref().and_then(Traced::exemplar_span));
+                }
+                if let Some(traced) = traced {
+                    traced.end();
                 }
                 Ok(bytes)
             }
             Err(body) => Err(TimedBody {
                 body,
                 recording,
-                span,
+                traced,
             }),
         }
     }

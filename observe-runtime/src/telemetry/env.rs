@@ -56,6 +56,16 @@ pub(crate) fn var(name: &str) -> Option<String> {
         .filter(|v| !v.is_empty())
 }
 
+/// Whether the sampler the SDK builds from `OTEL_TRACES_SAMPLER` follows the parent's
+/// decision: unset (the SDK's default, `parentbased_always_on`) or a `parentbased_*` one.
+pub(crate) fn sampler_follows_parent() -> bool {
+    follows_parent(var("OTEL_TRACES_SAMPLER").as_deref())
+}
+
+fn follows_parent(sampler: Option<&str>) -> bool {
+    sampler.is_none_or(|s| s.to_ascii_lowercase().starts_with("parentbased_"))
+}
+
 /// `OTEL_SDK_DISABLED`: `true` (any case) disables the SDK; `false` or unset does not.
 pub(crate) fn sdk_disabled() -> Result<bool, EnvError> {
     match var("OTEL_SDK_DISABLED") {
@@ -151,6 +161,15 @@ pub(crate) fn otlp_grpc() -> Result<bool, EnvError> {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn parent_based_samplers_are_recognised() {
+        assert!(follows_parent(None));
+        assert!(follows_parent(Some("parentbased_always_on")));
+        assert!(follows_parent(Some("ParentBased_TraceIdRatio")));
+        assert!(!follows_parent(Some("always_on")));
+        assert!(!follows_parent(Some("traceidratio")));
+    }
+
     use super::*;
 
     // One test touches the environment, so no other test races it.

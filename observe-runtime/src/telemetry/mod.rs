@@ -8,7 +8,9 @@
 //!    `OTEL_RESOURCE_ATTRIBUTES`;
 //! 2. builds the tracer provider (sampler from `OTEL_TRACES_SAMPLER` / `_ARG`; OTLP
 //!    export when an endpoint is configured, see below) and the meter provider, and makes
-//!    them global;
+//!    them global; when that sampler follows the parent (unset, or `parentbased_*`), it
+//!    declares so ([`crate::propagation::set_parent_based_sampling`]): requests that
+//!    arrive with an unsampled `traceparent` are then not traced at all;
 //! 3. installs the propagators of `OTEL_PROPAGATORS` (default W3C trace context, by
 //!    observe's [`W3cTraceContext`](crate::propagation::W3cTraceContext), and baggage) globally, so [`crate::http::Middleware`] and the outgoing-request helpers
 //!    use them;
@@ -496,6 +498,8 @@ impl Init {
                 builder = builder.with_span_processor(BoxedProcessor(processor));
             }
             let tracer_provider = builder.build();
+            // The SDK reads `OTEL_TRACES_SAMPLER` itself; unset, it is parent-based.
+            crate::propagation::set_parent_based_sampling(env::sampler_follows_parent());
             let meter_provider = SdkMeterProvider::builder()
                 .with_resource(resource.clone())
                 .build();
