@@ -254,8 +254,9 @@ async fn outgoing() -> HttpResponse {
 }
 
 /// Sends one request with an unsampled `traceparent` through observe's middleware and
-/// layer over a provider with `sampler`; returns the answer and the exported spans.
-async fn unsampled_request(sampler: Sampler) -> (String, Vec<SpanData>) {
+/// layer over a provider with `sampler`, inside an outer middleware's span if `outer`;
+/// returns the answer and the exported spans.
+async fn unsampled_request(sampler: Sampler, outer: bool) -> (String, Vec<SpanData>) {
     let exporter = InMemorySpanExporter::default();
     let provider = SdkTracerProvider::builder()
         .with_sampler(sampler)
@@ -274,6 +275,18 @@ async fn unsampled_request(sampler: Sampler) -> (String, Vec<SpanData>) {
     let app = test::init_service(
         App::new()
             .wrap(observe::Middleware::new())
+            .wrap_fn(move |req, srv| {
+                use actix_web::dev::Service as _;
+                use tracing::Instrument as _;
+                let span = if outer {
+                    tracing::info_span!("outer")
+                } else {
+                    tracing::Span::none()
+                };
+                // The inner service is called and polled inside the span.
+                let call = span.in_scope(|| srv.call(req));
+                call.instrument(span)
+            })
             .route("/out", web::get().to(outgoing)),
     )
     .await;
@@ -294,7 +307,7 @@ async fn an_unsampled_parent_is_final_only_under_a_parent_based_sampler() {
     // A sampler that ignores the parent, declared as such: the request is traced though
     // its caller's trace was not, and the downstream gets our span as its parent.
     observe::propagation::set_parent_based_sampling(false);
-    let (body, spans) = unsampled_request(Sampler::AlwaysOn).await;
+    let (body, spans) = unsampled_request(Sampler::AlwaysOn, false).await;
     let server = find(&spans, "GET /out");
     assert_eq!(server.parent_span_id.to_string(), PARENT_ID);
     assert_eq!(
@@ -309,7 +322,18 @@ async fn an_unsampled_parent_is_final_only_under_a_parent_based_sampler() {
     // recorded; the trace id reaches the handler, and the downstream gets the incoming
     // context as it came (a pass-through), still unsampled.
     observe::propagation::set_parent_based_sampling(true);
-    let (body, spans) = unsampled_request(Sampler::ParentBased(Box::new(Sampler::AlwaysOn))).await;
+    let parent_based = || Sampler::ParentBased(Box::new(Sampler::AlwaysOn));
+    let (body, spans) = unsampled_request(parent_based(), false).await;
     assert!(spans.is_empty(), "{:?}", names(&spans));
     assert_eq!(body, format!("{TRACE_ID} 00-{TRACE_ID}-{PARENT_ID}-00"));
+
+    // Inside an outer middleware's (sampled) span, the server span is still the incoming
+    // trace's: made the usual way, its parent set from the headers, not recorded.
+    let (body, spans) = unsampled_request(parent_based(), true).await;
+    assert_eq!(names(&spans), ["outer"]);
+    assert!(
+        body.starts_with(&format!("{TRACE_ID} 00-{TRACE_ID}-")),
+        "{body}"
+    );
+    assert!(body.ends_with("-00"), "{body}");
 }

@@ -184,11 +184,15 @@ fn server_span(req: &ServiceRequest) -> Option<Traced> {
     // and `HTTP` for methods outside the known set.
     let name = if method == "_OTHER" { "HTTP" } else { method };
     let parent = propagation::extract(req.headers());
-    let unsampled = crate::propagation::parent_based_sampling() && {
-        let otel = parent.span();
-        let sc = otel.span_context();
-        sc.is_valid() && !sc.is_sampled()
-    };
+    // Not inside another span (an outer middleware's): observe's filter would follow
+    // that span's decision rather than the incoming one.
+    let unsampled = crate::propagation::parent_based_sampling()
+        && {
+            let otel = parent.span();
+            let sc = otel.span_context();
+            sc.is_valid() && !sc.is_sampled()
+        }
+        && tracing::dispatcher::get_default(|d| d.current_span().id().is_none());
     // Made with an unsampled incoming context current, the span is one observe's layer
     // leaves out, with everything below it.
     let attached = unsampled.then(|| parent.clone().attach());
