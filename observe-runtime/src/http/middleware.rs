@@ -178,7 +178,7 @@ impl Traced {
 /// to record the span: an unsampled request (most requests, under a ratio sampler)
 /// makes no strings for attributes nobody keeps. A request whose incoming trace is not
 /// sampled, under a parent-based sampler, gets no OpenTelemetry span at all.
-fn server_span(req: &ServiceRequest) -> Option<Traced> {
+fn server_span(req: &ServiceRequest) -> Option<Box<Traced>> {
     let method = METHODS[method_index_of(req.method()) as usize];
     // OpenTelemetry: the span is named after the method alone until the route is known,
     // and `HTTP` for methods outside the known set.
@@ -214,10 +214,10 @@ fn server_span(req: &ServiceRequest) -> Option<Traced> {
         return None;
     }
     if unsampled {
-        return Some(Traced {
+        return Some(Box::new(Traced {
             span,
             incoming: Some(parent),
-        });
+        }));
     }
     // `set_parent` must come before the span is first entered, or its context read.
     let _ = span.set_parent(parent);
@@ -227,10 +227,10 @@ fn server_span(req: &ServiceRequest) -> Option<Traced> {
     if otel.is_recording() {
         request_attributes(&otel, req, method);
     }
-    Some(Traced {
+    Some(Box::new(Traced {
         span,
         incoming: None,
-    })
+    }))
 }
 
 /// The request's remaining semantic-convention attributes, for a recorded span.
@@ -338,7 +338,7 @@ where
             server_span(&req)
         };
         let inner = {
-            let _current = traced.as_ref().map(Traced::enter);
+            let _current = traced.as_deref().map(Traced::enter);
             self.service.call(req)
         };
         MiddlewareFuture {
@@ -361,7 +361,7 @@ pin_project_lite::pin_project! {
         #[pin]
         inner: F,
         timer: Option<RequestTimer>,
-        traced: Option<Traced>,
+        traced: Option<Box<Traced>>,
         trace_response: bool,
     }
 }
@@ -376,7 +376,7 @@ where
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.project();
         let mut polled = {
-            let _current = this.traced.as_ref().map(Traced::enter);
+            let _current = this.traced.as_deref().map(Traced::enter);
             this.inner.poll(cx)
         };
         // The response is read and amended where it lies; it is moved once, into its
@@ -396,7 +396,7 @@ where
                 timer.map(|t| t.respond(route.as_deref(), status))
             }
             Err(error) => {
-                failed(error, timer, traced.as_ref());
+                failed(error, timer, traced.as_deref());
                 None
             }
         };
@@ -508,7 +508,7 @@ pin_project_lite::pin_project! {
         body: B,
         recording: Option<Recording>,
         // The server span: it ends with the body, and gives the exemplar its ids.
-        traced: Option<Traced>,
+        traced: Option<Box<Traced>>,
     }
 }
 
@@ -529,9 +529,9 @@ impl<B: MessageBody> MessageBody for TimedBody<B> {
             && let Some(recording) = this.recording.take()
         {
             let traced = this.traced.take();
-            recording.finish(traced.as_ref().and_then(Traced::exemplar_span));
+            recording.finish(traced.as_deref().and_then(Traced::exemplar_span));
             if let Some(traced) = traced {
-                traced.end();
+                (*traced).end();
             }
         }
         next
@@ -548,10 +548,10 @@ impl<B: MessageBody> MessageBody for TimedBody<B> {
         match body.try_into_bytes() {
             Ok(bytes) => {
                 if let Some(recording) = recording {
-                    recording.finish(traced.as_ref().and_then(Traced::exemplar_span));
+                    recording.finish(traced.as_deref().and_then(Traced::exemplar_span));
                 }
                 if let Some(traced) = traced {
-                    traced.end();
+                    (*traced).end();
                 }
                 Ok(bytes)
             }
