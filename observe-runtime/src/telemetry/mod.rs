@@ -117,7 +117,9 @@ where
     );
     tracing_opentelemetry::layer()
         .with_tracer(tracer)
-        .with_filter(targets.and(SampledOnly))
+        // The sampled check first: below an unsampled span it answers at once, and the
+        // target directives (string prefixes) are not even matched.
+        .with_filter(SampledOnly.and(targets))
         .and_then(MarkSampled)
 }
 
