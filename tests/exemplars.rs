@@ -8,7 +8,6 @@
 
 mod common;
 
-use std::io::Write;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -31,23 +30,15 @@ async fn settle_handler() -> String {
 }
 
 fn openmetrics_exemplars(text: &str) -> Vec<(String, String)> {
-    let mut child = Command::new("python3")
-        .arg(concat!(
+    let out = common::pipe_through(
+        "python3",
+        &[concat!(
             env!("CARGO_MANIFEST_DIR"),
             "/tests/python/openmetrics_check.py"
-        ))
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("python3 runs");
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(text.as_bytes())
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
+        )],
+        text,
+        "python3 runs",
+    );
     assert!(
         out.status.success(),
         "{}\n{text}",
@@ -61,14 +52,6 @@ fn openmetrics_exemplars(text: &str) -> Vec<(String, String)> {
             (name.to_owned(), trace.to_owned())
         })
         .collect()
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 struct Killed(std::process::Child);
@@ -164,7 +147,7 @@ fn sampled_spans_become_exemplars_that_prometheus_stores() {
         ),
     )
     .unwrap();
-    let port = free_port();
+    let port = common::free_port();
     let _prometheus = Killed(
         Command::new("prometheus")
             .arg(format!("--config.file={}", config.display()))

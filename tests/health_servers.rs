@@ -8,7 +8,7 @@
 mod common;
 
 use std::future::Future;
-use std::net::{SocketAddr, TcpListener};
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
@@ -16,14 +16,6 @@ use std::sync::atomic::{AtomicU8, AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
 use observe::health::{Health, checks};
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
 
 fn wait_until(what: &str, mut ready: impl FnMut() -> bool) {
     let deadline = Instant::now() + Duration::from_secs(20);
@@ -59,7 +51,7 @@ impl Postgres {
             .map(|e| e.path().join("bin"))
             .find(|p| p.join("initdb").exists())
             .expect("initdb");
-        let port = free_port();
+        let port = common::free_port();
         let dir = std::env::temp_dir().join(format!("observe-pg-{}-{port}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let ok = Command::new("chown")
@@ -143,7 +135,7 @@ struct Redis {
 
 impl Redis {
     fn start() -> Redis {
-        let port = free_port();
+        let port = common::free_port();
         let child = Command::new("redis-server")
             .args([
                 "--port",

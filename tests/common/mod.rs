@@ -92,28 +92,55 @@ pub fn calls(function: &str, result: &str) -> f64 {
     )
 }
 
-/// Runs `promtool check metrics` on `text`; returns its combined output.
-/// promtool comes from Debian's `prometheus` package, which the test command installs.
-pub fn promtool_check(text: &str) -> (bool, String) {
+/// Runs `program` with `args`, `text` on its standard input; returns its output.
+/// Panics with `missing` when the program cannot be started.
+pub fn pipe_through(
+    program: &str,
+    args: &[&str],
+    text: &str,
+    missing: &str,
+) -> std::process::Output {
     use std::io::Write;
     use std::process::{Command, Stdio};
-    let mut child = Command::new("promtool")
-        .args(["check", "metrics"])
+    let mut child = Command::new(program)
+        .args(args)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
-        .expect("promtool not found: run the README's test command, which installs Debian's `prometheus` package");
+        .expect(missing);
     child
         .stdin
         .take()
         .expect("stdin")
         .write_all(text.as_bytes())
-        .expect("write to promtool");
-    let out = child.wait_with_output().expect("promtool runs");
+        .unwrap_or_else(|e| panic!("write to {program}: {e}"));
+    child
+        .wait_with_output()
+        .unwrap_or_else(|e| panic!("{program} runs: {e}"))
+}
+
+/// Runs `promtool check metrics` on `text`; returns its combined output.
+/// promtool comes from Debian's `prometheus` package, which the test command installs.
+pub fn promtool_check(text: &str) -> (bool, String) {
+    let out = pipe_through(
+        "promtool",
+        &["check", "metrics"],
+        text,
+        "promtool not found: run the README's test command, which installs Debian's `prometheus` package",
+    );
     let mut all = String::from_utf8_lossy(&out.stdout).into_owned();
     all.push_str(&String::from_utf8_lossy(&out.stderr));
     (out.status.success(), all)
+}
+
+/// A free TCP port on loopback (bound and released at once).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 /// A minimal HTTP/1.1 client over loopback (no client crate needed): sends `request`
