@@ -21,13 +21,8 @@ where
     S: Service<actix_http::Request, Response = ServiceResponse<B>, Error = actix_web::Error>,
     B: actix_web::body::MessageBody,
 {
-    let start = Instant::now();
-    for _ in 0..n {
-        let req = observe_benches::hello_request();
-        let response = test::call_service(service, req).await;
-        std::hint::black_box(test::read_body(response).await);
-    }
-    start.elapsed().as_nanos() as f64 / n as f64
+    let took = observe_benches::drive(service, n, observe_benches::hello_request).await;
+    took.as_nanos() as f64 / n as f64
 }
 
 fn env(name: &str, default: u64) -> u64 {

@@ -22,13 +22,9 @@ where
     S: Service<actix_http::Request, Response = ServiceResponse<B>, Error = actix_web::Error>,
     B: actix_web::body::MessageBody,
 {
-    rt.block_on(async {
-        for _ in 0..n {
-            let req = observe_benches::hello_request_with_flags(flags);
-            let response = test::call_service(service, req).await;
-            std::hint::black_box(test::read_body(response).await);
-        }
-    })
+    rt.block_on(observe_benches::drive(service, n, || {
+        observe_benches::hello_request_with_flags(flags)
+    }));
 }
 
 fn main() {

@@ -180,9 +180,7 @@ impl Traced {
 /// sampled, under a parent-based sampler, gets no OpenTelemetry span at all.
 fn server_span(req: &ServiceRequest) -> Option<Box<Traced>> {
     let method = METHODS[method_index_of(req.method()) as usize];
-    // OpenTelemetry: the span is named after the method alone until the route is known,
-    // and `HTTP` for methods outside the known set.
-    let name = if method == "_OTHER" { "HTTP" } else { method };
+    let name = span_method(method);
     let parent = propagation::extract(req.headers());
     // Not inside another span (an outer middleware's): observe's filter would follow
     // that span's decision rather than the incoming one.
@@ -231,6 +229,12 @@ fn server_span(req: &ServiceRequest) -> Option<Box<Traced>> {
         span,
         incoming: None,
     }))
+}
+
+/// The method as a span name shows it (OpenTelemetry: named after the method alone until
+/// the route is known, and `HTTP` for methods outside the known set).
+fn span_method(label: &'static str) -> &'static str {
+    if label == "_OTHER" { "HTTP" } else { label }
 }
 
 /// The request's remaining semantic-convention attributes, for a recorded span.
@@ -486,8 +490,7 @@ fn finish_span(span: &Span, route: Option<(&actix_web::http::Method, &str)>, sta
         let cx = span.context();
         let otel = cx.span();
         if otel.is_recording() {
-            let method = METHODS[method_index_of(method) as usize];
-            let method = if method == "_OTHER" { "HTTP" } else { method };
+            let method = span_method(METHODS[method_index_of(method) as usize]);
             // tracing-opentelemetry 0.34 ignores a late `otel.name` once the span has
             // started (it has: the handler ran inside it), so rename the OpenTelemetry span.
             otel.update_name(format!("{method} {route}"));
