@@ -114,10 +114,10 @@ async fn serve() -> std::io::Result<()> {
     let server = HttpServer::new(|| {
         App::new()
             .wrap(observe::Middleware::new())
-            .wrap(observe::actix::WorkerMetrics)
+            .wrap(observe::metrics::WorkerMetrics)
             .service(index)
             .service(charge_handler)
-            .configure(observe::actix::configure)
+            .configure(observe::metrics::configure)
     })
     .workers(2)
     .disable_signals()

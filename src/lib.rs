@@ -6,17 +6,68 @@ pub use observe_macros::health_check;
 pub use observe_macros::instrumented;
 #[cfg(feature = "actix")]
 pub use observe_runtime::http::Middleware;
-#[cfg(any(feature = "actix", feature = "otel"))]
-pub use observe_runtime::propagation;
 #[cfg(feature = "otel")]
-pub use observe_runtime::telemetry::{self, Telemetry, init, spawn};
+pub use observe_runtime::telemetry::{Telemetry, init, spawn};
 /// The OpenTelemetry API observe is built with, so application code names the same
 /// version (two versions in one binary silently lose spans).
 #[cfg(feature = "otel")]
 pub use observe_runtime::telemetry::{opentelemetry, opentelemetry_sdk};
+
+/// Metrics: what `/metrics` serves, and how to add to it.
+///
+/// `#[instrumented]` functions, HTTP series, health checks, process and worker metrics,
+/// `build_info`, your own `prometheus` registries and OpenTelemetry instruments all
+/// appear in one exposition ([`render`]), served by [`configure`] on your app or by the
+/// [admin server](crate::admin::AdminServer).
+pub mod metrics {
+    pub use observe_runtime::exposition::{
+        Format, OPENMETRICS_CONTENT_TYPE, TEXT_CONTENT_TYPE, register_registry, render, render_as,
+    };
+    #[cfg(feature = "actix")]
+    pub use observe_runtime::http::{WorkerMetrics, configure, metrics_handler};
+    pub use observe_runtime::metrics::{BuildInfo, init, set_build_info};
+}
+
+/// The inventory of `#[instrumented]` functions linked into the binary, and its check.
+pub mod registry {
+    pub use observe_runtime::registry::{Conflict, FunctionInfo, functions, validate};
+}
+
+/// Health: `#[health_check]`s, the engine behind `/readyz`, liveness, and the phased
+/// shutdown that drains before the server stops.
+pub mod health {
+    pub use observe_runtime::health::checks;
+    pub use observe_runtime::health::liveness::{
+        DEFAULT_STALE_AFTER as DEFAULT_LIVENESS_STALE_AFTER, HEARTBEAT_PERIOD,
+        set_stale_after as set_liveness_stale_after, stale_after as liveness_stale_after,
+    };
+    pub use observe_runtime::health::{
+        CheckReport, CheckState, DEFAULT_BUDGET, DEFAULT_TTL, Health, HealthBuilder, HealthError,
+        HealthStatus, IntoHealthStatus, MAX_BACKOFF, Overall, Probe, StateMap, Transition,
+    };
+    #[cfg(feature = "actix")]
+    pub use observe_runtime::http::{
+        DEFAULT_ACTIX_SHUTDOWN_TIMEOUT, DEFAULT_READINESS_PERIOD, Shutdown,
+        configure_probes as configure,
+    };
+}
+
+/// HTTP: the actix-web middleware (server spans, route-template metrics) and trace
+/// context for outgoing requests.
 #[cfg(feature = "actix")]
-pub use observe_runtime::{actix, admin, http};
-pub use observe_runtime::{health, metrics, registry};
+pub mod http {
+    pub use observe_runtime::http::{
+        DEFAULT_MAX_SERIES, DEFAULT_SKIP_PATHS, Middleware, OVERFLOW_ROUTE, Propagate,
+        UNMATCHED_ROUTE, outgoing_headers, trace_id,
+    };
+}
+
+#[cfg(feature = "actix")]
+pub use observe_runtime::admin;
+#[cfg(any(feature = "actix", feature = "otel"))]
+pub use observe_runtime::propagation;
+#[cfg(feature = "otel")]
+pub use observe_runtime::telemetry;
 
 /// Records the binary's name, version and (when the build sets `GIT_COMMIT` /
 /// `GIT_BRANCH`) commit and branch as `build_info{…} 1`. Call it once in `main`.

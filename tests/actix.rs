@@ -27,10 +27,10 @@ async fn instrumented_first(body: String) -> Result<HttpResponse, actix_web::Err
 async fn handlers_metrics_and_worker_gauge() {
     let app = test::init_service(
         App::new()
-            .wrap(observe::actix::WorkerMetrics)
+            .wrap(observe::metrics::WorkerMetrics)
             .service(route_first)
             .service(instrumented_first)
-            .configure(observe::actix::configure),
+            .configure(observe::metrics::configure),
     )
     .await;
 

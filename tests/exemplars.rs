@@ -74,7 +74,7 @@ fn sampled_spans_become_exemplars_that_prometheus_stores() {
             App::new()
                 .wrap(observe::Middleware::new())
                 .service(settle_handler)
-                .configure(observe::actix::configure)
+                .configure(observe::metrics::configure)
         })
         .workers(1)
         .disable_signals()

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 #[test]
 fn a_blocked_worker_fails_liveness_until_it_runs_again() {
-    observe::health::liveness::set_stale_after(Duration::from_millis(1500));
+    observe::health::set_liveness_stale_after(Duration::from_millis(1500));
     let admin = observe::admin::AdminServer::new()
         .addr("127.0.0.1:0")
         .start()

@@ -3,27 +3,35 @@
 //! Users depend on `observe`, which re-exports what is public here; the macros of
 //! `observe-macros` reach this crate only through `observe::__private`.
 //!
-//! - [`metrics`]: the lock-free per-call-site store, process metrics, build info, and the
-//!   Prometheus exposition (which also gathers the user's own `prometheus` metrics);
+//! The modules are layers; each imports only the ones listed before it:
+//!
+//! - [`metrics`]: the per-call-site store, clock, exemplar slots, in-flight table,
+//!   process metrics, worker slots, build info;
 //! - [`registry`]: the link-time list of instrumented functions and its validation;
-//! - `actix` (feature `actix`): the `/metrics` handler and the per-worker request gauge;
-//! - `http` (feature `actix`): the request middleware, with route-template metrics;
-//! - `admin` (feature `actix`): the admin server and its access control;
-//! - `propagation` (features `actix` or `otel`): the W3C Trace Context propagator;
-//! - `telemetry` (feature `otel`): `init()`, OpenTelemetry providers, propagators,
-//!   log lines with trace ids, OTLP export (feature `otlp`).
+//! - [`exposition`]: the family model every source fills at scrape time, and its encoders
+//!   (Prometheus text, OpenMetrics); the user's own `prometheus` registries;
+//! - [`health`]: `#[health_check]` definitions and the engine that runs them (no actix);
+//! - `propagation` (features `actix` or `otel`): the W3C Trace Context propagator and the
+//!   header adapters;
+//! - `http` (feature `actix`): actix-web glue: the middleware and its series, the scrape
+//!   handler, probe endpoints, the access policy, shutdown;
+//! - `pprof` (feature `pprof`): CPU profiles, heap profiles, thread stacks;
+//! - `admin` (feature `actix`): the admin server and its gates;
+//! - `telemetry` (feature `otel`): `init()`, OpenTelemetry providers, propagators, log
+//!   lines with trace ids, OTLP export (feature `otlp`).
 
-#[cfg(feature = "actix")]
-pub mod actix;
-#[cfg(feature = "actix")]
-pub mod admin;
-pub mod health;
-#[cfg(feature = "actix")]
-pub mod http;
 pub mod metrics;
+pub mod registry;
+pub mod exposition;
+pub mod health;
 #[cfg(any(feature = "actix", feature = "otel"))]
 pub mod propagation;
-pub mod registry;
+#[cfg(feature = "actix")]
+pub mod http;
+#[cfg(feature = "pprof")]
+pub(crate) mod pprof;
+#[cfg(feature = "actix")]
+pub mod admin;
 #[cfg(feature = "otel")]
 pub mod telemetry;
 
@@ -35,13 +43,8 @@ pub mod __private {
         Guard, Outcome, Site, SiteDyn, SiteMeta, bounds_ns, outcome_from,
     };
 
-    /// Every `#[instrumented]` call site linked into the binary.
-    #[linkme::distributed_slice]
-    pub static SITES: [&'static dyn SiteDyn];
-
-    /// Every `#[health_check]` linked into the binary.
-    #[linkme::distributed_slice]
-    pub static CHECKS: [&'static CheckDef];
+    pub use crate::health::CHECKS;
+    pub use crate::registry::SITES;
 
     pub use crate::health::{
         CheckDef, CheckFuture, HealthStatus, IntoHealthStatus, StateMap, StateType, run_blocking,

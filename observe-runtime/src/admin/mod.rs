@@ -9,29 +9,20 @@
 //!
 //! The same endpoints can be mounted on the application instead, with [`configure`].
 
-pub(crate) mod access;
-#[cfg(feature = "heap")]
-mod heap;
-#[cfg(feature = "pprof")]
-mod pprof;
-#[cfg(all(feature = "pprof", target_os = "linux"))]
-mod threads;
+mod debug;
+mod gate;
 
 use std::io;
 use std::net::{SocketAddr, TcpListener};
-use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-use actix_web::body::{BoxBody, EitherBody, MessageBody};
-use actix_web::dev::{Service, ServiceRequest, ServiceResponse, Transform};
-use actix_web::http::{Method, StatusCode, header};
-use actix_web::{App, HttpRequest, HttpResponse, HttpServer, web};
-use std::future::{Ready, ready};
+use actix_web::{App, HttpServer, web};
 
-pub use access::{AccessPolicy, ConfigError, Decision};
+pub use crate::http::{AccessPolicy, ConfigError, Decision};
 
-use crate::metrics::collector::{self, Collector, Exposition};
+use debug::ProfileLimit;
+use gate::{Gate, ReadOnly, access, denials};
 
 /// Longest CPU profile accepted unless [`AdminServer::max_profile_seconds`] says otherwise.
 ///
@@ -323,9 +314,9 @@ pub fn configure(
     health: Option<crate::health::Health>,
 ) -> impl FnOnce(&mut web::ServiceConfig) + Clone {
     move |cfg: &mut web::ServiceConfig| {
-        crate::health::configure(health, policy.clone())(cfg);
+        crate::http::probes::configure(health, policy.clone())(cfg);
         let _ = denials();
-        let metrics = read_only("/metrics", crate::actix::metrics_handler);
+        let metrics = read_only("/metrics", crate::http::metrics_handler);
         if protect_metrics {
             cfg.service(metrics.wrap(access(policy.clone())));
         } else {
@@ -334,15 +325,7 @@ pub fn configure(
         cfg.service(
             web::scope("/debug/pprof")
                 .wrap(access(policy))
-                .service(read_only("/", pprof_index))
-                .service(read_only("", pprof_index))
-                .service(read_only("/cmdline", pprof_cmdline))
-                .service(read_only("/profile", cpu_profile))
-                .service(read_only("/flamegraph", cpu_flamegraph))
-                .service(read_only("/heap", heap_profile))
-                .service(read_only("/threads", thread_stacks))
-                .service(read_only("/inflight", inflight_calls))
-                .default_service(web::to(pprof_unknown)),
+                .configure(debug::routes),
         );
     }
 }
@@ -361,350 +344,3 @@ where
     )
 }
 
-/// The profiles this build serves, one line each.
-const PROFILES: &[(&str, &str)] = &[
-    (
-        "cmdline",
-        "The command line of this process, arguments separated by NUL bytes.",
-    ),
-    #[cfg(feature = "pprof")]
-    (
-        "profile",
-        "CPU profile (gzipped profile.proto for go tool pprof). ?seconds=N (default 30), ?frequency=Hz (default 99).",
-    ),
-    #[cfg(feature = "heap")]
-    (
-        "heap",
-        "Sampled live heap from jemalloc (gzipped profile.proto; read with go tool pprof -symbolize=none).",
-    ),
-    #[cfg(feature = "pprof")]
-    (
-        "threads",
-        "The stack of every thread of the process, as text (each thread answers a signal).",
-    ),
-    #[cfg(feature = "inflight")]
-    (
-        "inflight",
-        "Every #[instrumented] call in progress, oldest first, with its elapsed time and trace id.",
-    ),
-    #[cfg(feature = "pprof")]
-    (
-        "flamegraph",
-        "The same CPU sampling as an SVG flame graph, for a browser. ?seconds=N, ?frequency=Hz.",
-    ),
-];
-
-/// The longest CPU profile allowed, given to the handlers.
-#[derive(Clone, Copy, Debug)]
-struct ProfileLimit(u64);
-
-fn limit(req: &HttpRequest) -> u64 {
-    req.app_data::<web::Data<ProfileLimit>>()
-        .map_or(DEFAULT_MAX_PROFILE_SECONDS, |l| l.0)
-}
-
-#[cfg(feature = "pprof")]
-async fn cpu_profile(req: HttpRequest) -> HttpResponse {
-    let max = limit(&req);
-    pprof::profile(req, max).await
-}
-
-#[cfg(feature = "pprof")]
-async fn cpu_flamegraph(req: HttpRequest) -> HttpResponse {
-    let max = limit(&req);
-    pprof::flamegraph(req, max).await
-}
-
-#[cfg(not(feature = "pprof"))]
-async fn cpu_profile(req: HttpRequest) -> HttpResponse {
-    let _ = limit(&req);
-    HttpResponse::NotImplemented()
-        .content_type("text/plain; charset=utf-8")
-        .body("CPU profiling is not in this build: enable the `pprof` feature of observe\n")
-}
-
-#[cfg(feature = "heap")]
-async fn heap_profile() -> HttpResponse {
-    heap::heap().await
-}
-
-#[cfg(not(feature = "heap"))]
-async fn heap_profile() -> HttpResponse {
-    HttpResponse::NotImplemented()
-        .content_type("text/plain; charset=utf-8")
-        .body(
-            "heap profiles are not in this build: enable the `heap` feature of observe, which makes \
-             jemalloc the allocator with sampling on (its build takes a few minutes)\n",
-        )
-}
-
-#[cfg(all(feature = "pprof", target_os = "linux"))]
-async fn thread_stacks() -> HttpResponse {
-    // Up to 200 ms per thread that does not answer: off the admin worker.
-    match web::block(threads::dump).await {
-        Ok(text) => HttpResponse::Ok()
-            .content_type("text/plain; charset=utf-8")
-            .body(text),
-        Err(e) => HttpResponse::InternalServerError()
-            .content_type("text/plain; charset=utf-8")
-            .body(format!("the thread dump failed: {e}\n")),
-    }
-}
-
-#[cfg(not(all(feature = "pprof", target_os = "linux")))]
-async fn thread_stacks() -> HttpResponse {
-    HttpResponse::NotImplemented()
-        .content_type("text/plain; charset=utf-8")
-        .body(
-            "thread stacks are not in this build: enable the `pprof` feature of observe (Linux)\n",
-        )
-}
-
-#[cfg(feature = "inflight")]
-async fn inflight_calls() -> HttpResponse {
-    HttpResponse::Ok()
-        .content_type("text/plain; charset=utf-8")
-        .body(crate::metrics::inflight::render())
-}
-
-#[cfg(not(feature = "inflight"))]
-async fn inflight_calls() -> HttpResponse {
-    HttpResponse::NotImplemented()
-        .content_type("text/plain; charset=utf-8")
-        .body(
-            "in-flight calls are not tracked in this build: enable the `inflight` feature of \
-             observe (each #[instrumented] call then claims and releases a slot, about 2 atomic \
-             operations)\n",
-        )
-}
-
-#[cfg(not(feature = "pprof"))]
-async fn cpu_flamegraph(req: HttpRequest) -> HttpResponse {
-    cpu_profile(req).await
-}
-
-async fn pprof_index() -> HttpResponse {
-    let mut page = String::from(
-        "<!DOCTYPE html>\n<html><head><title>/debug/pprof/</title></head><body>\n\
-         <h1>/debug/pprof/</h1>\n<table>\n",
-    );
-    for (name, about) in PROFILES {
-        page.push_str(&format!(
-            "<tr><td><a href=\"{name}\">{name}</a></td><td>{about}</td></tr>\n"
-        ));
-    }
-    page.push_str("</table>\n</body></html>\n");
-    HttpResponse::Ok()
-        .content_type("text/html; charset=utf-8")
-        .body(page)
-}
-
-/// Go's `/debug/pprof/cmdline`: the arguments joined by NUL bytes.
-async fn pprof_cmdline() -> HttpResponse {
-    let args: Vec<String> = std::env::args().collect();
-    HttpResponse::Ok()
-        .content_type("text/plain; charset=utf-8")
-        .body(args.join("\0"))
-}
-
-async fn pprof_unknown(req: HttpRequest) -> HttpResponse {
-    let known: Vec<&str> = PROFILES.iter().map(|(n, _)| *n).collect();
-    HttpResponse::NotFound()
-        .content_type("text/plain; charset=utf-8")
-        .body(format!(
-            "unknown profile {:?}; this build serves: {}\n",
-            req.path(),
-            known.join(", ")
-        ))
-}
-
-// ---- denials, counted ----
-
-struct Denials {
-    address: AtomicU64,
-    token: AtomicU64,
-}
-
-static DENIALS: Denials = Denials {
-    address: AtomicU64::new(0),
-    token: AtomicU64::new(0),
-};
-
-fn denials() -> &'static Denials {
-    static REGISTERED: std::sync::Once = std::sync::Once::new();
-    REGISTERED.call_once(|| collector::register(&DENIALS));
-    &DENIALS
-}
-
-impl Collector for Denials {
-    fn collect(&self, out: &mut Exposition<'_>) {
-        if out.family(
-            "observe_admin_denied_total",
-            "counter",
-            "Requests to protected admin endpoints refused, by reason (address: 403, token: 401).",
-        ) {
-            out.sample("", &[("reason", "address")], self.address.load(Relaxed));
-            out.sample("", &[("reason", "token")], self.token.load(Relaxed));
-        }
-    }
-}
-
-// ---- gates: middleware that answers a request itself when a rule refuses it ----
-
-/// A rule that may refuse a request with a response of its own.
-trait Rule: Clone + 'static {
-    fn refuse(&self, req: &ServiceRequest) -> Option<HttpResponse>;
-}
-
-/// Middleware applying a [`Rule`] to the endpoints it wraps.
-#[derive(Clone)]
-struct Gate<R>(R);
-
-impl<S, B, R: Rule> Transform<S, ServiceRequest> for Gate<R>
-where
-    S: Service<ServiceRequest, Response = ServiceResponse<B>, Error = actix_web::Error> + 'static,
-    B: MessageBody + 'static,
-{
-    type Response = ServiceResponse<EitherBody<B, BoxBody>>;
-    type Error = actix_web::Error;
-    type Transform = GateService<S, R>;
-    type InitError = ();
-    type Future = Ready<Result<Self::Transform, ()>>;
-
-    fn new_transform(&self, service: S) -> Self::Future {
-        ready(Ok(GateService {
-            service,
-            rule: self.0.clone(),
-        }))
-    }
-}
-
-struct GateService<S, R> {
-    service: S,
-    rule: R,
-}
-
-impl<S, B, R: Rule> Service<ServiceRequest> for GateService<S, R>
-where
-    S: Service<ServiceRequest, Response = ServiceResponse<B>, Error = actix_web::Error>,
-    B: MessageBody,
-{
-    type Response = ServiceResponse<EitherBody<B, BoxBody>>;
-    type Error = actix_web::Error;
-    type Future = futures_either::Either<S::Future, B>;
-
-    actix_web::dev::forward_ready!(service);
-
-    fn call(&self, req: ServiceRequest) -> Self::Future {
-        match self.rule.refuse(&req) {
-            Some(response) => futures_either::Either::Ready {
-                response: Some(req.into_response(response).map_into_right_body()),
-            },
-            None => futures_either::Either::Inner {
-                future: self.service.call(req),
-            },
-        }
-    }
-}
-
-/// The [`AccessPolicy`], counting its refusals.
-#[derive(Clone)]
-struct Access(AccessPolicy);
-
-fn access(policy: AccessPolicy) -> Gate<Access> {
-    Gate(Access(policy))
-}
-
-impl Rule for Access {
-    fn refuse(&self, req: &ServiceRequest) -> Option<HttpResponse> {
-        let forwarded = access::joined_header(req.headers(), header::X_FORWARDED_FOR);
-        let authorization = access::joined_header(req.headers(), header::AUTHORIZATION);
-        let decision = self.0.check(
-            req.peer_addr().map(|a| a.ip()),
-            forwarded.as_deref(),
-            authorization.as_deref(),
-        );
-        let status = match decision {
-            Decision::Allowed => return None,
-            Decision::DeniedAddress(_) => {
-                denials().address.fetch_add(1, Relaxed);
-                StatusCode::FORBIDDEN
-            }
-            Decision::DeniedToken { .. } => {
-                denials().token.fetch_add(1, Relaxed);
-                StatusCode::UNAUTHORIZED
-            }
-        };
-        let mut response = HttpResponse::build(status);
-        response.content_type("text/plain; charset=utf-8");
-        if status == StatusCode::UNAUTHORIZED {
-            response.insert_header((header::WWW_AUTHENTICATE, "Bearer realm=\"observe-admin\""));
-        }
-        Some(response.body(format!("{}\n", decision.reason())))
-    }
-}
-
-/// The admin server's own rule: `GET`/`HEAD` only, and no request bodies.
-#[derive(Clone, Copy)]
-struct ReadOnly;
-
-impl Rule for ReadOnly {
-    fn refuse(&self, req: &ServiceRequest) -> Option<HttpResponse> {
-        if req.method() != Method::GET && req.method() != Method::HEAD {
-            return Some(
-                HttpResponse::MethodNotAllowed()
-                    .insert_header((header::ALLOW, "GET, HEAD"))
-                    .body(format!(
-                        "method {} not allowed: the admin server answers GET and HEAD only\n",
-                        req.method()
-                    )),
-            );
-        }
-        let has_body = req.headers().contains_key(header::TRANSFER_ENCODING)
-            || req
-                .headers()
-                .get(header::CONTENT_LENGTH)
-                .and_then(|v| v.to_str().ok())
-                .is_some_and(|v| v.trim() != "0");
-        has_body.then(|| {
-            HttpResponse::PayloadTooLarge()
-                .body("request bodies are not accepted by the admin server\n")
-        })
-    }
-}
-
-/// A future that is either the inner service's or an immediate refusal.
-mod futures_either {
-    use std::future::Future;
-    use std::pin::Pin;
-    use std::task::{Context, Poll};
-
-    use actix_web::body::{BoxBody, EitherBody};
-    use actix_web::dev::ServiceResponse;
-
-    pin_project_lite::pin_project! {
-        #[project = EitherProj]
-        pub enum Either<F, B> {
-            Inner { #[pin] future: F },
-            Ready { response: Option<ServiceResponse<EitherBody<B, BoxBody>>> },
-        }
-    }
-
-    impl<F, B> Future for Either<F, B>
-    where
-        F: Future<Output = Result<ServiceResponse<B>, actix_web::Error>>,
-    {
-        type Output = Result<ServiceResponse<EitherBody<B, BoxBody>>, actix_web::Error>;
-
-        fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-            match self.project() {
-                EitherProj::Inner { future } => future
-                    .poll(cx)
-                    .map(|r| r.map(ServiceResponse::map_into_left_body)),
-                EitherProj::Ready { response } => Poll::Ready(Ok(response
-                    .take()
-                    .expect("an immediate response is polled once"))),
-            }
-        }
-    }
-}

@@ -11,7 +11,7 @@ use std::time::{Duration, SystemTime};
 use tokio::sync::{broadcast, watch};
 use tokio::time::Instant;
 
-use super::check::{CheckDef, HealthStatus, StateMap, panic_message};
+use super::definition::{CheckDef, HealthStatus, StateMap, panic_message};
 use super::metrics::HealthMetrics;
 
 /// How long a result is reused when a check has no `interval`: probes arriving within
@@ -426,7 +426,7 @@ impl HealthBuilder {
     pub fn select<'a>(mut self, names: impl IntoIterator<Item = &'a str>) -> Self {
         let names: Vec<&str> = names.into_iter().collect();
         self.checks = Some(
-            crate::__private::CHECKS
+            super::definition::CHECKS
                 .iter()
                 .copied()
                 .filter(|c| names.contains(&c.name))
@@ -459,7 +459,7 @@ impl HealthBuilder {
     pub fn build(self) -> Result<Health, Vec<HealthError>> {
         let mut defs: Vec<&'static CheckDef> = self
             .checks
-            .unwrap_or_else(|| crate::__private::CHECKS.iter().copied().collect());
+            .unwrap_or_else(|| super::definition::CHECKS.iter().copied().collect());
         defs.sort_by(|a, b| (a.name, a.file, a.line).cmp(&(b.name, b.file, b.line)));
         let mut errors = Vec::new();
         let mut index = HashMap::new();

@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use std::sync::Mutex;
 use std::time::Duration;
 
-use crate::metrics::collector::{self, Collector, Exposition};
+use crate::exposition::collector::{self, Collector, Exposition};
 
 /// Bounds for check durations (seconds): checks are bounded by timeouts of about a second.
 const BUCKETS: [f64; 10] = [0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 5.0];

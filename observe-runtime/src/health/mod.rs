@@ -9,24 +9,16 @@
 //! - **Start-up** (`/startupz`) fails until the application calls
 //!   [`Health::mark_started`] and every `startup` check has passed once.
 
-mod check;
 pub mod checks;
-#[cfg(feature = "actix")]
-mod endpoints;
+mod definition;
 mod engine;
 pub mod liveness;
 mod metrics;
-#[cfg(feature = "actix")]
-mod shutdown;
 
 #[doc(hidden)]
-pub use check::{CheckDef, CheckFuture, StateType, run_blocking};
-pub use check::{HealthStatus, IntoHealthStatus, StateMap};
-#[cfg(feature = "actix")]
-pub use endpoints::configure;
+pub use definition::{CHECKS, CheckDef, CheckFuture, StateType, run_blocking};
+pub use definition::{HealthStatus, IntoHealthStatus, StateMap};
 pub use engine::{
     CheckReport, CheckState, DEFAULT_BUDGET, DEFAULT_TTL, Health, HealthBuilder, HealthError,
     MAX_BACKOFF, Overall, Probe, Transition,
 };
-#[cfg(feature = "actix")]
-pub use shutdown::{DEFAULT_ACTIX_SHUTDOWN_TIMEOUT, DEFAULT_READINESS_PERIOD, Shutdown};

@@ -15,8 +15,8 @@ use actix_web::body::{BodySize, MessageBody};
 use actix_web::dev::{Service, ServiceRequest, ServiceResponse, Transform};
 use actix_web::web::Bytes;
 
-use super::metrics::{METHODS, Recording, RequestTimer, method_index_of, store};
-use super::propagation;
+use super::series::{METHODS, Recording, RequestTimer, method_index_of, store};
+use crate::propagation::headers as propagation;
 
 /// The HTTP middleware: wrap your `App` with it.
 ///
@@ -47,7 +47,7 @@ use super::propagation;
 /// let req = test::TestRequest::get().uri("/users/42").to_request();
 /// let body = test::call_and_read_body(&app, req).await;
 /// assert_eq!(body, "user");
-/// assert!(observe_runtime::metrics::render().contains(r#"http_route="/users/{id}""#));
+/// assert!(observe_runtime::exposition::render().contains(r#"http_route="/users/{id}""#));
 /// # });
 /// ```
 #[derive(Clone, Debug)]

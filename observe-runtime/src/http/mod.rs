@@ -1,11 +1,20 @@
-//! The HTTP layer (feature `actix`): the request middleware, its metrics, and trace
-//! context across hops.
+//! The HTTP layer (feature `actix`): actix-web glue. The request middleware and its
+//! bounded series, the `/metrics` handler, the probe endpoints, the access policy the
+//! admin endpoints and probe details use, and the phased shutdown.
 
-pub mod metrics;
+pub(crate) mod access;
 mod middleware;
-mod propagation;
+pub(crate) mod probes;
+mod scrape;
+mod series;
+mod shutdown;
 
+pub use access::{AccessPolicy, ConfigError, Decision};
 pub use middleware::{
     DEFAULT_SKIP_PATHS, Middleware, MiddlewareFuture, MiddlewareService, TimedBody,
 };
-pub use propagation::{Propagate, outgoing_headers, trace_id};
+pub use probes::configure as configure_probes;
+pub use scrape::{WorkerFuture, WorkerMetrics, WorkerMetricsService, configure, metrics_handler};
+pub use series::{DEFAULT_MAX_SERIES, OVERFLOW_ROUTE, UNMATCHED_ROUTE};
+pub use shutdown::{DEFAULT_ACTIX_SHUTDOWN_TIMEOUT, DEFAULT_READINESS_PERIOD, Shutdown};
+pub use crate::propagation::{Propagate, outgoing_headers, trace_id};

@@ -114,7 +114,7 @@ fn boot_time() -> Option<f64> {
 
 pub(crate) fn write(out: &mut String, samples: &[ProcessSample], om: bool) {
     for s in samples {
-        super::openmetrics::write_header(out, om, s.name, s.kind, s.help);
+        crate::exposition::openmetrics::write_header(out, om, s.name, s.kind, s.help);
         let _ = writeln!(out, "{} {}", s.name, s.value);
     }
 }

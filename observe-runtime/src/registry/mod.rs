@@ -18,7 +18,11 @@ use once_cell::sync::Lazy;
 
 use crate::metrics::site::{FnKind, SiteDyn, SiteMeta, Snapshot};
 
-use crate::__private::SITES;
+/// Every `#[instrumented]` call site linked into the binary (the macro adds each one;
+/// generated code names it as `observe::__private::SITES`).
+#[doc(hidden)]
+#[linkme::distributed_slice]
+pub static SITES: [&'static dyn SiteDyn];
 
 /// One instrumented function, as listed by [`functions`].
 ///

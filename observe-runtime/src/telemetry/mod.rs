@@ -43,7 +43,7 @@
 //! `System::block_on` returns): the drop flushes the batch queue and shuts the exporters
 //! down, so no span of a finished request is lost.
 
-pub mod env;
+mod env;
 mod fmt;
 #[cfg(feature = "otlp-metrics")]
 mod otlp_metrics;

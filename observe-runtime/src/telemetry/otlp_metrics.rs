@@ -140,7 +140,7 @@ impl Pusher {
                     }
                 };
                 let push = || {
-                    let text = crate::metrics::render();
+                    let text = crate::exposition::render();
                     let request = to_request(&text, resource.clone(), start, SystemTime::now());
                     let mut post = client
                         .post(&url)

@@ -19,7 +19,7 @@ use std::future::Future;
 use std::io;
 use std::time::Duration;
 
-use super::engine::Health;
+use crate::health::Health;
 
 type Hook = Box<dyn FnOnce() + Send>;
 
@@ -33,7 +33,7 @@ type Hook = Box<dyn FnOnce() + Send>;
 ///     .shutdown_timeout(10)
 ///     .bind("127.0.0.1:8080")?
 ///     .run();
-/// observe_runtime::health::Shutdown::new(health)
+/// observe_runtime::http::Shutdown::new(health)
 ///     .readiness_probe(Duration::from_secs(5), 1)
 ///     .termination_grace_period(Duration::from_secs(30))
 ///     .run(server)
@@ -63,13 +63,13 @@ impl fmt::Debug for Shutdown {
 /// Kubernetes' default `periodSeconds` for probes.
 ///
 /// ```
-/// assert_eq!(observe_runtime::health::DEFAULT_READINESS_PERIOD.as_secs(), 10);
+/// assert_eq!(observe_runtime::http::DEFAULT_READINESS_PERIOD.as_secs(), 10);
 /// ```
 pub const DEFAULT_READINESS_PERIOD: Duration = Duration::from_secs(10);
 /// actix-web's default `shutdown_timeout`.
 ///
 /// ```
-/// assert_eq!(observe_runtime::health::DEFAULT_ACTIX_SHUTDOWN_TIMEOUT.as_secs(), 30);
+/// assert_eq!(observe_runtime::http::DEFAULT_ACTIX_SHUTDOWN_TIMEOUT.as_secs(), 30);
 /// ```
 pub const DEFAULT_ACTIX_SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -80,7 +80,7 @@ impl Shutdown {
     /// ```
     /// # let health = observe_runtime::health::Health::builder().checks(vec![]).build().unwrap();
     /// use std::time::Duration;
-    /// use observe_runtime::health::Shutdown;
+    /// use observe_runtime::http::Shutdown;
     /// assert_eq!(Shutdown::new(health).drain_delay(), Duration::from_secs(11));
     /// ```
     pub fn new(health: Health) -> Self {
@@ -101,7 +101,7 @@ impl Shutdown {
     /// ```
     /// # let health = observe_runtime::health::Health::builder().checks(vec![]).build().unwrap();
     /// use std::time::Duration;
-    /// use observe_runtime::health::Shutdown;
+    /// use observe_runtime::http::Shutdown;
     /// let s = Shutdown::new(health).readiness_probe(Duration::from_secs(5), 2);
     /// assert_eq!(s.drain_delay(), Duration::from_secs(11));
     /// ```
@@ -116,7 +116,7 @@ impl Shutdown {
     /// ```
     /// # let health = observe_runtime::health::Health::builder().checks(vec![]).build().unwrap();
     /// use std::time::Duration;
-    /// use observe_runtime::health::Shutdown;
+    /// use observe_runtime::http::Shutdown;
     /// let s = Shutdown::new(health).drain(Duration::from_secs(3));
     /// assert_eq!(s.drain_delay(), Duration::from_secs(3));
     /// ```
@@ -130,7 +130,7 @@ impl Shutdown {
     /// ```
     /// # let health = observe_runtime::health::Health::builder().checks(vec![]).build().unwrap();
     /// use std::time::Duration;
-    /// use observe_runtime::health::Shutdown;
+    /// use observe_runtime::http::Shutdown;
     /// let s = Shutdown::new(health).drain(Duration::ZERO).actix_shutdown_timeout(Duration::from_secs(5));
     /// assert_eq!(s.total(), Duration::from_secs(5));
     /// ```
@@ -145,7 +145,7 @@ impl Shutdown {
     /// ```
     /// # let health = observe_runtime::health::Health::builder().checks(vec![]).build().unwrap();
     /// use std::time::Duration;
-    /// use observe_runtime::health::Shutdown;
+    /// use observe_runtime::http::Shutdown;
     /// let s = Shutdown::new(health).termination_grace_period(Duration::from_secs(10));
     /// assert!(s.check().is_some()); // 11 s drain + 30 s actix > 10 s
     /// ```
@@ -159,7 +159,7 @@ impl Shutdown {
     /// ```
     /// # let health = observe_runtime::health::Health::builder().checks(vec![]).build().unwrap();
     /// use std::time::Duration;
-    /// use observe_runtime::health::Shutdown;
+    /// use observe_runtime::http::Shutdown;
     /// let s = Shutdown::new(health).on_stopped(|| println!("flushing telemetry"));
     /// # drop(s);
     /// ```
@@ -173,7 +173,7 @@ impl Shutdown {
     /// ```
     /// # let health = observe_runtime::health::Health::builder().checks(vec![]).build().unwrap();
     /// use std::time::Duration;
-    /// use observe_runtime::health::Shutdown;
+    /// use observe_runtime::http::Shutdown;
     /// assert_eq!(Shutdown::new(health).drain_delay(), Duration::from_secs(11));
     /// ```
     pub fn drain_delay(&self) -> Duration {
@@ -186,7 +186,7 @@ impl Shutdown {
     /// ```
     /// # let health = observe_runtime::health::Health::builder().checks(vec![]).build().unwrap();
     /// use std::time::Duration;
-    /// use observe_runtime::health::Shutdown;
+    /// use observe_runtime::http::Shutdown;
     /// assert_eq!(Shutdown::new(health).total(), Duration::from_secs(41));
     /// ```
     pub fn total(&self) -> Duration {
@@ -198,7 +198,7 @@ impl Shutdown {
     /// ```
     /// # let health = observe_runtime::health::Health::builder().checks(vec![]).build().unwrap();
     /// use std::time::Duration;
-    /// use observe_runtime::health::Shutdown;
+    /// use observe_runtime::http::Shutdown;
     /// assert_eq!(Shutdown::new(health).check(), None); // no grace period given
     /// ```
     pub fn check(&self) -> Option<String> {
@@ -225,7 +225,7 @@ impl Shutdown {
     /// ```
     /// # use std::time::Duration;
     /// let health = observe_runtime::health::Health::builder().checks(vec![]).build().unwrap();
-    /// let yaml = observe_runtime::health::Shutdown::new(health)
+    /// let yaml = observe_runtime::http::Shutdown::new(health)
     ///     .readiness_probe(Duration::from_secs(5), 2)
     ///     .actix_shutdown_timeout(Duration::from_secs(10))
     ///     .kubernetes_probes(6060);
@@ -272,7 +272,7 @@ impl Shutdown {
     ///
     /// ```
     /// # async fn demo(health: observe_runtime::health::Health, server: actix_web::dev::Server) -> std::io::Result<()> {
-    /// observe_runtime::health::Shutdown::new(health).run(server).await
+    /// observe_runtime::http::Shutdown::new(health).run(server).await
     /// # }
     /// ```
     pub async fn run(self, server: actix_web::dev::Server) -> io::Result<()> {

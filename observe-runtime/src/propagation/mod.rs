@@ -48,6 +48,12 @@
 //! assert_eq!(outgoing["tracestate"], "congo=t61rcWkgMzE");
 //! ```
 
+#[cfg(feature = "actix")]
+pub(crate) mod headers;
+
+#[cfg(feature = "actix")]
+pub use headers::{Propagate, outgoing_headers, trace_id};
+
 use opentelemetry::Context;
 use opentelemetry::propagation::{
     Extractor, Injector, TextMapPropagator, text_map_propagator::FieldIter,

@@ -9,7 +9,8 @@ use actix_web::body::MessageBody;
 use actix_web::dev::{Service, ServiceRequest, ServiceResponse, Transform};
 use actix_web::{HttpResponse, web};
 
-use crate::metrics::{self, workers};
+use crate::exposition as metrics;
+use crate::metrics::workers;
 
 /// `GET /metrics`: every metric, in the format the scraper's `Accept` header asks for
 /// ([`metrics::Format::negotiate`]): OpenMetrics with exemplars for Prometheus, the
@@ -17,7 +18,7 @@ use crate::metrics::{self, workers};
 ///
 /// ```
 /// use actix_web::{App, web};
-/// let app = App::new().route("/metrics", web::get().to(observe_runtime::actix::metrics_handler));
+/// let app = App::new().route("/metrics", web::get().to(observe_runtime::http::metrics_handler));
 /// # drop(app);
 /// ```
 pub async fn metrics_handler(req: actix_web::HttpRequest) -> HttpResponse {
@@ -37,7 +38,7 @@ pub async fn metrics_handler(req: actix_web::HttpRequest) -> HttpResponse {
 ///
 /// ```
 /// use actix_web::App;
-/// let app = App::new().configure(observe_runtime::actix::configure);
+/// let app = App::new().configure(observe_runtime::http::configure);
 /// # drop(app);
 /// ```
 pub fn configure(cfg: &mut web::ServiceConfig) {
@@ -50,7 +51,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
 ///
 /// ```
 /// use actix_web::App;
-/// let app = App::new().wrap(observe_runtime::actix::WorkerMetrics);
+/// let app = App::new().wrap(observe_runtime::http::WorkerMetrics);
 /// # drop(app);
 /// ```
 #[derive(Clone, Copy, Debug, Default)]
@@ -82,11 +83,11 @@ where
 /// # actix_web::rt::System::new().block_on(async {
 /// use actix_web::{App, test, web};
 /// let app = test::init_service(
-///     App::new().wrap(observe_runtime::actix::WorkerMetrics).route("/", web::get().to(|| async { "hi" })),
+///     App::new().wrap(observe_runtime::http::WorkerMetrics).route("/", web::get().to(|| async { "hi" })),
 /// ).await;
 /// let resp = test::call_service(&app, test::TestRequest::get().uri("/").to_request()).await;
 /// assert!(resp.status().is_success());
-/// assert!(observe_runtime::metrics::render().contains("observe_worker_requests_total{worker="));
+/// assert!(observe_runtime::exposition::render().contains("observe_worker_requests_total{worker="));
 /// # });
 /// ```
 #[derive(Debug)]
@@ -121,7 +122,7 @@ pin_project_lite::pin_project! {
     ///
     /// ```
     /// // Built by `WorkerMetrics`; see its example.
-    /// let _ = observe_runtime::actix::WorkerMetrics;
+    /// let _ = observe_runtime::http::WorkerMetrics;
     /// ```
     pub struct WorkerFuture<F> {
         #[pin]

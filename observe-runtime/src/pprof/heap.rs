@@ -16,9 +16,9 @@ static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 #[unsafe(export_name = "malloc_conf")]
 pub static malloc_conf: &[u8] = b"prof:true,prof_active:true,lg_prof_sample:19\0";
 
-pub(super) async fn heap() -> HttpResponse {
-    let Some(_slot) = super::pprof::Slot::take(1) else {
-        return super::pprof::busy();
+pub(crate) async fn heap() -> HttpResponse {
+    let Some(_slot) = super::cpu::Slot::take(1) else {
+        return super::cpu::busy();
     };
     let Some(ctl) = jemalloc_pprof::PROF_CTL.as_ref() else {
         return HttpResponse::InternalServerError()

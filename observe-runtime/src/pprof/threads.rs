@@ -131,7 +131,7 @@ fn describe(ip: usize) -> String {
 
 /// Frames of the signal machinery and of this module are not the thread's own.
 fn ours(frame: &str) -> bool {
-    frame.contains("observe_runtime::admin::threads")
+    frame.contains("observe_runtime::pprof::threads")
         || frame.contains("backtrace::backtrace")
         || frame.starts_with("backtrace::")
         || frame.contains("__restore_rt")

@@ -19,7 +19,7 @@ use std::sync::atomic::{AtomicI64, AtomicU64, AtomicUsize, Ordering::Relaxed};
 use once_cell::sync::Lazy;
 
 use crate::metrics::clock;
-use crate::metrics::collector::{self, Collector, Exposition};
+use crate::exposition::collector::{self, Collector, Exposition};
 use crate::metrics::exemplar::{self, Exemplar, Slot};
 use crate::metrics::site::{DEFAULT_BUCKETS, SHARDS, bucket_index, shard_index};
 

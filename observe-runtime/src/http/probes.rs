@@ -10,7 +10,7 @@
 //! `?verbose` lists every check even when all pass; `?exclude=name` (repeatable) leaves a
 //! check out; `/readyz/{name}` runs one; `Accept: application/json` or `?format=json`
 //! answers in JSON. Failure details are shown only to callers the admin
-//! [`AccessPolicy`](crate::admin::AccessPolicy) allows; others read `reason withheld`.
+//! [`AccessPolicy`](crate::http::AccessPolicy) allows; others read `reason withheld`.
 //! Status codes never depend on who asks.
 
 use std::fmt::Write;
@@ -19,9 +19,9 @@ use std::time::UNIX_EPOCH;
 use actix_web::http::header;
 use actix_web::{HttpRequest, HttpResponse, web};
 
-use super::engine::{CheckReport, CheckState, Health, Overall, Probe};
-use super::liveness;
-use crate::admin::{AccessPolicy, Decision};
+use crate::health::{CheckReport, CheckState, Health, Overall, Probe};
+use crate::health::liveness;
+use super::access::{AccessPolicy, Decision};
 
 #[derive(Clone)]
 struct Ctx {
@@ -116,7 +116,7 @@ fn params(req: &HttpRequest, allowed: &[&str]) -> Result<Params, String> {
 }
 
 fn authorized(req: &HttpRequest, policy: &AccessPolicy) -> bool {
-    let joined = |name| crate::admin::access::joined_header(req.headers(), name);
+    let joined = |name| super::access::joined_header(req.headers(), name);
     policy.check(
         req.peer_addr().map(|a| a.ip()),
         joined(header::X_FORWARDED_FOR).as_deref(),

@@ -144,6 +144,11 @@ impl StateMap {
 /// A boxed check run.
 pub type CheckFuture = Pin<Box<dyn Future<Output = HealthStatus> + Send + 'static>>;
 
+/// Every `#[health_check]` linked into the binary (the macro adds each one; generated
+/// code names it as `observe::__private::CHECKS`).
+#[linkme::distributed_slice]
+pub static CHECKS: [&'static CheckDef];
+
 /// A check as `#[health_check]` declares it. Not built by hand.
 #[derive(Debug)]
 pub struct CheckDef {

@@ -153,7 +153,7 @@ fn is_profiler_frame(name: &str) -> bool {
         || name == "__restore_rt"
 }
 
-pub(super) async fn profile(req: HttpRequest, max_seconds: u64) -> HttpResponse {
+pub(crate) async fn profile(req: HttpRequest, max_seconds: u64) -> HttpResponse {
     let (_, report) = match sample(&req, max_seconds).await {
         Ok(sampled) => sampled,
         Err(response) => return response,
@@ -214,7 +214,7 @@ fn strip_profiler_frames(profile: &mut pprof::protos::Profile) {
     profile.sample.retain(|s| !s.location_id.is_empty());
 }
 
-pub(super) async fn flamegraph(req: HttpRequest, max_seconds: u64) -> HttpResponse {
+pub(crate) async fn flamegraph(req: HttpRequest, max_seconds: u64) -> HttpResponse {
     let (p, report) = match sample(&req, max_seconds).await {
         Ok(sampled) => sampled,
         Err(response) => return response,

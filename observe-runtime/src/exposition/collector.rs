@@ -6,7 +6,7 @@ use std::collections::HashSet;
 use std::fmt::Write;
 use std::sync::Mutex;
 
-use super::exemplar::Exemplar;
+use crate::metrics::exemplar::Exemplar;
 use crate::registry::push_label;
 
 /// Writes families into one exposition, refusing a family name written twice.
