@@ -51,6 +51,10 @@ fn child_service() {
         .install()
         .expect("init from OTEL_* variables");
     let downstream = std::env::var("DOWNSTREAM").unwrap();
+    #[cfg(feature = "otlp-metrics")]
+    let _instruments = std::env::var("OBSERVE_OTEL_INSTRUMENTS")
+        .is_ok()
+        .then(|| otel_instruments::record(&telemetry));
     actix_web::rt::System::new()
         .block_on(async move {
             let health = observe::health::Health::builder()
@@ -63,6 +67,7 @@ fn child_service() {
                     .app_data(web::Data::new(downstream.clone()))
                     .service(hello)
                     .service(call)
+                    .configure(observe::metrics::configure)
             })
             .workers(1)
             .disable_signals()
@@ -389,4 +394,218 @@ fn the_sampler_and_sdk_disabled_are_honoured() {
         );
         let _ = std::fs::remove_file(&out);
     }
+}
+
+/// Every kind of OpenTelemetry instrument, with values the parent test knows.
+#[cfg(feature = "otlp-metrics")]
+mod otel_instruments {
+    use observe::opentelemetry::metrics::{
+        ObservableCounter, ObservableGauge, ObservableUpDownCounter,
+    };
+    use observe::opentelemetry::{KeyValue, global};
+
+    /// The observable instruments stay registered while these live.
+    pub struct Kept(
+        ObservableCounter<u64>,
+        ObservableUpDownCounter<i64>,
+        ObservableGauge<f64>,
+    );
+
+    pub fn record(telemetry: &observe::Telemetry) -> Kept {
+        let meter = telemetry.meter("payments");
+        let charges = meter
+            .u64_counter("payments.charges")
+            .with_description("Charges made.")
+            .build();
+        charges.add(3, &[KeyValue::new("card", "visa")]);
+        charges.add(2, &[KeyValue::new("card", "amex")]);
+        let volume = meter.f64_counter("payments.volume").with_unit("By").build();
+        volume.add(1.5, &[]);
+        let queue = meter.i64_up_down_counter("payments.queue").build();
+        queue.add(5, &[]);
+        queue.add(-2, &[]);
+        let latency = meter
+            .f64_histogram("payments.latency")
+            .with_unit("s")
+            .with_boundaries(vec![0.01, 0.1])
+            .build();
+        for v in [0.005, 0.05, 0.5] {
+            latency.record(v, &[KeyValue::new("route", "/charge")]);
+        }
+        let temperature = meter
+            .f64_gauge("payments.temperature")
+            .with_unit("Cel")
+            .build();
+        temperature.record(21.5, &[]);
+        // The global meter, as code that never sees the guard writes it.
+        let global = global::meter("payments.async");
+        Kept(
+            global
+                .u64_observable_counter("payments.polls")
+                .with_callback(|o| o.observe(7, &[]))
+                .build(),
+            global
+                .i64_observable_up_down_counter("payments.connections")
+                .with_callback(|o| o.observe(4, &[]))
+                .build(),
+            global
+                .f64_observable_gauge("payments.load")
+                .with_unit("1")
+                .with_callback(|o| o.observe(0.25, &[]))
+                .build(),
+        )
+    }
+}
+
+/// OpenTelemetry instruments of every kind appear on `/metrics` under the names the
+/// Prometheus compatibility specification gives (checked by the real promtool), and the
+/// OTLP push at shutdown carries the same values under their own names, scopes and units,
+/// with the resource.
+#[cfg(feature = "otlp-metrics")]
+#[test]
+fn opentelemetry_instruments_reach_metrics_and_the_otlp_push() {
+    if std::env::var("OBSERVE_OTLP_CHILD").is_ok() {
+        return;
+    }
+    let (_receiver, port, out) = start_receiver("receiver");
+    let (mut child, addr) = start_service(&[
+        (
+            "OTEL_EXPORTER_OTLP_ENDPOINT",
+            format!("http://127.0.0.1:{port}"),
+        ),
+        ("OBSERVE_OTEL_INSTRUMENTS", "1".into()),
+    ]);
+    let (status, _, text) = common::http_get(addr, "/metrics", "");
+    assert_eq!(status, 200);
+    let (ok, why) = common::promtool_check(&text);
+    assert!(ok, "promtool check metrics: {why}\n{text}");
+    let scope = |name: &'static str| ("otel_scope_name", name);
+    let expect = [
+        (
+            "payments_charges_total",
+            vec![("card", "visa"), scope("payments")],
+            3.0,
+        ),
+        (
+            "payments_charges_total",
+            vec![("card", "amex"), scope("payments")],
+            2.0,
+        ),
+        ("payments_volume_bytes_total", vec![scope("payments")], 1.5),
+        ("payments_queue", vec![scope("payments")], 3.0),
+        (
+            "payments_latency_seconds_bucket",
+            vec![("route", "/charge"), scope("payments"), ("le", "0.01")],
+            1.0,
+        ),
+        (
+            "payments_latency_seconds_bucket",
+            vec![("route", "/charge"), scope("payments"), ("le", "0.1")],
+            2.0,
+        ),
+        (
+            "payments_latency_seconds_bucket",
+            vec![("route", "/charge"), scope("payments"), ("le", "+Inf")],
+            3.0,
+        ),
+        (
+            "payments_latency_seconds_sum",
+            vec![("route", "/charge"), scope("payments")],
+            0.555,
+        ),
+        (
+            "payments_latency_seconds_count",
+            vec![("route", "/charge"), scope("payments")],
+            3.0,
+        ),
+        (
+            "payments_temperature_celsius",
+            vec![scope("payments")],
+            21.5,
+        ),
+        ("payments_polls_total", vec![scope("payments.async")], 7.0),
+        ("payments_connections", vec![scope("payments.async")], 4.0),
+        ("payments_load_ratio", vec![scope("payments.async")], 0.25),
+    ];
+    for (name, labels, value) in &expect {
+        assert_eq!(
+            common::value(&text, name, labels),
+            *value,
+            "{name}{labels:?}\n{text}"
+        );
+    }
+    assert!(
+        text.contains("# TYPE payments_charges_total counter"),
+        "{text}"
+    );
+    assert!(text.contains("# TYPE payments_queue gauge"), "{text}");
+    assert!(
+        text.contains("# TYPE payments_latency_seconds histogram"),
+        "{text}"
+    );
+    assert!(
+        text.contains("# HELP payments_charges_total Charges made."),
+        "{text}"
+    );
+    assert!(
+        text.contains("# HELP payments_queue OpenTelemetry instrument payments.queue."),
+        "{text}"
+    );
+    assert_eq!(
+        common::value(&text, "target_info", &[("service_name", "otlp-test")]),
+        1.0,
+        "the resource is target_info\n{text}"
+    );
+
+    stop_service(&mut child);
+    let all = records(&out);
+    let metric = |name: &str| {
+        all.iter()
+            .rev()
+            .find(|r| r["metric"] == name)
+            .unwrap_or_else(|| panic!("no OTLP metric {name} in {all:?}"))
+    };
+    let point = |name: &str, key: &str, value: &str| {
+        let m = metric(name);
+        m["points"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|p| key.is_empty() || p[key] == value)
+            .unwrap_or_else(|| panic!("no point {key}={value} in {m}"))
+            .clone()
+    };
+    assert_eq!(point("payments.charges", "card", "visa")["value"], 3.0);
+    assert_eq!(point("payments.charges", "card", "amex")["value"], 2.0);
+    let charges = metric("payments.charges");
+    assert_eq!(charges["kind"], "sum");
+    assert_eq!(charges["monotonic"], true);
+    assert_eq!(charges["scope"], "payments");
+    assert_eq!(charges["resource"]["service.name"], "otlp-test");
+    assert_eq!(metric("payments.volume")["unit"], "By");
+    assert_eq!(point("payments.queue", "", "")["value"], 3.0);
+    assert_eq!(metric("payments.queue")["monotonic"], false);
+    let latency = point("payments.latency", "route", "/charge");
+    assert_eq!(latency["count"], 3);
+    assert_eq!(latency["sum"], 0.555);
+    assert_eq!(latency["bucket_counts"], serde_json::json!([1, 1, 1]));
+    assert_eq!(latency["explicit_bounds"], serde_json::json!([0.01, 0.1]));
+    assert_eq!(metric("payments.latency")["unit"], "s");
+    assert_eq!(point("payments.temperature", "", "")["value"], 21.5);
+    assert_eq!(metric("payments.temperature")["kind"], "gauge");
+    assert_eq!(point("payments.polls", "", "")["value"], 7.0);
+    assert_eq!(metric("payments.polls")["scope"], "payments.async");
+    assert_eq!(point("payments.connections", "", "")["value"], 4.0);
+    assert_eq!(point("payments.load", "", "")["value"], 0.25);
+    assert!(
+        all.iter().all(|r| r["metric"] != "target_info"),
+        "target_info is the resource, not a metric"
+    );
+    // No scope labels leak into OTLP attributes.
+    assert!(
+        point("payments.polls", "", "")
+            .get("otel_scope_name")
+            .is_none()
+    );
+    let _ = std::fs::remove_file(&out);
 }

@@ -20,18 +20,18 @@
 //! - `telemetry` (feature `otel`): `init()`, OpenTelemetry providers, propagators, log
 //!   lines with trace ids, OTLP export (feature `otlp`).
 
-pub mod metrics;
-pub mod registry;
-pub mod exposition;
-pub mod health;
-#[cfg(any(feature = "actix", feature = "otel"))]
-pub mod propagation;
-#[cfg(feature = "actix")]
-pub mod http;
-#[cfg(feature = "pprof")]
-pub(crate) mod pprof;
 #[cfg(feature = "actix")]
 pub mod admin;
+pub mod exposition;
+pub mod health;
+#[cfg(feature = "actix")]
+pub mod http;
+pub mod metrics;
+#[cfg(feature = "pprof")]
+pub(crate) mod pprof;
+#[cfg(any(feature = "actix", feature = "otel"))]
+pub mod propagation;
+pub mod registry;
 #[cfg(feature = "otel")]
 pub mod telemetry;
 

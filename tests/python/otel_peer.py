@@ -85,6 +85,7 @@ def receiver(out_path):
             request = metrics_service_pb2.ExportMetricsServiceRequest()
             request.ParseFromString(body)
             for rm in request.resource_metrics:
+                resource = {a.key: a.value.string_value for a in rm.resource.attributes}
                 for sm in rm.scope_metrics:
                     for m in sm.metrics:
                         kind = m.WhichOneof("data")
@@ -99,9 +100,21 @@ def receiver(out_path):
                                     explicit_bounds=list(p.explicit_bounds),
                                 )
                             elif kind in ("sum", "gauge"):
-                                point["value"] = p.as_double
+                                point["value"] = (
+                                    p.as_double if p.WhichOneof("value") == "as_double" else p.as_int
+                                )
                             points.append(point)
-                        append({"metric": m.name, "kind": kind, "points": points})
+                        record = {
+                            "metric": m.name,
+                            "kind": kind,
+                            "unit": m.unit,
+                            "scope": sm.scope.name,
+                            "resource": resource,
+                            "points": points,
+                        }
+                        if kind == "sum":
+                            record["monotonic"] = m.sum.is_monotonic
+                        append(record)
             reply = metrics_service_pb2.ExportMetricsServiceResponse().SerializeToString()
             self.send_response(200)
             self.send_header("Content-Type", "application/x-protobuf")

@@ -175,4 +175,3 @@ async fn pprof_unknown(req: HttpRequest) -> HttpResponse {
             known.join(", ")
         ))
 }
-

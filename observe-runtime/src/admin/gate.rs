@@ -9,8 +9,9 @@ use actix_web::body::{BoxBody, EitherBody, MessageBody};
 use actix_web::dev::{Service, ServiceRequest, ServiceResponse, Transform};
 use actix_web::http::{Method, StatusCode, header};
 
+use crate::exposition::collector::{self, Collector};
+use crate::exposition::{Family, Kind, label};
 use crate::http::access::{self, AccessPolicy, Decision};
-use crate::exposition::collector::{self, Collector, Exposition};
 
 // ---- denials, counted ----
 
@@ -31,15 +32,16 @@ pub(super) fn denials() -> &'static Denials {
 }
 
 impl Collector for Denials {
-    fn collect(&self, out: &mut Exposition<'_>) {
-        if out.family(
-            "observe_admin_denied_total",
-            "counter",
-            "Requests to protected admin endpoints refused, by reason (address: 403, token: 401).",
-        ) {
-            out.sample("", &[("reason", "address")], self.address.load(Relaxed));
-            out.sample("", &[("reason", "token")], self.token.load(Relaxed));
-        }
+    fn collect(&self, out: &mut Vec<Family>) {
+        out.push(
+            Family::new(
+                "observe_admin_denied_total",
+                Kind::Counter,
+                "Requests to protected admin endpoints refused, by reason (address: 403, token: 401).",
+            )
+            .with(vec![label("reason", "address")], self.address.load(Relaxed) as f64)
+            .with(vec![label("reason", "token")], self.token.load(Relaxed) as f64),
+        );
     }
 }
 

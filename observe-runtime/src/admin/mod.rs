@@ -343,4 +343,3 @@ where
             .to(handler),
     )
 }
-

@@ -54,6 +54,9 @@ pub enum Origin {
         scope: String,
         /// The meter's version.
         scope_version: String,
+        /// A sum in the SDK (an up-down counter shows as a gauge, and is pushed back as a
+        /// non-monotonic sum).
+        sum: bool,
     },
 }
 

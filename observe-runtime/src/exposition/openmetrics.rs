@@ -2,208 +2,162 @@
 //!
 //! - a counter *family* is named without `_total`; its sample keeps the suffix (a user
 //!   counter named without `_total` gets it on the sample, as client_golang does);
-//! - `HELP` escapes `"` too; `untyped` is `unknown`;
+//! - `HELP` escapes `"` too; `untyped` is `unknown`; `# UNIT` when the name ends in one;
 //! - histogram bucket lines may carry an exemplar (` # {trace_id="…"} value ts`);
 //! - the exposition ends with `# EOF`.
 
 use std::fmt::Write;
 
-use prometheus::proto::{MetricFamily, MetricType};
-
-use super::format_float as float;
-use crate::registry::push_label;
+use super::family::{Family, Kind, Value};
+use super::text::{escape_help, float, push_float, series_name};
+use crate::metrics::exemplar::Exemplar;
 
 /// The family name OpenMetrics wants for a metric of `kind` called `name`.
-pub(crate) fn family_name<'a>(name: &'a str, kind: &str) -> &'a str {
-    if kind == "counter" {
+pub(crate) fn family_name(name: &str, kind: Kind) -> &str {
+    if kind == Kind::Counter {
         name.strip_suffix("_total").unwrap_or(name)
     } else {
         name
     }
 }
 
-/// The `# HELP` and `# TYPE` lines of a family, in either format: OpenMetrics names a
-/// counter family without `_total`.
-pub(crate) fn write_header(out: &mut String, om: bool, name: &str, kind: &str, help: &str) {
-    if om {
-        // OpenMetrics escapes `"` in HELP too (text 0.0.4 does not).
-        let shown = family_name(name, kind);
-        let _ = writeln!(out, "# HELP {shown} {}", escape_help(help));
-        let _ = writeln!(out, "# TYPE {shown} {kind}");
-    } else {
-        let _ = writeln!(out, "# HELP {name} {help}");
-        let _ = writeln!(out, "# TYPE {name} {kind}");
+fn word(kind: Kind) -> &'static str {
+    match kind {
+        Kind::Unknown => "unknown",
+        other => other.text_word(),
     }
 }
 
-/// `HELP` text escaped for OpenMetrics (`\`, newline and `"`).
-pub(crate) fn escape_help(help: &str) -> String {
-    let mut out = String::with_capacity(help.len());
-    for c in help.chars() {
-        match c {
-            '\\' => out.push_str("\\\\"),
-            '\n' => out.push_str("\\n"),
-            '"' => out.push_str("\\\""),
-            c => out.push(c),
+/// Encodes `families` in OpenMetrics 1.0 text, exemplars included, ending with `# EOF`.
+pub(crate) fn encode(families: &[Family]) -> String {
+    let mut out = String::with_capacity(families.iter().map(|f| 96 + f.series.len() * 128).sum());
+    for f in families {
+        let family = family_name(&f.name, f.kind);
+        let _ = writeln!(out, "# HELP {family} {}", escape_help(&f.help, true));
+        let _ = writeln!(out, "# TYPE {family} {}", word(f.kind));
+        if !f.unit.is_empty() && family.ends_with(&*f.unit) {
+            let _ = writeln!(out, "# UNIT {family} {}", f.unit);
         }
-    }
-    out
-}
-
-fn labels(pairs: &[prometheus::proto::LabelPair], extra: Option<(&str, &str)>) -> String {
-    let mut text = String::new();
-    for lp in pairs {
-        push_label(&mut text, lp.name(), lp.value());
-    }
-    if let Some((k, v)) = extra {
-        push_label(&mut text, k, v);
-    }
-    if text.is_empty() {
-        text
-    } else {
-        format!("{{{text}}}")
-    }
-}
-
-/// Writes the `prometheus` crate's families in OpenMetrics text.
-pub(crate) fn write_families(out: &mut String, families: &[MetricFamily]) {
-    for mf in families {
-        let name = mf.name();
-        let kind = match mf.get_field_type() {
-            MetricType::COUNTER => "counter",
-            MetricType::GAUGE => "gauge",
-            MetricType::HISTOGRAM => "histogram",
-            MetricType::SUMMARY => "summary",
-            MetricType::UNTYPED => "unknown",
-        };
-        let family = family_name(name, kind);
-        if !mf.help().is_empty() {
-            let _ = writeln!(out, "# HELP {family} {}", escape_help(mf.help()));
-        }
-        let _ = writeln!(out, "# TYPE {family} {kind}");
-        for m in mf.get_metric() {
-            let l = m.get_label();
-            match mf.get_field_type() {
-                MetricType::COUNTER => {
-                    let _ = writeln!(
-                        out,
-                        "{family}_total{} {}",
-                        labels(l, None),
-                        float(m.get_counter().get_value())
-                    );
+        for series in &f.series {
+            match &series.value {
+                Value::Number(v) => {
+                    let suffix = if f.kind == Kind::Counter {
+                        "_total"
+                    } else {
+                        ""
+                    };
+                    let name = if f.kind == Kind::Counter {
+                        family
+                    } else {
+                        &*f.name
+                    };
+                    series_name(&mut out, name, suffix, &series.labels, None);
+                    push_float(&mut out, *v);
+                    out.push('\n');
                 }
-                MetricType::GAUGE => {
-                    let _ = writeln!(
-                        out,
-                        "{name}{} {}",
-                        labels(l, None),
-                        float(m.get_gauge().get_value())
-                    );
-                }
-                #[allow(deprecated)] // the only accessor prometheus 0.14 has for it
-                MetricType::UNTYPED => {
-                    let _ = writeln!(
-                        out,
-                        "{name}{} {}",
-                        labels(l, None),
-                        float(m.get_untyped().get_value())
-                    );
-                }
-                MetricType::HISTOGRAM => {
-                    let h = m.get_histogram();
-                    let mut inf_seen = false;
-                    for b in h.get_bucket() {
-                        let le = float(b.upper_bound());
-                        inf_seen |= b.upper_bound() == f64::INFINITY;
-                        let _ = writeln!(
-                            out,
-                            "{name}_bucket{} {}",
-                            labels(l, Some(("le", &le))),
-                            b.cumulative_count()
+                Value::Histogram {
+                    buckets,
+                    sum,
+                    count,
+                } => {
+                    for b in buckets {
+                        let le = float(b.le);
+                        series_name(
+                            &mut out,
+                            family,
+                            "_bucket",
+                            &series.labels,
+                            Some(("le", &le)),
                         );
+                        let _ = write!(out, "{}", b.cumulative);
+                        if let Some(e) = &b.exemplar {
+                            write_exemplar(&mut out, e);
+                        }
+                        out.push('\n');
                     }
-                    if !inf_seen {
-                        let _ = writeln!(
-                            out,
-                            "{name}_bucket{} {}",
-                            labels(l, Some(("le", "+Inf"))),
-                            h.get_sample_count()
-                        );
-                    }
-                    let _ = writeln!(
-                        out,
-                        "{name}_sum{} {}",
-                        labels(l, None),
-                        float(h.get_sample_sum())
-                    );
-                    let _ = writeln!(
-                        out,
-                        "{name}_count{} {}",
-                        labels(l, None),
-                        h.get_sample_count()
-                    );
+                    series_name(&mut out, family, "_sum", &series.labels, None);
+                    push_float(&mut out, *sum);
+                    out.push('\n');
+                    series_name(&mut out, family, "_count", &series.labels, None);
+                    let _ = writeln!(out, "{count}");
                 }
-                MetricType::SUMMARY => {
-                    let s = m.get_summary();
-                    for q in s.get_quantile() {
-                        let quantile = float(q.quantile());
-                        let _ = writeln!(
-                            out,
-                            "{name}{} {}",
-                            labels(l, Some(("quantile", &quantile))),
-                            float(q.value())
-                        );
+                Value::Summary {
+                    quantiles,
+                    sum,
+                    count,
+                } => {
+                    for (q, v) in quantiles {
+                        let q = float(*q);
+                        series_name(&mut out, family, "", &series.labels, Some(("quantile", &q)));
+                        push_float(&mut out, *v);
+                        out.push('\n');
                     }
-                    let _ = writeln!(
-                        out,
-                        "{name}_sum{} {}",
-                        labels(l, None),
-                        float(s.sample_sum())
-                    );
-                    let _ = writeln!(out, "{name}_count{} {}", labels(l, None), s.sample_count());
+                    series_name(&mut out, family, "_sum", &series.labels, None);
+                    push_float(&mut out, *sum);
+                    out.push('\n');
+                    series_name(&mut out, family, "_count", &series.labels, None);
+                    let _ = writeln!(out, "{count}");
                 }
             }
         }
     }
+    out.push_str("# EOF\n");
+    out
+}
+
+/// ` # {trace_id="…",span_id="…"} value timestamp`.
+fn write_exemplar(out: &mut String, e: &Exemplar) {
+    let _ = write!(
+        out,
+        " # {{trace_id=\"{:032x}\",span_id=\"{:016x}\"}} {} {:.3}",
+        e.trace_id, e.span_id, e.value, e.timestamp
+    );
 }
 
 #[cfg(test)]
 mod tests {
+    use super::super::family::{Family, Kind, Series, label};
     use super::*;
 
     #[test]
-    fn openmetrics_help_escapes_quotes_and_text_does_not() {
-        let mut om = String::new();
-        write_header(&mut om, true, "x_total", "counter", "under \"<overflow>\"");
-        assert_eq!(om, "# HELP x under \\\"<overflow>\\\"\n# TYPE x counter\n");
-        let mut text = String::new();
-        write_header(
-            &mut text,
-            false,
-            "x_total",
-            "counter",
-            "under \"<overflow>\"",
-        );
+    fn help_escapes_quotes_counters_lose_total_on_the_family_only() {
+        let families = [
+            Family::new("x_total", Kind::Counter, "under \"<overflow>\"").with(vec![], 2.0),
+            Family::new("jobs", Kind::Counter, "Jobs.").with(vec![], 3.0),
+            Family::new("queue_total", Kind::Gauge, "Q.").with(vec![], 1.0),
+        ];
         assert_eq!(
-            text,
-            "# HELP x_total under \"<overflow>\"\n# TYPE x_total counter\n"
+            encode(&families),
+            "# HELP x under \\\"<overflow>\\\"\n# TYPE x counter\nx_total 2\n\
+             # HELP jobs Jobs.\n# TYPE jobs counter\njobs_total 3\n\
+             # HELP queue_total Q.\n# TYPE queue_total gauge\nqueue_total 1\n# EOF\n"
         );
     }
 
     #[test]
-    fn counters_lose_total_on_the_family_only() {
-        assert_eq!(family_name("jobs_total", "counter"), "jobs");
-        assert_eq!(family_name("jobs", "counter"), "jobs");
-        assert_eq!(family_name("queue_total", "gauge"), "queue_total");
-        let registry = prometheus::Registry::new();
-        let c = prometheus::IntCounter::new("jobs", "Jobs \"done\".").unwrap();
-        registry.register(Box::new(c.clone())).unwrap();
-        c.inc_by(3);
-        let mut out = String::new();
-        write_families(&mut out, &registry.gather());
+    fn buckets_carry_exemplars_and_units_are_declared() {
+        let e = Exemplar {
+            trace_id: 0xabc,
+            span_id: 0x12,
+            value: 0.002,
+            timestamp: 1.5,
+        };
+        let families = [Family {
+            series: vec![Series::histogram(
+                vec![label("f", "g")],
+                &[0.1],
+                [1, 0],
+                &[Some(e), None],
+                0.002,
+            )],
+            ..Family::new("d_seconds", Kind::Histogram, "D.")
+        }];
         assert_eq!(
-            out,
-            "# HELP jobs Jobs \\\"done\\\".\n# TYPE jobs counter\njobs_total 3\n"
+            encode(&families),
+            "# HELP d_seconds D.\n# TYPE d_seconds histogram\n# UNIT d_seconds seconds\n\
+             d_seconds_bucket{f=\"g\",le=\"0.1\"} 1 # {trace_id=\"00000000000000000000000000000abc\",span_id=\"0000000000000012\"} 0.002 1.500\n\
+             d_seconds_bucket{f=\"g\",le=\"+Inf\"} 1\n\
+             d_seconds_sum{f=\"g\"} 0.002\nd_seconds_count{f=\"g\"} 1\n# EOF\n"
         );
     }
 }

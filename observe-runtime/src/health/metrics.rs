@@ -6,7 +6,8 @@ use std::collections::BTreeMap;
 use std::sync::Mutex;
 use std::time::Duration;
 
-use crate::exposition::collector::{self, Collector, Exposition};
+use crate::exposition::collector::{self, Collector};
+use crate::exposition::{Family, Kind, Series, label};
 
 /// Bounds for check durations (seconds): checks are bounded by timeouts of about a second.
 const BUCKETS: [f64; 10] = [0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 5.0];
@@ -63,55 +64,48 @@ impl HealthMetrics {
 }
 
 impl Collector for HealthMetrics {
-    fn collect(&self, out: &mut Exposition<'_>) {
+    fn collect(&self, out: &mut Vec<Family>) {
         let all = self.checks.lock().unwrap_or_else(|p| p.into_inner());
         if all.is_empty() {
             return;
         }
-        if out.family(
+        let mut status = Family::new(
             "health_check_status",
-            "gauge",
+            Kind::Gauge,
             "Reported status of each health check: 1 passing, 0 failing (after thresholds); absent before the first run.",
-        ) {
-            for (name, s) in all.iter() {
-                if let Some(up) = s.up {
-                    let critical = if s.critical { "true" } else { "false" };
-                    out.sample(
-                        "",
-                        &[("check", name), ("critical", critical)],
-                        u8::from(up),
-                    );
-                }
-            }
-        }
-        if out.family(
+        );
+        let mut durations = Family::new(
             "health_check_duration_seconds",
-            "histogram",
+            Kind::Histogram,
             "Duration of health check runs.",
-        ) {
-            for (name, s) in all.iter() {
-                let mut cumulative = 0;
-                for (i, count) in s.buckets.iter().enumerate() {
-                    cumulative += count;
-                    let le = BUCKETS
-                        .get(i)
-                        .map_or_else(|| "+Inf".to_owned(), |b| b.to_string());
-                    out.sample("_bucket", &[("check", name), ("le", &le)], cumulative);
-                }
-                out.sample("_sum", &[("check", name)], s.sum);
-                out.sample("_count", &[("check", name)], cumulative);
-            }
-        }
-        if out.family(
+        );
+        let mut failures = Family::new(
             "health_check_failures_total",
-            "counter",
+            Kind::Counter,
             "Failed health check runs, by reason (error, timeout, panic).",
-        ) {
-            for (name, s) in all.iter() {
-                for (reason, count) in REASONS.iter().zip(s.failures) {
-                    out.sample("", &[("check", name), ("reason", reason)], count);
-                }
+        );
+        for (name, s) in all.iter() {
+            if let Some(up) = s.up {
+                let critical = if s.critical { "true" } else { "false" };
+                status.push(
+                    vec![label("check", *name), label("critical", critical)],
+                    f64::from(u8::from(up)),
+                );
+            }
+            durations.series.push(Series::histogram(
+                vec![label("check", *name)],
+                &BUCKETS,
+                s.buckets,
+                &[],
+                s.sum,
+            ));
+            for (reason, count) in REASONS.iter().zip(s.failures) {
+                failures.push(
+                    vec![label("check", *name), label("reason", *reason)],
+                    count as f64,
+                );
             }
         }
+        out.extend([status, durations, failures]);
     }
 }

@@ -9,6 +9,7 @@ mod scrape;
 mod series;
 mod shutdown;
 
+pub use crate::propagation::{Propagate, outgoing_headers, trace_id};
 pub use access::{AccessPolicy, ConfigError, Decision};
 pub use middleware::{
     DEFAULT_SKIP_PATHS, Middleware, MiddlewareFuture, MiddlewareService, TimedBody,
@@ -17,4 +18,3 @@ pub use probes::configure as configure_probes;
 pub use scrape::{WorkerFuture, WorkerMetrics, WorkerMetricsService, configure, metrics_handler};
 pub use series::{DEFAULT_MAX_SERIES, OVERFLOW_ROUTE, UNMATCHED_ROUTE};
 pub use shutdown::{DEFAULT_ACTIX_SHUTDOWN_TIMEOUT, DEFAULT_READINESS_PERIOD, Shutdown};
-pub use crate::propagation::{Propagate, outgoing_headers, trace_id};

@@ -19,9 +19,9 @@ use std::time::UNIX_EPOCH;
 use actix_web::http::header;
 use actix_web::{HttpRequest, HttpResponse, web};
 
-use crate::health::{CheckReport, CheckState, Health, Overall, Probe};
-use crate::health::liveness;
 use super::access::{AccessPolicy, Decision};
+use crate::health::liveness;
+use crate::health::{CheckReport, CheckState, Health, Overall, Probe};
 
 #[derive(Clone)]
 struct Ctx {

@@ -18,8 +18,9 @@ use std::sync::atomic::{AtomicI64, AtomicU64, AtomicUsize, Ordering::Relaxed};
 
 use once_cell::sync::Lazy;
 
+use crate::exposition::collector::{self, Collector};
+use crate::exposition::{self, Bucket, Family, Kind, Value, label};
 use crate::metrics::clock;
-use crate::exposition::collector::{self, Collector, Exposition};
 use crate::metrics::exemplar::{self, Exemplar, Slot};
 use crate::metrics::site::{DEFAULT_BUCKETS, SHARDS, bucket_index, shard_index};
 
@@ -411,68 +412,69 @@ fn sum_cells(cells: &[&Series]) -> Summed {
 }
 
 impl Collector for HttpStore {
-    fn collect(&self, out: &mut Exposition<'_>) {
+    fn collect(&self, out: &mut Vec<Family>) {
         let map = self.series.lock().unwrap_or_else(|p| p.into_inner());
         let mut keys: Vec<&Key> = map.keys().collect();
         keys.sort();
         let mut overflowed = 0;
-        if out.family(
+        let mut durations = Family::new(
             "http_server_request_duration_seconds",
-            "histogram",
+            Kind::Histogram,
             "Duration of HTTP server requests, to the end of the response body.",
-        ) {
-            for key in &keys {
-                let (buckets, sum_ns, exemplars) = sum_cells(&map[*key]);
-                let count = buckets[DEFAULT_BUCKETS.len()];
-                if &*key.1 == OVERFLOW_ROUTE {
-                    overflowed += count;
-                }
-                let status = key.2.to_string();
-                let labels = [
-                    ("http_request_method", METHODS[key.0 as usize]),
-                    ("http_route", &*key.1),
-                    ("http_response_status_code", status.as_str()),
-                ];
-                for (i, cumulative) in buckets.iter().enumerate() {
-                    let le = DEFAULT_BUCKETS
-                        .get(i)
-                        .map_or_else(|| "+Inf".to_owned(), |b| b.to_string());
-                    let mut with_le = labels.to_vec();
-                    with_le.push(("le", &le));
-                    out.sample_with_exemplar("_bucket", &with_le, cumulative, exemplars[i]);
-                }
-                out.sample("_sum", &labels, sum_ns as f64 / 1e9);
-                out.sample("_count", &labels, count);
+        );
+        for key in &keys {
+            let (cumulative, sum_ns, exemplars) = sum_cells(&map[*key]);
+            let count = cumulative[DEFAULT_BUCKETS.len()];
+            if &*key.1 == OVERFLOW_ROUTE {
+                overflowed += count;
             }
+            let buckets = cumulative
+                .iter()
+                .zip(exemplars)
+                .enumerate()
+                .map(|(i, (&cumulative, exemplar))| Bucket {
+                    le: DEFAULT_BUCKETS.get(i).copied().unwrap_or(f64::INFINITY),
+                    cumulative,
+                    exemplar,
+                })
+                .collect();
+            durations.series.push(exposition::Series {
+                labels: vec![
+                    label("http_request_method", METHODS[key.0 as usize]),
+                    label("http_route", key.1.to_string()),
+                    label("http_response_status_code", key.2.to_string()),
+                ],
+                value: Value::Histogram {
+                    buckets,
+                    sum: sum_ns as f64 / 1e9,
+                    count,
+                },
+            });
         }
         drop(map);
-        if out.family(
+        let mut active = Family::new(
             "http_server_active_requests",
-            "gauge",
+            Kind::Gauge,
             "HTTP server requests in progress, until the end of the response body.",
-        ) {
-            for (i, method) in METHODS.iter().enumerate() {
-                let v: i64 = self.active.iter().map(|s| s.0[i].load(Relaxed)).sum();
-                out.sample("", &[("http_request_method", method)], v.max(0));
-            }
-        }
-        if out.family(
+        );
+        let mut aborted = Family::new(
             "observe_http_requests_aborted_total",
-            "counter",
+            Kind::Counter,
             "HTTP requests dropped before a response existed (the client went away).",
-        ) {
-            for (i, method) in METHODS.iter().enumerate() {
-                let v = self.aborted[i].load(Relaxed);
-                out.sample("", &[("http_request_method", method)], v);
-            }
+        );
+        for (i, method) in METHODS.iter().enumerate() {
+            let v: i64 = self.active.iter().map(|s| s.0[i].load(Relaxed)).sum();
+            active.push(vec![label("http_request_method", *method)], v.max(0) as f64);
+            let v = self.aborted[i].load(Relaxed);
+            aborted.push(vec![label("http_request_method", *method)], v as f64);
         }
-        if out.family(
+        let overflow = Family::new(
             "observe_http_series_overflow_total",
-            "counter",
+            Kind::Counter,
             "Requests recorded under http_route=\"<overflow>\" because the series cap was reached.",
-        ) {
-            out.sample("", &[], overflowed);
-        }
+        )
+        .with(vec![], overflowed as f64);
+        out.extend([durations, active, aborted, overflow]);
     }
 }
 

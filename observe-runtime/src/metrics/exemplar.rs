@@ -37,14 +37,6 @@ pub struct Exemplar {
 }
 
 impl Exemplar {
-    /// The OpenMetrics suffix of a bucket line: ` # {trace_id="…",span_id="…"} v ts`.
-    pub(crate) fn suffix(&self) -> String {
-        format!(
-            " # {{trace_id=\"{:032x}\",span_id=\"{:016x}\"}} {} {:.3}",
-            self.trace_id, self.span_id, self.value, self.timestamp
-        )
-    }
-
     /// The newer of two optional exemplars.
     pub(crate) fn newest(a: Option<Exemplar>, b: Option<Exemplar>) -> Option<Exemplar> {
         match (a, b) {
@@ -161,9 +153,6 @@ mod tests {
             (kept.trace_id, kept.span_id, kept.value),
             (0xabc, 0x12, 0.002)
         );
-        assert!(kept.suffix().starts_with(
-            " # {trace_id=\"00000000000000000000000000000abc\",span_id=\"0000000000000012\"} 0.002 "
-        ));
         // Resting: an observation right after is not offered (the closure would panic).
         slot.observe(t0 + 1, 5);
         assert_eq!(slot.get(), Some(kept));

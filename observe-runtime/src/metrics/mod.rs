@@ -61,6 +61,16 @@ pub(crate) fn build_info() -> Option<BuildInfo> {
     BUILD_INFO.get().cloned()
 }
 
+/// The build identity as `build_info` shows it: unset fields empty, the service name
+/// from `OTEL_SERVICE_NAME` or the executable when not given.
+pub(crate) fn build_info_or_default() -> BuildInfo {
+    let mut info = BUILD_INFO.get().cloned().unwrap_or_default();
+    if info.service_name.is_empty() {
+        info.service_name = default_service_name();
+    }
+    info
+}
+
 pub(crate) fn default_service_name() -> String {
     if let Ok(name) = std::env::var("OTEL_SERVICE_NAME")
         && !name.is_empty()
@@ -84,4 +94,3 @@ pub fn init() {
     clock::init();
     let _ = registry::plan();
 }
-

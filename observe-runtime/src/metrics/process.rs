@@ -4,12 +4,11 @@
 //! enabling it in two places gives duplicate families. When the user's default registry
 //! already has `process_*` families, these are left out instead.
 
-use std::fmt::Write;
-
 /// One sample, ready to be written.
 pub(crate) struct ProcessSample {
     pub name: &'static str,
-    pub kind: &'static str,
+    /// A counter (else a gauge).
+    pub counter: bool,
     pub help: &'static str,
     pub value: f64,
 }
@@ -34,7 +33,7 @@ pub(crate) fn collect() -> Vec<ProcessSample> {
     if let (Some(utime), Some(stime)) = (field(14), field(15)) {
         out.push(ProcessSample {
             name: "process_cpu_seconds_total",
-            kind: "counter",
+            counter: true,
             help: "Total user and system CPU time spent in seconds.",
             value: (utime + stime) / ticks,
         });
@@ -42,7 +41,7 @@ pub(crate) fn collect() -> Vec<ProcessSample> {
     if let Some(threads) = field(20) {
         out.push(ProcessSample {
             name: "process_threads",
-            kind: "gauge",
+            counter: false,
             help: "Number of OS threads in the process.",
             value: threads,
         });
@@ -50,7 +49,7 @@ pub(crate) fn collect() -> Vec<ProcessSample> {
     if let (Some(start), Some(boot)) = (field(22), boot_time()) {
         out.push(ProcessSample {
             name: "process_start_time_seconds",
-            kind: "gauge",
+            counter: false,
             help: "Start time of the process since unix epoch in seconds.",
             value: boot + start / ticks,
         });
@@ -58,7 +57,7 @@ pub(crate) fn collect() -> Vec<ProcessSample> {
     if let Some(vsize) = field(23) {
         out.push(ProcessSample {
             name: "process_virtual_memory_bytes",
-            kind: "gauge",
+            counter: false,
             help: "Virtual memory size in bytes.",
             value: vsize,
         });
@@ -66,7 +65,7 @@ pub(crate) fn collect() -> Vec<ProcessSample> {
     if let Some(rss) = field(24) {
         out.push(ProcessSample {
             name: "process_resident_memory_bytes",
-            kind: "gauge",
+            counter: false,
             help: "Resident memory size in bytes.",
             value: rss * page,
         });
@@ -74,7 +73,7 @@ pub(crate) fn collect() -> Vec<ProcessSample> {
     if let Ok(dir) = std::fs::read_dir("/proc/self/fd") {
         out.push(ProcessSample {
             name: "process_open_fds",
-            kind: "gauge",
+            counter: false,
             help: "Number of open file descriptors.",
             // The directory handle itself is one of the entries.
             value: dir.count().saturating_sub(1) as f64,
@@ -88,7 +87,7 @@ pub(crate) fn collect() -> Vec<ProcessSample> {
     if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) } == 0 {
         out.push(ProcessSample {
             name: "process_max_fds",
-            kind: "gauge",
+            counter: false,
             help: "Maximum number of open file descriptors.",
             value: limit.rlim_cur as f64,
         });
@@ -110,11 +109,4 @@ fn boot_time() -> Option<f64> {
             .find_map(|line| line.strip_prefix("btime "))
             .and_then(|v| v.trim().parse().ok())
     })
-}
-
-pub(crate) fn write(out: &mut String, samples: &[ProcessSample], om: bool) {
-    for s in samples {
-        crate::exposition::openmetrics::write_header(out, om, s.name, s.kind, s.help);
-        let _ = writeln!(out, "{} {}", s.name, s.value);
-    }
 }

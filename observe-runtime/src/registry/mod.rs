@@ -135,8 +135,8 @@ pub fn validate() -> Result<(), Vec<Conflict>> {
 /// Sites that share one series identity, merged on exposition.
 pub(crate) struct Group {
     pub sites: Vec<&'static dyn SiteDyn>,
-    /// `function="…",module="…"` plus static labels, escaped, without braces.
-    pub labels: String,
+    /// `function`, `module`, then the static labels.
+    pub labels: Vec<(&'static str, &'static str)>,
     pub buckets: &'static [f64],
     pub is_async: bool,
 }
@@ -215,38 +215,16 @@ pub(crate) fn build_plan(sites: impl Iterator<Item = &'static dyn SiteDyn>) -> P
             });
             continue 'sites;
         }
-        let mut text = String::new();
-        push_label(&mut text, "function", meta.function);
-        push_label(&mut text, "module", meta.module);
-        for (key, value) in meta.labels {
-            push_label(&mut text, key, value);
-        }
+        let mut all = vec![("function", meta.function), ("module", meta.module)];
+        all.extend_from_slice(meta.labels);
         groups.push(Group {
             sites: vec![site],
-            labels: text,
+            labels: all,
             buckets: meta.buckets,
             is_async: meta.kind == FnKind::Async,
         });
     }
     Plan { groups, conflicts }
-}
-
-/// Appends `key="value"` (comma-separated) with the value escaped for the text format.
-pub(crate) fn push_label(out: &mut String, key: &str, value: &str) {
-    if !out.is_empty() {
-        out.push(',');
-    }
-    out.push_str(key);
-    out.push_str("=\"");
-    for c in value.chars() {
-        match c {
-            '\\' => out.push_str("\\\\"),
-            '"' => out.push_str("\\\""),
-            '\n' => out.push_str("\\n"),
-            c => out.push(c),
-        }
-    }
-    out.push('"');
 }
 
 /// Calls of instrumented functions started so far, over every site.
@@ -259,17 +237,4 @@ pub(crate) fn calls_started() -> u64 {
             snap.outcomes.iter().sum::<u64>() + snap.in_flight
         })
         .sum()
-}
-
-#[cfg(test)]
-mod tests {
-    use super::push_label;
-
-    #[test]
-    fn label_values_are_escaped_for_the_text_format() {
-        let mut out = String::new();
-        push_label(&mut out, "a", "x\"y\\z\nw");
-        push_label(&mut out, "b", "plain");
-        assert_eq!(out, r#"a="x\"y\\z\nw",b="plain""#);
-    }
 }

@@ -46,7 +46,8 @@
 mod env;
 mod fmt;
 #[cfg(feature = "otlp-metrics")]
-mod otlp_metrics;
+mod metrics_push;
+mod sdk_metrics;
 
 use std::time::Duration;
 
@@ -502,9 +503,14 @@ impl Init {
             let tracer_provider = builder.build();
             // The SDK reads `OTEL_TRACES_SAMPLER` itself; unset, it is parent-based.
             crate::propagation::set_parent_based_sampling(env::sampler_follows_parent());
+            // One manual reader: `/metrics` and the OTLP push read the SDK's instruments
+            // through it, at the moment they scrape or push.
+            let reader = sdk_metrics::SharedReader::new();
             let meter_provider = SdkMeterProvider::builder()
                 .with_resource(resource.clone())
+                .with_reader(reader.clone())
                 .build();
+            sdk_metrics::register(reader, resource.clone());
             opentelemetry::global::set_tracer_provider(tracer_provider.clone());
             opentelemetry::global::set_meter_provider(meter_provider.clone());
             (Some(tracer_provider), Some(meter_provider))
@@ -569,8 +575,8 @@ impl Init {
             );
         }
         #[cfg(feature = "otlp-metrics")]
-        let pusher = if !disabled && otlp_metrics::enabled()? {
-            Some(otlp_metrics::Pusher::start(&resource)?)
+        let pusher = if !disabled && metrics_push::enabled()? {
+            Some(metrics_push::Pusher::start(&resource)?)
         } else {
             None
         };
@@ -699,7 +705,7 @@ pub struct Telemetry {
     meter_provider: Option<SdkMeterProvider>,
     resource: Resource,
     #[cfg(feature = "otlp-metrics")]
-    pusher: Option<otlp_metrics::Pusher>,
+    pusher: Option<metrics_push::Pusher>,
 }
 
 impl Telemetry {
@@ -714,12 +720,20 @@ impl Telemetry {
         opentelemetry::global::tracer(name)
     }
 
-    /// A meter from the installed provider (a no-op one under `OTEL_SDK_DISABLED`).
+    /// A meter from the installed provider (a no-op one under `OTEL_SDK_DISABLED`). Its
+    /// instruments appear on `/metrics` (named by the OpenTelemetry Prometheus
+    /// compatibility rules, with `otel_scope_name` and a `target_info` family for the
+    /// resource) and in the OTLP metrics push, read from the SDK when they are served.
     ///
-    /// ```no_run
-    /// let telemetry = observe_runtime::telemetry::init().install().unwrap();
-    /// let refunds = telemetry.meter("payments").u64_counter("refunds").build();
-    /// refunds.add(1, &[]);
+    /// ```
+    /// let telemetry = observe_runtime::telemetry::init()
+    ///     .log_format(observe_runtime::telemetry::LogFormat::Off)
+    ///     .install()
+    ///     .unwrap();
+    /// let refunds = telemetry.meter("payments").u64_counter("payments.refunds").build();
+    /// refunds.add(2, &[]);
+    /// let text = observe_runtime::exposition::render();
+    /// assert!(text.contains(r#"payments_refunds_total{otel_scope_name="payments"} 2"#));
     /// ```
     pub fn meter(&self, name: &'static str) -> opentelemetry::metrics::Meter {
         opentelemetry::global::meter(name)
@@ -771,12 +785,13 @@ impl Drop for Telemetry {
         {
             eprintln!("observe: shutting the tracer provider down failed: {e}");
         }
-        if let Some(p) = self.meter_provider.take() {
-            let _ = p.shutdown();
-        }
+        // The last push reads the SDK's instruments too: before the meter provider stops.
         #[cfg(feature = "otlp-metrics")]
         if let Some(mut pusher) = self.pusher.take() {
             pusher.shutdown();
+        }
+        if let Some(p) = self.meter_provider.take() {
+            let _ = p.shutdown();
         }
     }
 }

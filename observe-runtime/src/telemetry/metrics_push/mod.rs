@@ -1,0 +1,197 @@
+//! Metrics over OTLP, from the same store that `/metrics` serves: one source of truth.
+//!
+//! Every `OTEL_METRIC_EXPORT_INTERVAL` (default 60 s), and once more at shutdown, a thread
+//! of its own gathers the same families `/metrics` serves (function, HTTP, health,
+//! process, the user's `prometheus` metrics and OpenTelemetry instruments alike),
+//! converts them directly ([`encode`]) and POSTs an OTLP/HTTP protobuf
+//! `ExportMetricsServiceRequest` with the resource.
+//!
+//! Why not the SDK's periodic exporter: our store is not the SDK's (its data types
+//! cannot be built outside the SDK, and its only asynchronous instruments are counters
+//! and gauges, so our histograms would be recorded twice). Instead the SDK's own
+//! instruments are read by a manual reader into the same family model, so one push
+//! carries both.
+
+mod encode;
+
+use std::sync::mpsc;
+use std::thread::JoinHandle;
+use std::time::{Duration, SystemTime};
+
+use prost::Message as _;
+
+use super::env::{self, EnvError};
+use encode::{proto_resource, to_request};
+
+/// Whether metrics go out over OTLP: `OTEL_METRICS_EXPORTER`, or, unset, whether an
+/// OTLP endpoint variable is set.
+pub(crate) fn enabled() -> Result<bool, EnvError> {
+    match env::var("OTEL_METRICS_EXPORTER") {
+        None => Ok(env::var("OTEL_EXPORTER_OTLP_ENDPOINT").is_some()
+            || env::var("OTEL_EXPORTER_OTLP_METRICS_ENDPOINT").is_some()),
+        Some(v) => match v.to_ascii_lowercase().as_str() {
+            "otlp" => Ok(true),
+            // `prometheus` is what /metrics already is.
+            "none" | "prometheus" => Ok(false),
+            _ => Err(EnvError {
+                variable: "OTEL_METRICS_EXPORTER",
+                value: v,
+                expected: "otlp, prometheus or none",
+            }),
+        },
+    }
+}
+
+fn millis(variable: &'static str, default: u64) -> Result<Duration, EnvError> {
+    match env::var(variable) {
+        None => Ok(Duration::from_millis(default)),
+        Some(v) => v
+            .parse::<u64>()
+            .ok()
+            .filter(|ms| *ms > 0)
+            .map(Duration::from_millis)
+            .ok_or(EnvError {
+                variable,
+                value: v,
+                expected: "a positive number of milliseconds",
+            }),
+    }
+}
+
+fn endpoint() -> String {
+    if let Some(url) = env::var("OTEL_EXPORTER_OTLP_METRICS_ENDPOINT") {
+        return url;
+    }
+    let base = env::var("OTEL_EXPORTER_OTLP_ENDPOINT")
+        .unwrap_or_else(|| "http://localhost:4318".to_owned());
+    format!("{}/v1/metrics", base.trim_end_matches('/'))
+}
+
+/// `key=value,key2=value2`, values percent-decoded, as the OTLP exporter spec says.
+fn headers() -> Vec<(String, String)> {
+    let raw = env::var("OTEL_EXPORTER_OTLP_METRICS_HEADERS")
+        .or_else(|| env::var("OTEL_EXPORTER_OTLP_HEADERS"))
+        .unwrap_or_default();
+    raw.split(',')
+        .filter_map(|kv| kv.split_once('='))
+        .map(|(k, v)| (k.trim().to_owned(), percent_decode(v.trim())))
+        .filter(|(k, _)| !k.is_empty())
+        .collect()
+}
+
+fn percent_decode(s: &str) -> String {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%'
+            && i + 2 < bytes.len()
+            && let Some(b) = std::str::from_utf8(&bytes[i + 1..i + 3])
+                .ok()
+                .and_then(|h| u8::from_str_radix(h, 16).ok())
+        {
+            out.push(b);
+            i += 3;
+        } else {
+            out.push(bytes[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// The running exporter; stopping it exports once more, then joins the thread.
+pub(crate) struct Pusher {
+    stop: mpsc::Sender<()>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl std::fmt::Debug for Pusher {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Pusher")
+    }
+}
+
+impl Pusher {
+    pub(crate) fn start(resource: &opentelemetry_sdk::Resource) -> Result<Pusher, EnvError> {
+        let interval = millis("OTEL_METRIC_EXPORT_INTERVAL", 60_000)?;
+        let timeout = millis("OTEL_METRIC_EXPORT_TIMEOUT", 30_000)?;
+        let url = endpoint();
+        let headers = headers();
+        let resource = proto_resource(resource);
+        let start = SystemTime::now();
+        let (stop, stopped) = mpsc::channel::<()>();
+        let thread = std::thread::Builder::new()
+            .name("observe-otlp-metrics".into())
+            .spawn(move || {
+                let client = match reqwest::blocking::Client::builder()
+                    .timeout(timeout)
+                    .build()
+                {
+                    Ok(c) => c,
+                    Err(e) => {
+                        eprintln!("observe: OTLP metrics disabled: no HTTP client: {e}");
+                        return;
+                    }
+                };
+                let push = || {
+                    let families = crate::exposition::gather();
+                    let request = to_request(&families, resource.clone(), start, SystemTime::now());
+                    let mut post = client
+                        .post(&url)
+                        .header("content-type", "application/x-protobuf")
+                        .body(request.encode_to_vec());
+                    for (k, v) in &headers {
+                        post = post.header(k.as_str(), v.as_str());
+                    }
+                    match post.send() {
+                        Ok(r) if r.status().is_success() => {}
+                        Ok(r) => {
+                            eprintln!("observe: OTLP metrics export to {url}: HTTP {}", r.status())
+                        }
+                        Err(e) => eprintln!("observe: OTLP metrics export to {url} failed: {e}"),
+                    }
+                };
+                loop {
+                    match stopped.recv_timeout(interval) {
+                        Err(mpsc::RecvTimeoutError::Timeout) => push(),
+                        // Stop asked for, or the guard is gone: export the final values.
+                        Ok(()) | Err(mpsc::RecvTimeoutError::Disconnected) => {
+                            push();
+                            return;
+                        }
+                    }
+                }
+            })
+            .expect("spawning the OTLP metrics thread");
+        Ok(Pusher {
+            stop,
+            thread: Some(thread),
+        })
+    }
+
+    /// Exports once more and waits for it.
+    pub(crate) fn shutdown(&mut self) {
+        let _ = self.stop.send(());
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+impl Drop for Pusher {
+    fn drop(&mut self) {
+        self.shutdown();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn header_values_are_percent_decoded() {
+        assert_eq!(percent_decode("Bearer%20abc%3D"), "Bearer abc=");
+        assert_eq!(percent_decode("100%"), "100%");
+    }
+}
