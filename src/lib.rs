@@ -20,12 +20,13 @@ pub use observe_runtime::telemetry::{opentelemetry, opentelemetry_sdk};
 /// appear in one exposition ([`render`]), served by [`configure`] on your app or by the
 /// [admin server](crate::admin::AdminServer).
 pub mod metrics {
+    pub use observe_runtime::exposition::init;
     pub use observe_runtime::exposition::{
         Format, OPENMETRICS_CONTENT_TYPE, TEXT_CONTENT_TYPE, register_registry, render, render_as,
     };
     #[cfg(feature = "actix")]
     pub use observe_runtime::http::{WorkerMetrics, configure, metrics_handler};
-    pub use observe_runtime::metrics::{BuildInfo, init, set_build_info};
+    pub use observe_runtime::metrics::{BuildInfo, set_build_info};
 }
 
 /// The inventory of `#[instrumented]` functions linked into the binary, and its check.

@@ -67,6 +67,18 @@ pub fn gather() -> Vec<Family> {
     out
 }
 
+/// Prepares the runtime off the hot path: calibrates the clock and reads the registry.
+///
+/// Optional; the first instrumented call or scrape does the same work otherwise.
+///
+/// ```
+/// observe_runtime::exposition::init();
+/// ```
+pub fn init() {
+    crate::metrics::clock::init();
+    let _ = crate::registry::plan();
+}
+
 /// Renders every metric in the Prometheus text format 0.0.4.
 ///
 /// ```

@@ -8,7 +8,7 @@
 
 use std::fmt::Write;
 
-use super::family::{Family, Kind, Value};
+use super::family::{Family, Kind, Str, Value};
 use super::text::{escape_help, float, push_float, series_name};
 use crate::metrics::exemplar::Exemplar;
 
@@ -75,11 +75,7 @@ pub(crate) fn encode(families: &[Family]) -> String {
                         }
                         out.push('\n');
                     }
-                    series_name(&mut out, family, "_sum", &series.labels, None);
-                    push_float(&mut out, *sum);
-                    out.push('\n');
-                    series_name(&mut out, family, "_count", &series.labels, None);
-                    let _ = writeln!(out, "{count}");
+                    sum_and_count(&mut out, family, &series.labels, *sum, *count);
                 }
                 Value::Summary {
                     quantiles,
@@ -92,17 +88,22 @@ pub(crate) fn encode(families: &[Family]) -> String {
                         push_float(&mut out, *v);
                         out.push('\n');
                     }
-                    series_name(&mut out, family, "_sum", &series.labels, None);
-                    push_float(&mut out, *sum);
-                    out.push('\n');
-                    series_name(&mut out, family, "_count", &series.labels, None);
-                    let _ = writeln!(out, "{count}");
+                    sum_and_count(&mut out, family, &series.labels, *sum, *count);
                 }
             }
         }
     }
     out.push_str("# EOF\n");
     out
+}
+
+/// The `_sum` and `_count` lines of a histogram or summary.
+fn sum_and_count(out: &mut String, family: &str, labels: &[(Str, Str)], sum: f64, count: u64) {
+    series_name(out, family, "_sum", labels, None);
+    push_float(out, sum);
+    out.push('\n');
+    series_name(out, family, "_count", labels, None);
+    let _ = writeln!(out, "{count}");
 }
 
 /// ` # {trace_id="…",span_id="…"} value timestamp`.

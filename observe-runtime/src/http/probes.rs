@@ -34,9 +34,10 @@ struct Ctx {
 ///
 /// ```
 /// use actix_web::App;
-/// use observe_runtime::{admin::AccessPolicy, health};
+/// use observe_runtime::{health, http};
 /// let engine = health::Health::builder().checks(vec![]).build().unwrap();
-/// let app = App::new().configure(health::configure(Some(engine), AccessPolicy::loopback_only()));
+/// let probes = http::configure_probes(Some(engine), http::AccessPolicy::loopback_only());
+/// let app = App::new().configure(probes);
 /// # drop(app);
 /// ```
 pub fn configure(

@@ -27,19 +27,19 @@ use crate::metrics::site::{DEFAULT_BUCKETS, SHARDS, bucket_index, shard_index};
 /// The `http_route` of requests that matched no route.
 ///
 /// ```
-/// assert_eq!(observe_runtime::http::metrics::UNMATCHED_ROUTE, "<unmatched>");
+/// assert_eq!(observe_runtime::http::UNMATCHED_ROUTE, "<unmatched>");
 /// ```
 pub const UNMATCHED_ROUTE: &str = "<unmatched>";
 /// The `http_route` of new routes once the series cap is reached.
 ///
 /// ```
-/// assert_eq!(observe_runtime::http::metrics::OVERFLOW_ROUTE, "<overflow>");
+/// assert_eq!(observe_runtime::http::OVERFLOW_ROUTE, "<overflow>");
 /// ```
 pub const OVERFLOW_ROUTE: &str = "<overflow>";
 /// Default cap on `http_server_request_duration_seconds` series.
 ///
 /// ```
-/// assert_eq!(observe_runtime::http::metrics::DEFAULT_MAX_SERIES, 2_000);
+/// assert_eq!(observe_runtime::http::DEFAULT_MAX_SERIES, 2_000);
 /// ```
 pub const DEFAULT_MAX_SERIES: usize = 2_000;
 

@@ -13,7 +13,7 @@ use std::sync::atomic::{AtomicPtr, AtomicU64, Ordering};
 use std::time::Duration;
 
 use super::clock;
-use super::site::SiteMeta;
+use super::meta::{self, SiteMeta};
 
 /// Slots in the table: calls listed at once.
 pub const SLOTS: usize = 4096;
@@ -28,7 +28,7 @@ static CLAIMING: SiteMeta = SiteMeta {
     line: 0,
     labels: &[],
     buckets: &[],
-    kind: super::site::FnKind::Sync,
+    kind: meta::FnKind::Sync,
 };
 
 struct Slot {
@@ -63,7 +63,7 @@ pub fn enter(site: &'static SiteMeta, start: u64) -> u32 {
         .try_with(|c| {
             if c.get() == usize::MAX {
                 // Each shard of threads starts in a region of its own.
-                c.set(super::site::shard_index() * (SLOTS / super::site::SHARDS));
+                c.set(meta::shard_index() * (SLOTS / meta::SHARDS));
             }
             c.get()
         })

@@ -3,17 +3,17 @@
 //! Nothing here knows a wire format: [`crate::exposition`] reads these values at scrape
 //! time.
 
+pub(crate) mod classify;
 pub(crate) mod clock;
 pub(crate) mod exemplar;
 #[cfg(feature = "inflight")]
 pub mod inflight;
+pub(crate) mod meta;
 pub(crate) mod process;
 pub(crate) mod site;
 pub(crate) mod workers;
 
 use std::sync::OnceLock;
-
-use crate::registry;
 
 /// Identity of the running build, exposed as `build_info{…} 1`.
 ///
@@ -81,16 +81,4 @@ pub(crate) fn default_service_name() -> String {
         .ok()
         .and_then(|p| p.file_stem().map(|s| s.to_string_lossy().into_owned()))
         .unwrap_or_else(|| "unknown_service".into())
-}
-
-/// Prepares the runtime off the hot path: calibrates the clock and reads the registry.
-///
-/// Optional; the first instrumented call or scrape does the same work otherwise.
-///
-/// ```
-/// observe_runtime::metrics::init();
-/// ```
-pub fn init() {
-    clock::init();
-    let _ = registry::plan();
 }

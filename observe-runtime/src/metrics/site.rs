@@ -12,75 +12,13 @@
 //! - histogram `_count` is the sum of the buckets;
 //! - the in-flight gauge is `started − (ok + error + cancelled)`.
 
-use std::cell::Cell;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering::Relaxed};
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 
+pub use super::classify::{Classifier, ClassifyOther, ClassifyResult, outcome_from};
 use super::clock;
 use super::exemplar::{Exemplar, Slot};
-
-/// Number of shards per call site. A thread keeps its shard for life; threads are dealt
-/// shards round-robin, so up to this many threads never share a cache line.
-pub const SHARDS: usize = 8;
-
-/// How a call ended. The discriminant indexes the outcome counters.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-#[repr(u8)]
-pub enum Outcome {
-    /// Returned normally and was classified as a success.
-    Ok = 0,
-    /// Returned `Err(_)` (or was classified as an error), or panicked.
-    Error = 1,
-    /// The future was dropped before it completed.
-    Cancelled = 2,
-}
-
-impl Outcome {
-    /// The value of the `result` label.
-    pub const fn label(self) -> &'static str {
-        match self {
-            Outcome::Ok => "ok",
-            Outcome::Error => "error",
-            Outcome::Cancelled => "cancelled",
-        }
-    }
-}
-
-/// Whether the instrumented function is synchronous or returns a future.
-///
-/// Only futures can be cancelled, so only they expose a `result="cancelled"` series.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum FnKind {
-    /// A plain function.
-    Sync,
-    /// An `async fn` or a function returning `impl Future`.
-    Async,
-}
-
-/// What the macro knows about a call site, fixed at compile time.
-#[derive(Debug)]
-pub struct SiteMeta {
-    /// Value of the `function` label (the function name, or the `name = "…"` option).
-    pub function: &'static str,
-    /// Value of the `module` label (`module_path!()` of the definition).
-    pub module: &'static str,
-    /// Source file of the definition.
-    pub file: &'static str,
-    /// Source line of the function name.
-    pub line: u32,
-    /// Static labels from `labels(key = "value", …)`, in source order.
-    pub labels: &'static [(&'static str, &'static str)],
-    /// Histogram upper bounds in seconds, strictly increasing, without `+Inf`.
-    pub buckets: &'static [f64],
-    /// Sync or async.
-    pub kind: FnKind,
-}
-
-impl SiteMeta {
-    /// `file:line` of the definition, for error messages.
-    pub fn location(&self) -> String {
-        format!("{}:{}", self.file, self.line)
-    }
-}
+pub(crate) use super::meta::shard_index;
+pub use super::meta::{FnKind, Outcome, SHARDS, SiteMeta};
 
 /// One thread's share of a call site's counters, on cache lines of its own.
 #[repr(align(128))]
@@ -126,32 +64,6 @@ impl<const B: usize> Cells<B> {
         // shard_index() < SHARDS by construction.
         &self.shards[shard_index()]
     }
-}
-
-thread_local! {
-    static SHARD: Cell<usize> = const { Cell::new(usize::MAX) };
-}
-static NEXT_SHARD: AtomicUsize = AtomicUsize::new(0);
-
-/// The calling thread's shard, dealt round-robin on first use.
-#[inline(always)]
-pub(crate) fn shard_index() -> usize {
-    SHARD.with(|slot| {
-        let index = slot.get();
-        if index < SHARDS {
-            index
-        } else {
-            assign_shard(slot)
-        }
-    })
-}
-
-#[cold]
-#[inline(never)]
-fn assign_shard(slot: &Cell<usize>) -> usize {
-    let index = NEXT_SHARD.fetch_add(1, Relaxed) % SHARDS;
-    slot.set(index);
-    index
 }
 
 /// A call site: metadata, bucket bounds in nanoseconds, and a pointer to its cells.
@@ -367,49 +279,6 @@ pub const DEFAULT_BUCKETS: [f64; 14] = [
 
 /// Number of cells for the default buckets (`DEFAULT_BUCKETS.len() + 1`).
 pub const DEFAULT_B: usize = DEFAULT_BUCKETS.len() + 1;
-
-/// Classification of a return value by autoref specialisation: `Result` values are
-/// classified by `is_ok`; anything else is a success.
-///
-/// Generated code calls `(&Classifier(&value)).__observe_outcome()` with both traits in
-/// scope; method resolution picks [`ClassifyResult`] when the value is a `Result`.
-pub struct Classifier<'a, T>(pub &'a T);
-
-/// See [`Classifier`].
-pub trait ClassifyResult {
-    /// The outcome of a `Result`.
-    fn __observe_outcome(&self) -> Outcome;
-}
-
-impl<T, E> ClassifyResult for Classifier<'_, Result<T, E>> {
-    #[inline(always)]
-    fn __observe_outcome(&self) -> Outcome {
-        if self.0.is_ok() {
-            Outcome::Ok
-        } else {
-            Outcome::Error
-        }
-    }
-}
-
-/// See [`Classifier`].
-pub trait ClassifyOther {
-    /// Any other value is a success.
-    fn __observe_outcome(&self) -> Outcome;
-}
-
-impl<T> ClassifyOther for &Classifier<'_, T> {
-    #[inline(always)]
-    fn __observe_outcome(&self) -> Outcome {
-        Outcome::Ok
-    }
-}
-
-/// Maps a user predicate (`ok_if` / `error_if`) to an outcome.
-#[inline(always)]
-pub fn outcome_from(is_ok: bool) -> Outcome {
-    if is_ok { Outcome::Ok } else { Outcome::Error }
-}
 
 #[cfg(test)]
 mod tests {

@@ -1,0 +1,46 @@
+//! Outcome classification of a return value, by autoref specialisation.
+
+use super::meta::Outcome;
+
+/// Classification of a return value by autoref specialisation: `Result` values are
+/// classified by `is_ok`; anything else is a success.
+///
+/// Generated code calls `(&Classifier(&value)).__observe_outcome()` with both traits in
+/// scope; method resolution picks [`ClassifyResult`] when the value is a `Result`.
+pub struct Classifier<'a, T>(pub &'a T);
+
+/// See [`Classifier`].
+pub trait ClassifyResult {
+    /// The outcome of a `Result`.
+    fn __observe_outcome(&self) -> Outcome;
+}
+
+impl<T, E> ClassifyResult for Classifier<'_, Result<T, E>> {
+    #[inline(always)]
+    fn __observe_outcome(&self) -> Outcome {
+        if self.0.is_ok() {
+            Outcome::Ok
+        } else {
+            Outcome::Error
+        }
+    }
+}
+
+/// See [`Classifier`].
+pub trait ClassifyOther {
+    /// Any other value is a success.
+    fn __observe_outcome(&self) -> Outcome;
+}
+
+impl<T> ClassifyOther for &Classifier<'_, T> {
+    #[inline(always)]
+    fn __observe_outcome(&self) -> Outcome {
+        Outcome::Ok
+    }
+}
+
+/// Maps a user predicate (`ok_if` / `error_if`) to an outcome.
+#[inline(always)]
+pub fn outcome_from(is_ok: bool) -> Outcome {
+    if is_ok { Outcome::Ok } else { Outcome::Error }
+}

@@ -1,0 +1,96 @@
+//! What a call site is, fixed at compile time (`SiteMeta`, `FnKind`), how a call ended
+//! (`Outcome`), and which shard the calling thread writes to. The site store and the
+//! in-flight table both build on this; it depends on neither.
+
+use std::cell::Cell;
+use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
+
+/// Number of shards per call site. A thread keeps its shard for life; threads are dealt
+/// shards round-robin, so up to this many threads never share a cache line.
+pub const SHARDS: usize = 8;
+
+/// How a call ended. The discriminant indexes the outcome counters.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[repr(u8)]
+pub enum Outcome {
+    /// Returned normally and was classified as a success.
+    Ok = 0,
+    /// Returned `Err(_)` (or was classified as an error), or panicked.
+    Error = 1,
+    /// The future was dropped before it completed.
+    Cancelled = 2,
+}
+
+impl Outcome {
+    /// The value of the `result` label.
+    pub const fn label(self) -> &'static str {
+        match self {
+            Outcome::Ok => "ok",
+            Outcome::Error => "error",
+            Outcome::Cancelled => "cancelled",
+        }
+    }
+}
+
+/// Whether the instrumented function is synchronous or returns a future.
+///
+/// Only futures can be cancelled, so only they expose a `result="cancelled"` series.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FnKind {
+    /// A plain function.
+    Sync,
+    /// An `async fn` or a function returning `impl Future`.
+    Async,
+}
+
+/// What the macro knows about a call site, fixed at compile time.
+#[derive(Debug)]
+pub struct SiteMeta {
+    /// Value of the `function` label (the function name, or the `name = "…"` option).
+    pub function: &'static str,
+    /// Value of the `module` label (`module_path!()` of the definition).
+    pub module: &'static str,
+    /// Source file of the definition.
+    pub file: &'static str,
+    /// Source line of the function name.
+    pub line: u32,
+    /// Static labels from `labels(key = "value", …)`, in source order.
+    pub labels: &'static [(&'static str, &'static str)],
+    /// Histogram upper bounds in seconds, strictly increasing, without `+Inf`.
+    pub buckets: &'static [f64],
+    /// Sync or async.
+    pub kind: FnKind,
+}
+
+impl SiteMeta {
+    /// `file:line` of the definition, for error messages.
+    pub fn location(&self) -> String {
+        format!("{}:{}", self.file, self.line)
+    }
+}
+
+thread_local! {
+    static SHARD: Cell<usize> = const { Cell::new(usize::MAX) };
+}
+static NEXT_SHARD: AtomicUsize = AtomicUsize::new(0);
+
+/// The calling thread's shard, dealt round-robin on first use.
+#[inline(always)]
+pub(crate) fn shard_index() -> usize {
+    SHARD.with(|slot| {
+        let index = slot.get();
+        if index < SHARDS {
+            index
+        } else {
+            assign_shard(slot)
+        }
+    })
+}
+
+#[cold]
+#[inline(never)]
+fn assign_shard(slot: &Cell<usize>) -> usize {
+    let index = NEXT_SHARD.fetch_add(1, Relaxed) % SHARDS;
+    slot.set(index);
+    index
+}
