@@ -17,7 +17,8 @@ pub use observe_runtime::telemetry::{opentelemetry, opentelemetry_sdk};
 ///
 /// `#[instrumented]` functions, HTTP series, health checks, process and worker metrics,
 /// `build_info`, your own `prometheus` registries and OpenTelemetry instruments all
-/// appear in one exposition ([`render`]), served by [`configure`] on your app or by the
+/// appear in one exposition ([`render`](crate::metrics::render)), served by
+/// `metrics::configure` on your app (feature `actix`) or by the
 /// [admin server](crate::admin::AdminServer).
 pub mod metrics {
     pub use observe_runtime::exposition::init;

@@ -30,7 +30,7 @@ use crate::propagation::headers as propagation;
 /// - records `http_server_request_duration_seconds{http_request_method, http_route,
 ///   http_response_status_code}` (monotonic clock, until the last byte of the body) and
 ///   `http_server_active_requests`. `http_route` is the matched route template, never
-///   the raw path; see [`super::metrics`] for the bounds.
+///   the raw path; see [`super::DEFAULT_MAX_SERIES`] for the bounds.
 ///
 /// Probe and scrape paths get no span by default ([`Middleware::skip_paths`]); their
 /// metrics are still recorded. With no tracing subscriber installed, the span costs a
