@@ -197,7 +197,7 @@ fn unit_of(name: &str) -> &'static str {
     let base = name.strip_suffix("_total").unwrap_or(name);
     ["seconds", "bytes"]
         .into_iter()
-        .find(|unit| base.ends_with(&format!("_{unit}")))
+        .find(|unit| base.strip_suffix(unit).is_some_and(|b| b.ends_with('_')))
         .unwrap_or("")
 }
 

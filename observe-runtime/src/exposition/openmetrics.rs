@@ -8,8 +8,8 @@
 
 use std::fmt::Write;
 
-use super::family::{Family, Kind, Str, Value};
-use super::text::{escape_help, float, push_float, series_name};
+use super::family::{Family, Kind, Value};
+use super::text::{escape_help, float, push_float, series_name, sum_and_count};
 use crate::metrics::exemplar::Exemplar;
 
 /// The family name OpenMetrics wants for a metric of `kind` called `name`.
@@ -95,15 +95,6 @@ pub(crate) fn encode(families: &[Family]) -> String {
     }
     out.push_str("# EOF\n");
     out
-}
-
-/// The `_sum` and `_count` lines of a histogram or summary.
-fn sum_and_count(out: &mut String, family: &str, labels: &[(Str, Str)], sum: f64, count: u64) {
-    series_name(out, family, "_sum", labels, None);
-    push_float(out, sum);
-    out.push('\n');
-    series_name(out, family, "_count", labels, None);
-    let _ = writeln!(out, "{count}");
 }
 
 /// ` # {trace_id="…",span_id="…"} value timestamp`.

@@ -2,7 +2,7 @@
 
 use std::fmt::Write;
 
-use super::family::{Family, Kind, Str, Value};
+use super::family::{Family, Str, Value};
 
 /// Encodes `families` in the text format 0.0.4.
 pub(crate) fn encode(families: &[Family]) -> String {
@@ -30,8 +30,7 @@ fn write_family(out: &mut String, f: &Family) {
                     let le = ("le", le.as_str());
                     sample_count(out, name, "_bucket", &series.labels, Some(le), b.cumulative);
                 }
-                sample(out, name, "_sum", &series.labels, None, *sum);
-                sample_count(out, name, "_count", &series.labels, None, *count);
+                sum_and_count(out, name, &series.labels, *sum, *count);
             }
             Value::Summary {
                 quantiles,
@@ -42,17 +41,22 @@ fn write_family(out: &mut String, f: &Family) {
                     let q = float(*q);
                     sample(out, name, "", &series.labels, Some(("quantile", &q)), *v);
                 }
-                sample(out, name, "_sum", &series.labels, None, *sum);
-                sample_count(out, name, "_count", &series.labels, None, *count);
+                sum_and_count(out, name, &series.labels, *sum, *count);
             }
         }
     }
-    debug_assert!(
-        f.kind != Kind::Histogram
-            || f.series
-                .iter()
-                .all(|s| matches!(s.value, Value::Histogram { .. }))
-    );
+}
+
+/// The `_sum` and `_count` lines of a histogram or summary (the same in both formats).
+pub(crate) fn sum_and_count(
+    out: &mut String,
+    name: &str,
+    labels: &[(Str, Str)],
+    sum: f64,
+    count: u64,
+) {
+    sample(out, name, "_sum", labels, None, sum);
+    sample_count(out, name, "_count", labels, None, count);
 }
 
 /// Writes `name{labels,extra} ` (the value follows).
