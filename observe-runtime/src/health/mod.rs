@@ -9,16 +9,18 @@
 //! - **Start-up** (`/startupz`) fails until the application calls
 //!   [`Health::mark_started`] and every `startup` check has passed once.
 
+mod builder;
 pub mod checks;
 mod definition;
 mod engine;
 pub mod liveness;
 mod metrics;
+mod report;
+mod runner;
 
+pub use builder::{HealthBuilder, HealthError};
 #[doc(hidden)]
 pub use definition::{CHECKS, CheckDef, CheckFuture, StateType, run_blocking};
 pub use definition::{HealthStatus, IntoHealthStatus, StateMap};
-pub use engine::{
-    CheckReport, CheckState, DEFAULT_BUDGET, DEFAULT_TTL, Health, HealthBuilder, HealthError,
-    MAX_BACKOFF, Overall, Probe, Transition,
-};
+pub use engine::{DEFAULT_BUDGET, DEFAULT_TTL, Health, MAX_BACKOFF};
+pub use report::{CheckReport, CheckState, Overall, Probe, Transition};
