@@ -1,0 +1,107 @@
+//! `Telemetry`: the guard `install` returns; dropping it flushes and shuts down.
+
+use opentelemetry_sdk::Resource;
+use opentelemetry_sdk::metrics::SdkMeterProvider;
+use opentelemetry_sdk::trace::SdkTracerProvider;
+
+#[cfg(feature = "otlp-metrics")]
+use super::metrics_push;
+
+/// The installed providers. Dropping it flushes and shuts them down; see [`init`](super::init()).
+#[must_use = "dropping the guard at once shuts telemetry down"]
+#[derive(Debug)]
+pub struct Telemetry {
+    pub(super) tracer_provider: Option<SdkTracerProvider>,
+    pub(super) meter_provider: Option<SdkMeterProvider>,
+    pub(super) resource: Resource,
+    #[cfg(feature = "otlp-metrics")]
+    pub(super) pusher: Option<metrics_push::Pusher>,
+}
+
+impl Telemetry {
+    /// A tracer from the installed provider (a no-op one under `OTEL_SDK_DISABLED`).
+    ///
+    /// ```no_run
+    /// use observe_runtime::telemetry::opentelemetry::trace::Tracer as _;
+    /// let telemetry = observe_runtime::telemetry::init().install().unwrap();
+    /// telemetry.tracer("payments").in_span("settle", |_cx| {});
+    /// ```
+    pub fn tracer(&self, name: &'static str) -> opentelemetry::global::BoxedTracer {
+        opentelemetry::global::tracer(name)
+    }
+
+    /// A meter from the installed provider (a no-op one under `OTEL_SDK_DISABLED`). Its
+    /// instruments appear on `/metrics` (named by the OpenTelemetry Prometheus
+    /// compatibility rules, with `otel_scope_name` and a `target_info` family for the
+    /// resource) and in the OTLP metrics push, read from the SDK when they are served.
+    ///
+    /// ```
+    /// let telemetry = observe_runtime::telemetry::init()
+    ///     .log_format(observe_runtime::telemetry::LogFormat::Off)
+    ///     .install()
+    ///     .unwrap();
+    /// let refunds = telemetry.meter("payments").u64_counter("payments.refunds").build();
+    /// refunds.add(2, &[]);
+    /// let text = observe_runtime::exposition::render();
+    /// assert!(text.contains(r#"payments_refunds_total{otel_scope_name="payments"} 2"#));
+    /// ```
+    pub fn meter(&self, name: &'static str) -> opentelemetry::metrics::Meter {
+        opentelemetry::global::meter(name)
+    }
+
+    /// The resource every span and metric carries.
+    ///
+    /// ```no_run
+    /// let telemetry = observe_runtime::telemetry::init().service("payments", "1.0.0").install().unwrap();
+    /// assert!(telemetry.resource().get(&"service.name".into()).is_some());
+    /// ```
+    pub fn resource(&self) -> &Resource {
+        &self.resource
+    }
+
+    /// Exports every finished span now (blocks until the exporter answers or times out).
+    ///
+    /// ```no_run
+    /// let telemetry = observe_runtime::telemetry::init().install().unwrap();
+    /// telemetry.force_flush();
+    /// ```
+    pub fn force_flush(&self) {
+        if let Some(p) = &self.tracer_provider
+            && let Err(e) = p.force_flush()
+        {
+            eprintln!("observe: flushing spans failed: {e}");
+        }
+        if let Some(p) = &self.meter_provider {
+            let _ = p.force_flush();
+        }
+    }
+
+    /// Flushes and shuts everything down (what dropping the guard does).
+    ///
+    /// ```no_run
+    /// observe_runtime::telemetry::init().install().unwrap().shutdown();
+    /// ```
+    pub fn shutdown(self) {
+        drop(self)
+    }
+}
+
+impl Drop for Telemetry {
+    fn drop(&mut self) {
+        // Shutdown flushes the batch queue first; errors go to stderr because the
+        // subscriber may already be unable to export them.
+        if let Some(p) = self.tracer_provider.take()
+            && let Err(e) = p.shutdown()
+        {
+            eprintln!("observe: shutting the tracer provider down failed: {e}");
+        }
+        // The last push reads the SDK's instruments too: before the meter provider stops.
+        #[cfg(feature = "otlp-metrics")]
+        if let Some(mut pusher) = self.pusher.take() {
+            pusher.shutdown();
+        }
+        if let Some(p) = self.meter_provider.take() {
+            let _ = p.shutdown();
+        }
+    }
+}
