@@ -6,17 +6,12 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
-use opentelemetry::trace::TraceContextExt;
-use tracing::Span;
-use tracing::field::Empty;
-use tracing_opentelemetry::OpenTelemetrySpanExt;
-
 use actix_web::body::{BodySize, MessageBody};
 use actix_web::dev::{Service, ServiceRequest, ServiceResponse, Transform};
 use actix_web::web::Bytes;
 
-use super::series::{METHODS, Recording, RequestTimer, method_index_of, store};
-use crate::propagation::headers as propagation;
+use super::series::{Recording, RequestTimer, store};
+use super::server_span::{Traced, finish_span, server_span, traced_response};
 
 /// The HTTP middleware: wrap your `App` with it.
 ///
@@ -131,156 +126,6 @@ impl Middleware {
 fn skipped(skip: &[String], path: &str) -> bool {
     skip.iter()
         .any(|s| path == s || (s.ends_with('/') && path.starts_with(s.as_str())))
-}
-
-/// A request's server span and, for a request whose incoming trace is not sampled (under
-/// a parent-based sampler), the incoming context, made current beside the span: the
-/// OpenTelemetry layer never sees such a span, and the context carries the trace id to
-/// log lines, `trace_id()` and downstream requests.
-struct Traced {
-    span: Span,
-    incoming: Option<opentelemetry::Context>,
-}
-
-/// [`Traced::enter`]'s guard: the span is exited before the context is detached.
-struct Current<'a> {
-    _span: tracing::span::Entered<'a>,
-    _cx: Option<opentelemetry::ContextGuard>,
-}
-
-impl Traced {
-    /// Makes the request's trace current: the incoming context (if kept), then the span.
-    fn enter(&self) -> Current<'_> {
-        let cx = self.incoming.clone().map(opentelemetry::Context::attach);
-        Current {
-            _span: self.span.enter(),
-            _cx: cx,
-        }
-    }
-
-    /// The span, if its ids can serve as an exemplar (it was traced).
-    fn exemplar_span(&self) -> Option<&Span> {
-        self.incoming.is_none().then_some(&self.span)
-    }
-
-    /// Ends the span (its close is logged inside the request's trace).
-    fn end(self) {
-        let Traced { span, incoming } = self;
-        let _cx = incoming.map(opentelemetry::Context::attach);
-        drop(span);
-    }
-}
-
-/// The server span of one request, its parent extracted from the request's headers.
-///
-/// The span's fields are what log lines show (method, path; route and status at the
-/// end). The other OpenTelemetry attributes are built only once the sampler has decided
-/// to record the span: an unsampled request (most requests, under a ratio sampler)
-/// makes no strings for attributes nobody keeps. A request whose incoming trace is not
-/// sampled, under a parent-based sampler, gets no OpenTelemetry span at all.
-fn server_span(req: &ServiceRequest) -> Option<Box<Traced>> {
-    let method = METHODS[method_index_of(req.method()) as usize];
-    let name = span_method(method);
-    let parent = propagation::extract(req.headers());
-    // Not inside another span (an outer middleware's): observe's filter would follow
-    // that span's decision rather than the incoming one.
-    let unsampled = crate::propagation::parent_based_sampling()
-        && {
-            let otel = parent.span();
-            let sc = otel.span_context();
-            sc.is_valid() && !sc.is_sampled()
-        }
-        && tracing::dispatcher::get_default(|d| d.current_span().id().is_none());
-    // Made with an unsampled incoming context current, the span is one observe's layer
-    // leaves out, with everything below it.
-    let attached = unsampled.then(|| parent.clone().attach());
-    // Only cheap values here: with tracing's `log` feature on (any crate in the build
-    // can turn it on), a disabled span still evaluates the values written in the macro.
-    let span = tracing::info_span!(
-        target: "observe::http",
-        "HTTP request",
-        otel.name = name,
-        otel.kind = "server",
-        otel.status_code = Empty,
-        http.request.method = method,
-        http.route = Empty,
-        http.response.status_code = Empty,
-        url.path = req.path(),
-    );
-    drop(attached);
-    if span.is_disabled() {
-        return None;
-    }
-    if unsampled {
-        return Some(Box::new(Traced {
-            span,
-            incoming: Some(parent),
-        }));
-    }
-    // `set_parent` must come before the span is first entered, or its context read.
-    let _ = span.set_parent(parent);
-    // Reading the context starts the OpenTelemetry span: the sampler has decided.
-    let cx = span.context();
-    let otel = cx.span();
-    if otel.is_recording() {
-        request_attributes(&otel, req, method);
-    }
-    Some(Box::new(Traced {
-        span,
-        incoming: None,
-    }))
-}
-
-/// The method as a span name shows it (OpenTelemetry: named after the method alone until
-/// the route is known, and `HTTP` for methods outside the known set).
-fn span_method(label: &'static str) -> &'static str {
-    if label == "_OTHER" { "HTTP" } else { label }
-}
-
-/// The request's remaining semantic-convention attributes, for a recorded span.
-#[inline(never)]
-fn request_attributes(
-    otel: &opentelemetry::trace::SpanRef<'_>,
-    req: &ServiceRequest,
-    method: &str,
-) {
-    use opentelemetry::KeyValue;
-    let mut attributes = Vec::with_capacity(5);
-    attributes.push(KeyValue::new(
-        "url.scheme",
-        req.connection_info().scheme().to_owned(),
-    ));
-    attributes.push(KeyValue::new(
-        "network.protocol.version",
-        protocol_version(req.version()),
-    ));
-    if method == "_OTHER" {
-        attributes.push(KeyValue::new(
-            "http.request.method_original",
-            req.method().as_str().to_owned(),
-        ));
-    }
-    if let Some(peer) = req.peer_addr() {
-        attributes.push(KeyValue::new("client.address", peer.ip().to_string()));
-    }
-    if let Some(agent) = req
-        .headers()
-        .get(actix_web::http::header::USER_AGENT)
-        .and_then(|v| v.to_str().ok())
-    {
-        attributes.push(KeyValue::new("user_agent.original", agent.to_owned()));
-    }
-    otel.set_attributes(attributes);
-}
-
-fn protocol_version(version: actix_web::http::Version) -> &'static str {
-    match version {
-        actix_web::http::Version::HTTP_09 => "0.9",
-        actix_web::http::Version::HTTP_10 => "1.0",
-        actix_web::http::Version::HTTP_2 => "2",
-        actix_web::http::Version::HTTP_3 => "3",
-        _ => "1.1",
-    }
 }
 
 impl<S, B> Transform<S, ServiceRequest> for Middleware
@@ -414,28 +259,6 @@ where
     }
 }
 
-/// The server span's share of a response: its name, status and, if asked for, the
-/// `traceresponse` header. Out of line (and cold: without a subscriber it never runs),
-/// so the untraced path stays short.
-#[cold]
-#[inline(never)]
-fn traced_response<B>(
-    traced: &Traced,
-    res: &mut ServiceResponse<B>,
-    route: Option<&str>,
-    add_trace_response: bool,
-) {
-    let status = res.status().as_u16();
-    finish_span(
-        &traced.span,
-        route.map(|r| (res.request().method(), r)),
-        status,
-    );
-    if add_trace_response {
-        trace_response(&traced.span, res);
-    }
-}
-
 /// A handler's error: actix turns it into a response after us, and its status is known
 /// now, so the request is recorded here.
 #[cold]
@@ -448,53 +271,6 @@ fn failed(error: &actix_web::Error, timer: Option<RequestTimer>, traced: Option<
     if let Some(t) = timer {
         t.respond(None, status)
             .finish(traced.and_then(Traced::exemplar_span));
-    }
-}
-
-/// Adds the `traceresponse` header: the trace and the server span that answered.
-fn trace_response<B>(span: &Span, res: &mut ServiceResponse<B>) {
-    if let Some(value) = crate::propagation::traceparent_of(&span.context())
-        && let Ok(value) = actix_web::http::header::HeaderValue::from_str(&value)
-    {
-        res.headers_mut().insert(
-            actix_web::http::header::HeaderName::from_static("traceresponse"),
-            value,
-        );
-    }
-}
-
-/// Records the outcome on the span (route, status; 5xx: error, 4xx: not), in one
-/// dispatch, and names a recorded span after its method and route.
-fn finish_span(span: &Span, route: Option<(&actix_web::http::Method, &str)>, status: u16) {
-    use tracing::field::Value;
-    let Some(meta) = span.metadata() else {
-        return;
-    };
-    let fields = meta.fields();
-    let (Some(route_field), Some(status_field), Some(error_field)) = (
-        fields.field("http.route"),
-        fields.field("http.response.status_code"),
-        fields.field("otel.status_code"),
-    ) else {
-        return;
-    };
-    let route_value = route.map(|(_, r)| r);
-    let error = (status >= 500).then_some("ERROR");
-    let values = [
-        (&route_field, route_value.as_ref().map(|r| r as &dyn Value)),
-        (&status_field, Some(&status as &dyn Value)),
-        (&error_field, error.as_ref().map(|e| e as &dyn Value)),
-    ];
-    span.record_all(&fields.value_set(&values));
-    if let Some((method, route)) = route {
-        let cx = span.context();
-        let otel = cx.span();
-        if otel.is_recording() {
-            let method = span_method(METHODS[method_index_of(method) as usize]);
-            // tracing-opentelemetry 0.34 ignores a late `otel.name` once the span has
-            // started (it has: the handler ran inside it), so rename the OpenTelemetry span.
-            otel.update_name(format!("{method} {route}"));
-        }
     }
 }
 

@@ -7,6 +7,8 @@ mod middleware;
 pub(crate) mod probes;
 mod scrape;
 mod series;
+mod series_export;
+mod server_span;
 mod shutdown;
 
 pub use crate::propagation::{Propagate, outgoing_headers, trace_id};

@@ -18,10 +18,9 @@ use std::sync::atomic::{AtomicI64, AtomicU64, AtomicUsize, Ordering::Relaxed};
 
 use once_cell::sync::Lazy;
 
-use crate::exposition::collector::{self, Collector};
-use crate::exposition::{self, Bucket, Family, Kind, Value, label};
+use crate::exposition::collector::{self};
 use crate::metrics::clock;
-use crate::metrics::exemplar::{self, Exemplar, Slot};
+use crate::metrics::exemplar::{self, Slot};
 use crate::metrics::site::{DEFAULT_BUCKETS, SHARDS, bucket_index, shard_index};
 
 /// The `http_route` of requests that matched no route.
@@ -78,12 +77,12 @@ const BOUNDS_NS: [u64; DEFAULT_BUCKETS.len() + 1] = {
     out
 };
 
-struct Series {
+pub(super) struct Series {
     /// Non-cumulative counts; the last is `+Inf`.
-    buckets: [AtomicU64; DEFAULT_BUCKETS.len() + 1],
-    sum_ns: AtomicU64,
+    pub(super) buckets: [AtomicU64; DEFAULT_BUCKETS.len() + 1],
+    pub(super) sum_ns: AtomicU64,
     /// This thread's exemplar per bucket (the newest over threads is exposed).
-    exemplars: [Slot; DEFAULT_BUCKETS.len() + 1],
+    pub(super) exemplars: [Slot; DEFAULT_BUCKETS.len() + 1],
 }
 
 impl Default for Series {
@@ -133,21 +132,21 @@ impl Series {
     }
 }
 
-type Key = (u8, Box<str>, u16);
+pub(super) type Key = (u8, Box<str>, u16);
 
 /// Requests in progress per method, on cache lines of their own per shard of threads.
 #[repr(align(128))]
 #[derive(Default)]
-struct ActiveShard([AtomicI64; METHODS.len()]);
+pub(super) struct ActiveShard(pub(super) [AtomicI64; METHODS.len()]);
 
 pub(crate) struct HttpStore {
     /// Every series, with one cell set per thread that recorded into it (summed when
     /// scraped). Locked only when a thread meets a series for the first time. Cells are
     /// never freed: the cap bounds them (series × recording threads).
-    series: Mutex<HashMap<Key, Vec<&'static Series>>>,
+    pub(super) series: Mutex<HashMap<Key, Vec<&'static Series>>>,
     max_series: AtomicUsize,
-    active: [ActiveShard; SHARDS],
-    aborted: [AtomicU64; METHODS.len()],
+    pub(super) active: [ActiveShard; SHARDS],
+    pub(super) aborted: [AtomicU64; METHODS.len()],
 }
 
 /// A worker thread's own cells: route → (method, status, cells). Bounded by the number
@@ -383,104 +382,10 @@ impl Drop for Recording {
     }
 }
 
-/// The sum of one series' per-thread cells: (cumulative buckets, sum in ns).
-type Summed = (
-    [u64; DEFAULT_BUCKETS.len() + 1],
-    u64,
-    [Option<Exemplar>; DEFAULT_BUCKETS.len() + 1],
-);
-
-fn sum_cells(cells: &[&Series]) -> Summed {
-    let mut buckets = [0u64; DEFAULT_BUCKETS.len() + 1];
-    let mut exemplars = [None; DEFAULT_BUCKETS.len() + 1];
-    let mut sum = 0;
-    for c in cells {
-        for (total, cell) in buckets.iter_mut().zip(&c.buckets) {
-            *total += cell.load(Relaxed);
-        }
-        for (newest, slot) in exemplars.iter_mut().zip(&c.exemplars) {
-            *newest = Exemplar::newest(*newest, slot.get());
-        }
-        sum += c.sum_ns.load(Relaxed);
-    }
-    let mut cumulative = 0;
-    for b in &mut buckets {
-        cumulative += *b;
-        *b = cumulative;
-    }
-    (buckets, sum, exemplars)
-}
-
-impl Collector for HttpStore {
-    fn collect(&self, out: &mut Vec<Family>) {
-        let map = self.series.lock().unwrap_or_else(|p| p.into_inner());
-        let mut keys: Vec<&Key> = map.keys().collect();
-        keys.sort();
-        let mut overflowed = 0;
-        let mut durations = Family::new(
-            "http_server_request_duration_seconds",
-            Kind::Histogram,
-            "Duration of HTTP server requests, to the end of the response body.",
-        );
-        for key in &keys {
-            let (cumulative, sum_ns, exemplars) = sum_cells(&map[*key]);
-            let count = cumulative[DEFAULT_BUCKETS.len()];
-            if &*key.1 == OVERFLOW_ROUTE {
-                overflowed += count;
-            }
-            let buckets = cumulative
-                .iter()
-                .zip(exemplars)
-                .enumerate()
-                .map(|(i, (&cumulative, exemplar))| Bucket {
-                    le: DEFAULT_BUCKETS.get(i).copied().unwrap_or(f64::INFINITY),
-                    cumulative,
-                    exemplar,
-                })
-                .collect();
-            durations.series.push(exposition::Series {
-                labels: vec![
-                    label("http_request_method", METHODS[key.0 as usize]),
-                    label("http_route", key.1.to_string()),
-                    label("http_response_status_code", key.2.to_string()),
-                ],
-                value: Value::Histogram {
-                    buckets,
-                    sum: sum_ns as f64 / 1e9,
-                    count,
-                },
-            });
-        }
-        drop(map);
-        let mut active = Family::new(
-            "http_server_active_requests",
-            Kind::Gauge,
-            "HTTP server requests in progress, until the end of the response body.",
-        );
-        let mut aborted = Family::new(
-            "observe_http_requests_aborted_total",
-            Kind::Counter,
-            "HTTP requests dropped before a response existed (the client went away).",
-        );
-        for (i, method) in METHODS.iter().enumerate() {
-            let v: i64 = self.active.iter().map(|s| s.0[i].load(Relaxed)).sum();
-            active.push(vec![label("http_request_method", *method)], v.max(0) as f64);
-            let v = self.aborted[i].load(Relaxed);
-            aborted.push(vec![label("http_request_method", *method)], v as f64);
-        }
-        let overflow = Family::new(
-            "observe_http_series_overflow_total",
-            Kind::Counter,
-            "Requests recorded under http_route=\"<overflow>\" because the series cap was reached.",
-        )
-        .with(vec![], overflowed as f64);
-        out.extend([durations, active, aborted, overflow]);
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::http::series_export::sum_cells;
 
     #[test]
     fn methods_are_bounded() {

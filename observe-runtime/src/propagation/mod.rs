@@ -50,6 +50,13 @@
 
 #[cfg(feature = "actix")]
 pub(crate) mod headers;
+mod traceparent;
+mod tracestate;
+
+use traceparent::format_traceparent;
+pub use traceparent::parse_traceparent;
+pub use tracestate::parse_tracestate;
+use tracestate::{join, parse_members, truncate, valid_key};
 
 #[cfg(feature = "actix")]
 pub use headers::{Propagate, outgoing_headers, trace_id};
@@ -58,7 +65,7 @@ use opentelemetry::Context;
 use opentelemetry::propagation::{
     Extractor, Injector, TextMapPropagator, text_map_propagator::FieldIter,
 };
-use opentelemetry::trace::{SpanContext, SpanId, TraceContextExt, TraceFlags, TraceId, TraceState};
+use opentelemetry::trace::{SpanContext, TraceContextExt, TraceFlags, TraceId, TraceState};
 
 const TRACEPARENT: &str = "traceparent";
 const TRACESTATE: &str = "tracestate";
@@ -139,186 +146,6 @@ impl W3cTraceContext {
     }
 }
 
-/// The value of at most 32 lowercase hex digits (checked by [`lower_hex`] before).
-fn hex_u128(s: &str) -> u128 {
-    s.bytes().fold(0u128, |acc, b| {
-        let digit = if b.is_ascii_digit() {
-            b - b'0'
-        } else {
-            b - b'a' + 10
-        };
-        (acc << 4) | u128::from(digit)
-    })
-}
-
-fn lower_hex(s: &str) -> bool {
-    s.bytes()
-        .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
-}
-
-/// Parses a `traceparent` value: `(trace id, parent id, flags)` with the flags masked to
-/// the ones defined (sampled, random), or `None` when the trace must restart.
-///
-/// ```
-/// use observe_runtime::propagation::parse_traceparent;
-/// assert!(parse_traceparent("00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01").is_some());
-/// assert!(parse_traceparent("00-0AF7651916CD43DD8448EB211C80319C-b7ad6b7169203331-01").is_none());
-/// assert!(parse_traceparent("cc-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01-future").is_some());
-/// ```
-pub fn parse_traceparent(value: &str) -> Option<(TraceId, SpanId, u8)> {
-    let v = value.trim_matches([' ', '\t']);
-    if !v.is_ascii() || v.len() < 3 || v.as_bytes()[2] != b'-' {
-        return None;
-    }
-    let version = &v[..2];
-    if !lower_hex(version) || version == "ff" {
-        return None;
-    }
-    if version == "00" {
-        if v.len() != 55 {
-            return None;
-        }
-    } else if v.len() < 55 || (v.len() > 55 && v.as_bytes()[55] != b'-') {
-        return None;
-    }
-    let b = v.as_bytes();
-    if b[35] != b'-' || b[52] != b'-' {
-        return None;
-    }
-    let (trace, parent, flags) = (&v[3..35], &v[36..52], &v[53..55]);
-    if !lower_hex(trace) || !lower_hex(parent) || !lower_hex(flags) {
-        return None;
-    }
-    let trace_id = TraceId::from(hex_u128(trace));
-    let span_id = SpanId::from(hex_u128(parent) as u64);
-    if trace_id == TraceId::INVALID || span_id == SpanId::INVALID {
-        return None;
-    }
-    let flags = hex_u128(flags) as u8 & (SAMPLED | RANDOM);
-    Some((trace_id, span_id, flags))
-}
-
-/// A `tracestate` key per the current grammar.
-fn valid_key(key: &str) -> bool {
-    let b = key.as_bytes();
-    !b.is_empty()
-        && b.len() <= 256
-        && (b[0].is_ascii_lowercase() || b[0].is_ascii_digit())
-        && b.iter().all(|&c| {
-            c.is_ascii_lowercase()
-                || c.is_ascii_digit()
-                || matches!(c, b'_' | b'-' | b'*' | b'/' | b'@')
-        })
-}
-
-/// A `tracestate` value: 1–256 printable ASCII, no `,` or `=`, not ending in a space.
-fn valid_value(value: &str) -> bool {
-    let b = value.as_bytes();
-    !b.is_empty()
-        && b.len() <= 256
-        && b.iter()
-            .all(|&c| (0x20..=0x7e).contains(&c) && c != b',' && c != b'=')
-        && b[b.len() - 1] != b' '
-}
-
-/// Parses a combined `tracestate` value into its members, in order; `None` when the
-/// header must be discarded (an invalid member, a duplicate key, more than 32 members).
-///
-/// ```
-/// use observe_runtime::propagation::parse_tracestate;
-/// assert_eq!(parse_tracestate("rojo=00f067aa0ba902b7, ,congo=t61rcWkgMzE").unwrap().len(), 2);
-/// assert_eq!(parse_tracestate("foo=1,foo=2"), None);
-/// assert_eq!(parse_tracestate("foo="), None);
-/// ```
-pub fn parse_tracestate(combined: &str) -> Option<Vec<(String, String)>> {
-    parse_members(combined).map(|m| {
-        m.as_slice()
-            .iter()
-            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
-            .collect()
-    })
-}
-
-/// Up to [`MAX_MEMBERS`] borrowed members, on the stack.
-struct Members<'a> {
-    items: [(&'a str, &'a str); MAX_MEMBERS],
-    len: usize,
-}
-
-impl<'a> Members<'a> {
-    fn as_slice(&self) -> &[(&'a str, &'a str)] {
-        &self.items[..self.len]
-    }
-}
-
-/// [`parse_tracestate`] without copying or allocating.
-fn parse_members(combined: &str) -> Option<Members<'_>> {
-    let mut members = Members {
-        items: [("", ""); MAX_MEMBERS],
-        len: 0,
-    };
-    for member in combined.split(',') {
-        // OWS around a member; the value's own leading spaces are kept, its trailing
-        // ones are optional whitespace.
-        let member = member
-            .trim_start_matches([' ', '\t'])
-            .trim_end_matches([' ', '\t']);
-        if member.is_empty() {
-            continue;
-        }
-        let (key, value) = member.split_once('=')?;
-        if members.len == MAX_MEMBERS
-            || !valid_key(key)
-            || !valid_value(value)
-            || members.as_slice().iter().any(|(k, _)| *k == key)
-        {
-            return None;
-        }
-        members.items[members.len] = (key, value);
-        members.len += 1;
-    }
-    Some(members)
-}
-
-fn join<K: AsRef<str>, V: AsRef<str>>(members: impl IntoIterator<Item = (K, V)>) -> String {
-    let mut out = String::new();
-    for (k, v) in members {
-        if !out.is_empty() {
-            out.push(',');
-        }
-        out.push_str(k.as_ref());
-        out.push('=');
-        out.push_str(v.as_ref());
-    }
-    out
-}
-
-fn joined_len(members: &[(String, String)]) -> usize {
-    members
-        .iter()
-        .map(|(k, v)| k.len() + 1 + v.len())
-        .sum::<usize>()
-        + members.len().saturating_sub(1)
-}
-
-/// Truncates to [`MAX_TRACESTATE`] characters by whole members: those over 128
-/// characters first (from the end), then from the end.
-fn truncate(members: &mut Vec<(String, String)>) {
-    while joined_len(members) > MAX_TRACESTATE {
-        let long = members
-            .iter()
-            .rposition(|(k, v)| k.len() + 1 + v.len() > 128);
-        match long {
-            Some(i) => {
-                members.remove(i);
-            }
-            None => {
-                members.pop();
-            }
-        }
-    }
-}
-
 static PARENT_BASED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
 
 /// Declares whether the tracer provider's sampler follows the incoming parent's decision
@@ -369,27 +196,6 @@ pub fn traceparent_of(cx: &Context) -> Option<String> {
         sc.span_id(),
         flags_for(sc, incoming),
     ))
-}
-
-/// `00-<trace>-<span>-<flags>` in one allocation, without the formatting machinery.
-fn format_traceparent(trace_id: TraceId, span_id: SpanId, flags: u8) -> String {
-    const HEX: &[u8; 16] = b"0123456789abcdef";
-    let mut out = Vec::with_capacity(55);
-    out.extend_from_slice(b"00-");
-    for b in trace_id.to_bytes() {
-        out.push(HEX[usize::from(b >> 4)]);
-        out.push(HEX[usize::from(b & 0xf)]);
-    }
-    out.push(b'-');
-    for b in span_id.to_bytes() {
-        out.push(HEX[usize::from(b >> 4)]);
-        out.push(HEX[usize::from(b & 0xf)]);
-    }
-    out.push(b'-');
-    out.push(HEX[usize::from(flags >> 4)]);
-    out.push(HEX[usize::from(flags & 0xf)]);
-    // Only ASCII was written.
-    String::from_utf8(out).unwrap_or_default()
 }
 
 fn incoming_for<'a>(cx: &'a Context, sc: &SpanContext) -> Option<&'a Incoming> {
@@ -518,30 +324,5 @@ impl TextMapPropagator for W3cTraceContext {
     fn fields(&self) -> FieldIter<'_> {
         static NAMES: std::sync::OnceLock<[String; 2]> = std::sync::OnceLock::new();
         FieldIter::new(NAMES.get_or_init(|| [TRACEPARENT.to_owned(), TRACESTATE.to_owned()]))
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn truncation_drops_long_members_first_then_from_the_end() {
-        let mut members: Vec<(String, String)> =
-            (0..10).map(|i| (format!("k{i}"), "v".repeat(40))).collect();
-        members.insert(3, ("long".into(), "x".repeat(200)));
-        truncate(&mut members);
-        assert!(joined_len(&members) <= MAX_TRACESTATE);
-        assert!(
-            !members.iter().any(|(k, _)| k == "long"),
-            "the long member went first"
-        );
-        assert_eq!(members.len(), 10, "then nothing else had to go");
-        let mut many: Vec<(String, String)> = (0..20)
-            .map(|i| (format!("k{i:02}"), "v".repeat(40)))
-            .collect();
-        truncate(&mut many);
-        assert_eq!(many.first().unwrap().0, "k00", "removed from the end");
-        assert!(joined_len(&many) <= MAX_TRACESTATE && joined_len(&many) > MAX_TRACESTATE - 45);
     }
 }
