@@ -6,8 +6,8 @@ use proc_macro2::TokenStream;
 use quote::{format_ident, quote, quote_spanned};
 use syn::spanned::Spanned;
 
-use super::Params;
 use super::attr::Args;
+use super::valid::Params;
 
 pub fn health_check(args: &Args, function: &syn::ItemFn, params: &Params) -> TokenStream {
     let p = quote!(::observe::__private);

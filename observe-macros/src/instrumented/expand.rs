@@ -1,12 +1,14 @@
-//! Code generation for `#[instrumented]`: a few statics and a few calls into
-//! `::observe::__private`, around the user's untouched body.
+//! Code generation for `#[instrumented]`: the wrapper around the user's untouched body
+//! (plain, `async`, `impl Future`, boxed future), with the statics (`statics.rs`) and the
+//! span (`span.rs`) it places; a few calls into `::observe::__private`.
 
 use crate::common::types::mentions_impl_trait;
-use proc_macro2::{Literal, Span, TokenStream};
-use quote::{quote, quote_spanned};
+use proc_macro2::TokenStream;
+use quote::quote;
 use syn::{ItemFn, ReturnType, Type};
 
-use super::attr::{Args, Sigil};
+use super::attr::Args;
+use super::{span, statics};
 
 /// `impl Future<Output = …> (+ …)`: the function returns a future we can wrap.
 fn returns_impl_future(output: &ReturnType) -> bool {
@@ -94,82 +96,14 @@ pub fn instrumented(args: &Args, item: &ItemFn) -> TokenStream {
         quote!(Sync)
     };
 
-    // --- statics: the cells, the site, and its entry in the link-time slice ---
     let statics = if metrics_on {
-        let line = quote_spanned!(sig.ident.span()=> ::core::line!());
-        let (b, buckets, bounds) = match &args.buckets {
-            None => (
-                quote!(#p::DEFAULT_B),
-                quote!(&#p::DEFAULT_BUCKETS),
-                quote!(#p::bounds_ns::<{ #p::DEFAULT_B }>(&#p::DEFAULT_BUCKETS)),
-            ),
-            Some(buckets) => {
-                let n = buckets.bounds.len() + 1;
-                let values = buckets
-                    .bounds
-                    .iter()
-                    .map(|b| Literal::f64_suffixed(b.value));
-                let list = quote!(&[#(#values),*]);
-                (quote!(#n), list.clone(), quote!(#p::bounds_ns::<#n>(#list)))
-            }
-        };
-        let keys = args.labels.iter().map(|l| &l.key);
-        let values = args.labels.iter().map(|l| &l.value);
-        quote! {
-            static __OBSERVE_CELLS: #p::Cells<{ #b }> = #p::Cells::new();
-            static __OBSERVE_SITE: #p::Site<{ #b }> = #p::Site::new(
-                #p::SiteMeta {
-                    function: #fn_name,
-                    module: ::core::module_path!(),
-                    file: ::core::file!(),
-                    line: #line,
-                    labels: &[#((#keys, #values)),*],
-                    buckets: #buckets,
-                    kind: #p::FnKind::#kind,
-                },
-                #bounds,
-                &__OBSERVE_CELLS,
-            );
-            #[#p::linkme::distributed_slice(#p::SITES)]
-            #[linkme(crate = #p::linkme)]
-            static __OBSERVE_REGISTERED: &'static dyn #p::SiteDyn = &__OBSERVE_SITE;
-        }
+        statics::statics(args, sig, &fn_name, &kind)
     } else {
         TokenStream::new()
     };
 
-    // --- the span ---
     let span_def = if span_on {
-        let level = match args.level.as_ref().map(|l| l.value().to_ascii_uppercase()) {
-            Some(l) => syn::Ident::new(
-                &l,
-                args.level
-                    .as_ref()
-                    .map_or_else(Span::call_site, |l| l.span()),
-            ),
-            None => syn::Ident::new("INFO", Span::call_site()),
-        };
-        let fields = args.fields.iter().map(|f| {
-            let name = &f.name;
-            match &f.value {
-                None => quote!(#name = ?#name),
-                Some((Sigil::Value, e)) => quote!(#name = #e),
-                Some((Sigil::Debug, e)) => quote!(#name = ?#e),
-                Some((Sigil::Display, e)) => quote!(#name = %#e),
-            }
-        });
-        let err_fields = args
-            .err
-            .map(|_| quote!(otel.status_code = #p::tracing::field::Empty,));
-        quote! {
-            let __observe_span = #p::tracing::span!(
-                target: ::core::module_path!(),
-                #p::tracing::Level::#level,
-                #fn_name,
-                #err_fields
-                #(#fields,)*
-            );
-        }
+        span::span_def(args, &fn_name)
     } else {
         TokenStream::new()
     };
@@ -194,21 +128,7 @@ pub fn instrumented(args: &Args, item: &ItemFn) -> TokenStream {
     } else {
         TokenStream::new()
     };
-    let record_err = if args.err.is_some() {
-        quote! {
-            if let ::core::result::Result::Err(__observe_error) = &__observe_out {
-                let __observe_current = #p::tracing::Span::current();
-                __observe_current.record("otel.status_code", "ERROR");
-                #p::tracing::event!(
-                    target: ::core::module_path!(),
-                    #p::tracing::Level::ERROR,
-                    error = %__observe_error
-                );
-            }
-        }
-    } else {
-        TokenStream::new()
-    };
+    let record_err = span::record_err(args);
     let start = if metrics_on {
         quote!(let __observe_guard = __OBSERVE_SITE.start();)
     } else {

@@ -2,9 +2,9 @@
 
 mod attr;
 mod expand;
-pub(crate) mod valid;
-
-pub(crate) use valid::Errors;
+mod span;
+mod statics;
+mod valid;
 
 use proc_macro2::TokenStream;
 

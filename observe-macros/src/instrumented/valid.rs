@@ -7,28 +7,8 @@ use syn::spanned::Spanned;
 use syn::{FnArg, ItemFn, Pat, ReturnType};
 
 use super::attr::Args;
+use crate::common::errors::Errors;
 use crate::common::names::{RESERVED_LABELS, is_function_name, is_label_name};
-
-/// Accumulates errors so that one compile shows all of them.
-#[derive(Default)]
-pub struct Errors(Option<syn::Error>);
-
-impl Errors {
-    pub fn push(&mut self, error: syn::Error) {
-        match &mut self.0 {
-            Some(all) => all.combine(error),
-            None => self.0 = Some(error),
-        }
-    }
-
-    pub fn at(&mut self, span: proc_macro2::Span, message: impl std::fmt::Display) {
-        self.push(syn::Error::new(span, message));
-    }
-
-    pub fn finish(self) -> syn::Result<()> {
-        self.0.map_or(Ok(()), Err)
-    }
-}
 
 /// The tracing levels `level = "…"` accepts.
 pub const LEVELS: &[&str] = &["trace", "debug", "info", "warn", "error"];
