@@ -95,6 +95,50 @@ macro_rules! build_info {
     };
 }
 
+/// Makes jemalloc this binary's allocator, with heap sampling on, so
+/// `/debug/pprof/heap` (feature `heap`) can answer. Invoke it once, at the top level of
+/// `main.rs`: a library never picks the allocator, the binary does. Without it the
+/// endpoint answers 501 saying so; without the `heap` feature the macro is a compile
+/// error that says which feature to turn on.
+///
+/// ```no_run
+/// observe::heap_profiling!();
+///
+/// fn main() {
+///     let _admin = observe::admin::AdminServer::from_env().unwrap().start().unwrap();
+///     // GET /debug/pprof/heap now answers with jemalloc's profile.
+/// }
+/// ```
+#[cfg(feature = "heap")]
+#[macro_export]
+macro_rules! heap_profiling {
+    () => {
+        #[global_allocator]
+        static __OBSERVE_ALLOCATOR: $crate::__private::Jemalloc = $crate::__private::Jemalloc;
+        #[allow(non_upper_case_globals)]
+        #[unsafe(export_name = "_rjem_malloc_conf")]
+        static __observe_malloc_conf: &[u8] = $crate::__private::MALLOC_CONF;
+    };
+}
+
+/// Makes jemalloc this binary's allocator for heap profiles: needs the `heap` feature,
+/// without which it is a compile error naming it.
+///
+/// ```compile_fail
+/// observe::heap_profiling!();
+/// fn main() {}
+/// ```
+#[cfg(not(feature = "heap"))]
+#[macro_export]
+macro_rules! heap_profiling {
+    () => {
+        ::core::compile_error!(
+            "`observe::heap_profiling!()` needs the `heap` feature of observe: \
+             observe = { features = [\"heap\"] }"
+        );
+    };
+}
+
 /// Items used by code that the macros generate. Not a stable API: it changes in any
 /// release without notice.
 #[doc(hidden)]

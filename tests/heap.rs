@@ -1,10 +1,15 @@
-//! The heap profile (feature `heap`): `go tool pprof` reads it and shows the allocation
-//! site of a deliberate large allocation; without the feature the endpoint says how to
-//! enable it.
+//! The heap profile (feature `heap`, and `observe::heap_profiling!()` in this binary):
+//! `go tool pprof` reads it and shows the allocation site of a deliberate large
+//! allocation; without the feature the endpoint says how to enable it. A binary with the
+//! feature that did not opt in is tested in tests/pprof.rs.
 
 mod common;
 
 use observe::admin::AdminServer;
+
+// The binary opts in: jemalloc is its allocator, with sampling on.
+#[cfg(feature = "heap")]
+observe::heap_profiling!();
 
 #[cfg(feature = "heap")]
 #[inline(never)]

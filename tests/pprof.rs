@@ -186,3 +186,16 @@ fn thread_stacks_show_every_thread_where_it_waits() {
     parked.join().unwrap();
     admin.stop();
 }
+
+/// With the `heap` feature but no `observe::heap_profiling!()` in this binary, jemalloc
+/// is linked but not its allocator: the heap endpoint says how to opt in.
+#[cfg(feature = "heap")]
+#[test]
+fn heap_profiles_need_the_binary_to_opt_in() {
+    let _turn = ONE_AT_A_TIME.lock().unwrap_or_else(|p| p.into_inner());
+    let admin = AdminServer::new().addr("127.0.0.1:0").start().unwrap();
+    let (status, _, body) = http_get(admin.local_addr(), "/debug/pprof/heap", "");
+    assert_eq!(status, 501, "{body}");
+    assert!(body.contains("observe::heap_profiling!();"), "{body}");
+    admin.stop();
+}

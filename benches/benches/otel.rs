@@ -18,10 +18,9 @@ use observe::opentelemetry_sdk::trace::SdkTracerProvider;
 use tracing_opentelemetry::OpenTelemetrySpanExt as _;
 use tracing_subscriber::layer::SubscriberExt as _;
 
-/// Allocations so far (counted only without the `jemalloc` feature).
+/// Allocations so far.
 static ALLOCS: AtomicU64 = AtomicU64::new(0);
 
-#[cfg(not(feature = "jemalloc"))]
 mod counting {
     use std::alloc::{GlobalAlloc, Layout, System};
     use std::sync::atomic::Ordering::Relaxed;

@@ -44,6 +44,8 @@ pub mod __private {
     };
 
     pub use crate::health::CHECKS;
+    #[cfg(feature = "heap")]
+    pub use crate::pprof::{Jemalloc, MALLOC_CONF};
     pub use crate::registry::SITES;
 
     pub use crate::health::{

@@ -11,5 +11,7 @@ mod threads;
 pub(crate) use cpu::{flamegraph, profile};
 #[cfg(feature = "heap")]
 pub(crate) use heap::heap;
+#[cfg(feature = "heap")]
+pub use heap::{Jemalloc, MALLOC_CONF};
 #[cfg(target_os = "linux")]
 pub(crate) use threads::dump as thread_dump;
