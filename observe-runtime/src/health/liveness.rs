@@ -76,15 +76,8 @@ impl Drop for Retire {
 /// Starts this worker's heartbeat on its event loop. Called from a worker's thread inside
 /// its actix runtime (`observe::Middleware` and the health endpoints do it when the app is
 /// built); does nothing elsewhere. Idempotent per thread.
-///
-/// ```
-/// # actix_web::rt::System::new().block_on(async {
-/// observe_runtime::health::liveness::register_worker(); // on an actix thread: watched
-/// assert!(observe_runtime::health::liveness::watched_workers() >= 1);
-/// # });
-/// ```
 #[cfg(feature = "actix")]
-pub fn register_worker() {
+pub(crate) fn register_worker() {
     thread_local! {
         static REGISTERED: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
     }
@@ -155,4 +148,16 @@ pub fn stale_workers(stale_after: Duration) -> Vec<(String, Duration)> {
 pub fn watched_workers() -> usize {
     let all = HEARTBEATS.lock().unwrap_or_else(|p| p.into_inner());
     all.iter().filter(|h| !h.retired.load(Relaxed)).count()
+}
+
+#[cfg(all(test, feature = "actix"))]
+mod tests {
+    #[test]
+    fn an_actix_thread_is_watched_once_registered() {
+        actix_web::rt::System::new().block_on(async {
+            super::register_worker();
+            super::register_worker();
+            assert!(super::watched_workers() >= 1);
+        });
+    }
 }

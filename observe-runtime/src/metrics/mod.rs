@@ -7,7 +7,7 @@ pub(crate) mod classify;
 pub(crate) mod clock;
 pub(crate) mod exemplar;
 #[cfg(feature = "inflight")]
-pub mod inflight;
+pub(crate) mod inflight;
 pub(crate) mod meta;
 pub(crate) mod process;
 pub(crate) mod site;
