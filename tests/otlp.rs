@@ -556,6 +556,35 @@ fn opentelemetry_instruments_reach_metrics_and_the_otlp_push() {
         1.0,
         "the resource is target_info\n{text}"
     );
+    // The same instruments in OpenMetrics, read by prometheus_client's strict parser.
+    let (status, _, om) = common::http_get(
+        addr,
+        "/metrics",
+        "Accept: application/openmetrics-text; version=1.0.0\r\n",
+    );
+    assert_eq!(status, 200);
+    assert!(
+        om.contains("# UNIT payments_latency_seconds seconds"),
+        "{om}"
+    );
+    assert!(
+        om.contains("payments_charges_total{card=\"visa\",otel_scope_name=\"payments\"} 3"),
+        "{om}"
+    );
+    let parsed = common::pipe_through(
+        "python3",
+        &[concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/python/openmetrics_check.py"
+        )],
+        &om,
+        "python3 runs",
+    );
+    assert!(
+        parsed.status.success(),
+        "{}\n{om}",
+        String::from_utf8_lossy(&parsed.stderr)
+    );
 
     stop_service(&mut child);
     let all = records(&out);
