@@ -91,8 +91,9 @@ async fn heap_profile() -> HttpResponse {
     HttpResponse::NotImplemented()
         .content_type("text/plain; charset=utf-8")
         .body(
-            "heap profiles are not in this build: enable the `heap` feature of observe, which makes \
-             jemalloc the allocator with sampling on (its build takes a few minutes)\n",
+            "heap profiles are not in this build: enable the `heap` feature of observe (its \
+             build takes a few minutes) and add `observe::heap_profiling!();` to main.rs, which \
+             makes jemalloc the allocator with sampling on\n",
         )
 }
 
