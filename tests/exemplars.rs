@@ -30,15 +30,7 @@ async fn settle_handler() -> String {
 }
 
 fn openmetrics_exemplars(text: &str) -> Vec<(String, String)> {
-    let out = common::pipe_through(
-        "python3",
-        &[concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/tests/python/openmetrics_check.py"
-        )],
-        text,
-        "python3 runs",
-    );
+    let out = common::openmetrics_parse(text);
     assert!(
         out.status.success(),
         "{}\n{text}",

@@ -120,6 +120,20 @@ pub fn pipe_through(
         .unwrap_or_else(|e| panic!("{program} runs: {e}"))
 }
 
+/// Runs prometheus_client's strict OpenMetrics parser (tests/python/openmetrics_check.py)
+/// on `text`; its output lists the exemplars it read.
+pub fn openmetrics_parse(text: &str) -> std::process::Output {
+    pipe_through(
+        "python3",
+        &[concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/python/openmetrics_check.py"
+        )],
+        text,
+        "python3 runs",
+    )
+}
+
 /// Runs `promtool check metrics` on `text`; returns its combined output.
 /// promtool comes from Debian's `prometheus` package, which the test command installs.
 pub fn promtool_check(text: &str) -> (bool, String) {
