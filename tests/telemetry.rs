@@ -126,7 +126,11 @@ async fn init_wires_spans_logs_and_resource_together() {
 
     let app = test::init_service(
         App::new()
-            .wrap(observe::Middleware::new().trace_response(true))
+            .wrap(
+                observe::Middleware::new()
+                    .server_timing(true)
+                    .trace_response(true),
+            )
             .service(charge_handler),
     )
     .await;
@@ -138,14 +142,21 @@ async fn init_wires_spans_logs_and_resource_together() {
             .to_request();
         let resp = test::call_service(&app, req).await;
         assert_eq!(resp.status().as_u16(), status);
-        trace_responses.push(
+        let header = |name: &str| {
             resp.headers()
-                .get("traceresponse")
-                .expect("traceresponse is on")
+                .get(name)
+                .unwrap_or_else(|| panic!("{name} is on"))
                 .to_str()
                 .unwrap()
-                .to_owned(),
+                .to_owned()
+        };
+        let trace_response = header("traceresponse");
+        assert_eq!(
+            header("server-timing"),
+            format!("trace;desc={trace_response}"),
+            "Level 2's server-timing form carries the same context"
         );
+        trace_responses.push(trace_response);
         let _ = test::read_body(resp).await;
     }
     telemetry.force_flush();
@@ -260,14 +271,25 @@ async fn init_wires_spans_logs_and_resource_together() {
     const UNSAMPLED: &str = "0af7651916cd43dd8448eb211c80319c";
     exporter.reset();
     OUTGOING.lock().unwrap().clear();
-    let req = test::TestRequest::get()
-        .uri("/charge/50")
-        // Unsampled, with Level 2's random flag: both flags travel on.
-        .insert_header(("traceparent", format!("00-{UNSAMPLED}-{PARENT_ID}-02")))
-        .to_request();
-    let resp = test::call_service(&app, req).await;
-    assert_eq!(resp.status().as_u16(), 200);
-    let _ = test::read_body(resp).await;
+    let mut timings = Vec::new();
+    for _ in 0..2 {
+        let req = test::TestRequest::get()
+            .uri("/charge/50")
+            // Unsampled, with Level 2's random flag: both flags travel on.
+            .insert_header(("traceparent", format!("00-{UNSAMPLED}-{PARENT_ID}-02")))
+            .to_request();
+        let resp = test::call_service(&app, req).await;
+        assert_eq!(resp.status().as_u16(), 200);
+        timings.push(
+            resp.headers()
+                .get("server-timing")
+                .expect("server-timing for unsampled requests too")
+                .to_str()
+                .unwrap()
+                .to_owned(),
+        );
+        let _ = test::read_body(resp).await;
+    }
     telemetry.force_flush();
     let leaked: Vec<_> = exporter
         .get_finished_spans()
@@ -280,13 +302,29 @@ async fn init_wires_spans_logs_and_resource_together() {
         "spans of an unsampled trace were exported: {leaked:?}"
     );
     let outgoing = OUTGOING.lock().unwrap().clone();
-    assert_eq!(outgoing.len(), 1);
+    assert_eq!(outgoing.len(), 2);
     // `init` declared the SDK's parent-based sampler, so the caller's decision is final:
-    // no span of ours exists, and the incoming context goes on as it came.
-    assert_eq!(
-        outgoing[0],
-        format!("00-{UNSAMPLED}-{PARENT_ID}-02"),
-        "the downstream continues the trace, unsampled"
+    // no span of ours is recorded, yet each request is an operation of ours and sends
+    // its own parent-id (W3C processing model), with the caller's trace and flags.
+    for (sent, timing) in outgoing.iter().zip(&timings) {
+        let parts: Vec<&str> = sent.split('-').collect();
+        assert_eq!(parts.len(), 4, "{sent}");
+        assert_eq!(
+            (parts[0], parts[1], parts[3]),
+            ("00", UNSAMPLED, "02"),
+            "{sent}"
+        );
+        assert_ne!(parts[2], PARENT_ID, "the caller's parent-id was passed on");
+        assert_ne!(parts[2], "0000000000000000");
+        assert_eq!(
+            timing,
+            &format!("trace;desc={sent}"),
+            "the response names it"
+        );
+    }
+    assert_ne!(
+        outgoing[0], outgoing[1],
+        "two requests are two operations, with distinct ids"
     );
     let text = String::from_utf8(logs.0.lock().unwrap().clone()).unwrap();
     let line = text.lines().rfind(|l| l.contains("computing tax")).unwrap();

@@ -11,7 +11,7 @@ use actix_web::dev::{Service, ServiceRequest, ServiceResponse, Transform};
 use actix_web::web::Bytes;
 
 use super::series::{Recording, RequestTimer, store};
-use super::server_span::{Traced, finish_span, server_span, traced_response};
+use super::server_span::{ResponseContext, Traced, finish_span, server_span, traced_response};
 
 /// The HTTP middleware: wrap your `App` with it.
 ///
@@ -48,7 +48,7 @@ use super::server_span::{Traced, finish_span, server_span, traced_response};
 #[derive(Clone, Debug)]
 pub struct Middleware {
     skip: Arc<[String]>,
-    trace_response: bool,
+    response_context: ResponseContext,
 }
 
 /// Paths that get no span by default: probes and scrapes would drown real traces.
@@ -62,7 +62,7 @@ impl Default for Middleware {
     fn default() -> Self {
         Middleware {
             skip: DEFAULT_SKIP_PATHS.iter().map(|s| (*s).to_owned()).collect(),
-            trace_response: false,
+            response_context: ResponseContext::default(),
         }
     }
 }
@@ -108,17 +108,32 @@ impl Middleware {
 }
 
 impl Middleware {
-    /// Adds W3C Trace Context Level 2's `traceresponse` header to responses:
-    /// `00-<trace id>-<server span id>-<flags>`, so a caller learns which trace and span
-    /// served it (and whether it was sampled). Off by default: it tells every client the
-    /// trace ids, which a public edge may not want.
+    /// Tells the caller the request's trace context the way W3C Trace Context Level 2
+    /// now gives it ("Trace Context Server Timing Metric Format"): a `server-timing`
+    /// entry `trace;desc=00-<trace id>-<span id>-<flags>`, the span id being the server
+    /// span's (or, for an unsampled request, the id observe invented for it), appended
+    /// to any `server-timing` the handler set. Off by default: it tells every client
+    /// the trace ids, which a public edge may not want.
+    ///
+    /// ```
+    /// let middleware = observe_runtime::http::Middleware::new().server_timing(true);
+    /// # drop(middleware);
+    /// ```
+    pub fn server_timing(mut self, on: bool) -> Self {
+        self.response_context.server_timing = on;
+        self
+    }
+
+    /// The same context in the `traceresponse` header of earlier Level 2 drafts
+    /// (`traceresponse: 00-<trace id>-<span id>-<flags>`), for callers that still read
+    /// it. Off by default; independent of [`server_timing`](Self::server_timing).
     ///
     /// ```
     /// let middleware = observe_runtime::http::Middleware::new().trace_response(true);
     /// # drop(middleware);
     /// ```
     pub fn trace_response(mut self, on: bool) -> Self {
-        self.trace_response = on;
+        self.response_context.trace_response = on;
         self
     }
 }
@@ -147,7 +162,7 @@ where
         ready(Ok(MiddlewareService {
             service,
             skip: self.skip.clone(),
-            trace_response: self.trace_response,
+            response_context: self.response_context,
         }))
     }
 }
@@ -162,7 +177,7 @@ where
 pub struct MiddlewareService<S> {
     service: S,
     skip: Arc<[String]>,
-    trace_response: bool,
+    response_context: ResponseContext,
 }
 
 impl<S, B> Service<ServiceRequest> for MiddlewareService<S>
@@ -194,7 +209,7 @@ where
             inner,
             timer: Some(timer),
             traced,
-            trace_response: self.trace_response,
+            response_context: self.response_context,
         }
     }
 }
@@ -211,7 +226,7 @@ pin_project_lite::pin_project! {
         inner: F,
         timer: Option<RequestTimer>,
         traced: Option<Box<Traced>>,
-        trace_response: bool,
+        response_context: ResponseContext,
     }
 }
 
@@ -240,7 +255,7 @@ where
                 let route = res.request().match_pattern();
                 let status = res.status().as_u16();
                 if let Some(traced) = &traced {
-                    traced_response(traced, res, route.as_deref(), *this.trace_response);
+                    traced_response(traced, res, route.as_deref(), *this.response_context);
                 }
                 timer.map(|t| t.respond(route.as_deref(), status))
             }

@@ -1,6 +1,7 @@
 //! The server span of a request: made from the incoming context (or skipped when an
 //! unsampled incoming trace is final), its attributes built only when recorded, and
-//! finished with route and status; the `traceresponse` header.
+//! finished with route and status; the response-context headers (`server-timing`,
+//! `traceresponse`).
 
 use opentelemetry::trace::TraceContextExt;
 use tracing::Span;
@@ -34,6 +35,15 @@ impl Traced {
         Current {
             _span: self.span.enter(),
             _cx: cx,
+        }
+    }
+
+    /// The request's context as the response tells it: the server span's, or for an
+    /// unsampled request the unrecorded operation that stands for it.
+    pub(super) fn context(&self) -> opentelemetry::Context {
+        match &self.incoming {
+            Some(cx) => cx.clone(),
+            None => self.span.context(),
         }
     }
 
@@ -91,9 +101,11 @@ pub(super) fn server_span(req: &ServiceRequest) -> Option<Box<Traced>> {
         return None;
     }
     if unsampled {
+        // Not recorded, but an operation of ours all the same: it sends its own
+        // parent-id downstream (an id invented here, no span built).
         return Some(Box::new(Traced {
             span,
-            incoming: Some(parent),
+            incoming: Some(crate::propagation::unrecorded_operation(&parent)),
         }));
     }
     // `set_parent` must come before the span is first entered, or its context read.
@@ -162,16 +174,25 @@ pub(super) fn protocol_version(version: actix_web::http::Version) -> &'static st
     }
 }
 
+/// Which response headers tell the caller the request's trace context.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(super) struct ResponseContext {
+    /// `server-timing: trace;desc=…` (Trace Context Level 2's current form).
+    pub(super) server_timing: bool,
+    /// `traceresponse: …` (the earlier Level 2 draft's header, for older callers).
+    pub(super) trace_response: bool,
+}
+
 /// The server span's share of a response: its name, status and, if asked for, the
-/// `traceresponse` header. Out of line (and cold: without a subscriber it never runs),
-/// so the untraced path stays short.
+/// response-context headers. Out of line (and cold: without a subscriber it never
+/// runs), so the untraced path stays short.
 #[cold]
 #[inline(never)]
 pub(super) fn traced_response<B>(
     traced: &Traced,
     res: &mut ServiceResponse<B>,
     route: Option<&str>,
-    add_trace_response: bool,
+    response_context: ResponseContext,
 ) {
     let status = res.status().as_u16();
     finish_span(
@@ -179,20 +200,34 @@ pub(super) fn traced_response<B>(
         route.map(|r| (res.request().method(), r)),
         status,
     );
-    if add_trace_response {
-        trace_response(&traced.span, res);
+    if response_context != ResponseContext::default() {
+        add_response_context(traced, res, response_context);
     }
 }
 
-/// Adds the `traceresponse` header: the trace and the server span that answered.
-pub(super) fn trace_response<B>(span: &Span, res: &mut ServiceResponse<B>) {
-    if let Some(value) = crate::propagation::traceparent_of(&span.context())
-        && let Ok(value) = actix_web::http::header::HeaderValue::from_str(&value)
+/// Adds the response-context headers: the trace and the operation that answered
+/// (`00-<trace id>-<span id>-<flags>`), for unsampled requests too.
+pub(super) fn add_response_context<B>(
+    traced: &Traced,
+    res: &mut ServiceResponse<B>,
+    which: ResponseContext,
+) {
+    use actix_web::http::header::{HeaderName, HeaderValue};
+    let Some(value) = crate::propagation::traceparent_of(&traced.context()) else {
+        return;
+    };
+    if which.server_timing
+        && let Ok(timing) = HeaderValue::from_str(&format!("trace;desc={value}"))
     {
-        res.headers_mut().insert(
-            actix_web::http::header::HeaderName::from_static("traceresponse"),
-            value,
-        );
+        // Appended: the handler's own `server-timing` metrics stay.
+        res.headers_mut()
+            .append(HeaderName::from_static("server-timing"), timing);
+    }
+    if which.trace_response
+        && let Ok(value) = HeaderValue::from_str(&value)
+    {
+        res.headers_mut()
+            .insert(HeaderName::from_static("traceresponse"), value);
     }
 }
 

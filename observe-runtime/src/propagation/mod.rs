@@ -17,7 +17,9 @@
 //!   members are ignored, and the list is checked against the current grammar: a key is
 //!   1–256 of `a-z 0-9 _ - * / @` starting with a letter or digit, a value 1–256 printable
 //!   ASCII characters except `,` and `=`, not ending in a space. A header with an invalid
-//!   member, a key twice, or more than 32 members is **discarded** whole. A list longer
+//!   member or more than 32 members is **discarded** whole; a key that appears twice is
+//!   passed on as it came (`tracestate` is not changed while `traceparent`'s trace is
+//!   not). A list longer
 //!   than 512 characters is **truncated** by whole members when sent: members over 128
 //!   characters go first, then members from the end.
 //! - With a vendor key ([`W3cTraceContext::with_vendor_key`]), our member (value: our
@@ -56,7 +58,7 @@ mod tracestate;
 use traceparent::format_traceparent;
 pub use traceparent::parse_traceparent;
 pub use tracestate::parse_tracestate;
-use tracestate::{join, parse_members, truncate, valid_key};
+use tracestate::{has_repeated_key, join, parse_members, truncate, valid_key};
 
 #[cfg(feature = "actix")]
 pub use headers::{Propagate, outgoing_headers, trace_id};
@@ -148,6 +150,45 @@ impl W3cTraceContext {
 
 static PARENT_BASED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
 
+/// A fresh span id for an operation observe does not record (an unsampled request's
+/// server span): W3C lets a participant invent ids for operations it does not record,
+/// and requires it to send its own parent-id. SplitMix64 over a per-thread state seeded
+/// from the standard library's random hash keys: a few instructions, never zero.
+pub(crate) fn invented_span_id() -> opentelemetry::trace::SpanId {
+    use std::cell::Cell;
+    use std::hash::{BuildHasher, Hasher};
+    thread_local! {
+        static STATE: Cell<u64> = Cell::new(
+            std::collections::hash_map::RandomState::new().build_hasher().finish(),
+        );
+    }
+    STATE.with(|state| {
+        let x = state.get().wrapping_add(0x9E37_79B9_7F4A_7C15);
+        state.set(x);
+        let mut z = x;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^= z >> 31;
+        opentelemetry::trace::SpanId::from_bytes(z.max(1).to_be_bytes())
+    })
+}
+
+/// `cx`'s incoming remote span replaced by an operation of our own that is not recorded:
+/// same trace, flags and `tracestate`, an invented span id. Passed on, it makes the
+/// downstream parent-id ours, as the processing model requires.
+pub(crate) fn unrecorded_operation(cx: &Context) -> Context {
+    let span = cx.span();
+    let sc = span.span_context();
+    let own = SpanContext::new(
+        sc.trace_id(),
+        invented_span_id(),
+        sc.trace_flags(),
+        false,
+        sc.trace_state().clone(),
+    );
+    cx.with_remote_span_context(own)
+}
+
 /// Declares whether the tracer provider's sampler follows the incoming parent's decision
 /// (`ParentBased`: the SDK's default, and what `observe::init()` declares unless
 /// `OTEL_TRACES_SAMPLER` names a sampler that ignores the parent).
@@ -155,8 +196,9 @@ static PARENT_BASED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBo
 /// When it does, a request that arrives with an unsampled `traceparent` is not traced:
 /// `observe::Middleware` makes its server span with the incoming context current, so
 /// observe's OpenTelemetry layer leaves that span and everything below it out, while the
-/// trace id still reaches log lines, `trace_id()` and downstream requests (the incoming
-/// `traceparent` and `tracestate` passed on unchanged, still unsampled). Off until
+/// trace id still reaches log lines, `trace_id()` and downstream requests (still
+/// unsampled, the incoming `tracestate` unchanged, and as parent-id an id the middleware
+/// invents for the request, since a participant sends its own). Off until
 /// declared: observe cannot see the sampler of a provider built by hand.
 ///
 /// ```
@@ -308,6 +350,9 @@ impl TextMapPropagator for W3cTraceContext {
         let (otel_state, tracestate) = match parse_members(combined) {
             None => (TraceState::NONE, None),
             Some(m) if m.len == 0 => (TraceState::NONE, None),
+            Some(m) if has_repeated_key(m.as_slice()) => {
+                (TraceState::NONE, Some(join(m.as_slice().iter().copied())))
+            }
             Some(m) => match TraceState::from_key_value(m.as_slice().iter().copied()) {
                 Ok(state) => (state, None),
                 Err(_) => (TraceState::NONE, Some(join(m.as_slice().iter().copied()))),

@@ -1,5 +1,6 @@
 //! `tracestate`: members validated by the current key and value grammar, repeated lines
-//! joined, discarded whole when invalid, cut to 512 characters by whole members.
+//! joined, discarded whole when invalid, a repeated key passed on as it came, cut to 512
+//! characters by whole members.
 
 use super::{MAX_MEMBERS, MAX_TRACESTATE};
 
@@ -27,12 +28,14 @@ fn valid_value(value: &str) -> bool {
 }
 
 /// Parses a combined `tracestate` value into its members, in order; `None` when the
-/// header must be discarded (an invalid member, a duplicate key, more than 32 members).
+/// header must be discarded (an invalid member, more than 32 members). A repeated key is
+/// kept as it came: a participant that does not change `traceparent`'s trace must not
+/// change `tracestate` (Trace Context, "Mutating the tracestate field").
 ///
 /// ```
 /// use observe_runtime::propagation::parse_tracestate;
 /// assert_eq!(parse_tracestate("rojo=00f067aa0ba902b7, ,congo=t61rcWkgMzE").unwrap().len(), 2);
-/// assert_eq!(parse_tracestate("foo=1,foo=2"), None);
+/// assert_eq!(parse_tracestate("foo=1,foo=2").unwrap().len(), 2);
 /// assert_eq!(parse_tracestate("foo="), None);
 /// ```
 pub fn parse_tracestate(combined: &str) -> Option<Vec<(String, String)>> {
@@ -72,17 +75,21 @@ pub(super) fn parse_members(combined: &str) -> Option<Members<'_>> {
             continue;
         }
         let (key, value) = member.split_once('=')?;
-        if members.len == MAX_MEMBERS
-            || !valid_key(key)
-            || !valid_value(value)
-            || members.as_slice().iter().any(|(k, _)| *k == key)
-        {
+        if members.len == MAX_MEMBERS || !valid_key(key) || !valid_value(value) {
             return None;
         }
         members.items[members.len] = (key, value);
         members.len += 1;
     }
     Some(members)
+}
+
+/// Whether a key appears twice (OpenTelemetry's `TraceState` would not keep both).
+pub(super) fn has_repeated_key(members: &[(&str, &str)]) -> bool {
+    members
+        .iter()
+        .enumerate()
+        .any(|(i, (k, _))| members[..i].iter().any(|(other, _)| other == k))
 }
 
 pub(super) fn join<K: AsRef<str>, V: AsRef<str>>(
