@@ -84,7 +84,7 @@ async fn main() -> std::io::Result<()> {
     };
     let shutdown = Shutdown::new(health.clone())
         .readiness_probe(Duration::from_secs(5), 1)
-        .actix_shutdown_timeout(Duration::from_secs(10))
+        .graceful_timeout(Duration::from_secs(10))
         .termination_grace_period(Duration::from_secs(30));
     let admin_settings = observe::admin::AdminServer::from_env().unwrap_or_else(|e| {
         eprintln!("error: {e}");
@@ -97,9 +97,10 @@ async fn main() -> std::io::Result<()> {
     health.start_background();
     let admin = admin_settings.health(health.clone()).start()?;
     let addr = env("APP_ADDR", "127.0.0.1:8080");
-    let server = HttpServer::new(|| App::new().wrap(observe::Middleware::new()).service(charge))
-        .disable_signals()
-        .shutdown_timeout(10)
+    let server = shutdown
+        .server(HttpServer::new(|| {
+            App::new().wrap(observe::Middleware::new()).service(charge)
+        }))
         .bind(&addr)?;
     println!("payments listening on http://{addr}");
     health.mark_started();

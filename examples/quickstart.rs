@@ -111,28 +111,26 @@ async fn serve() -> std::io::Result<()> {
         }
     };
     let addr = std::env::var("APP_ADDR").unwrap_or_else(|_| "127.0.0.1:8080".to_owned());
-    let server = HttpServer::new(|| {
-        App::new()
-            .wrap(observe::Middleware::new())
-            .wrap(observe::metrics::WorkerMetrics)
-            .service(index)
-            .service(charge_handler)
-            .configure(observe::metrics::configure)
-    })
-    .workers(2)
-    .disable_signals()
-    .shutdown_timeout(5)
-    .bind(&addr)?;
+    // Ctrl-C / SIGTERM: readiness fails at once, requests drain, then the server stops.
+    let shutdown = observe::health::Shutdown::new(health.clone())
+        .drain(Duration::from_secs(1))
+        .graceful_timeout(Duration::from_secs(5));
+    let server = shutdown
+        .server(HttpServer::new(|| {
+            App::new()
+                .wrap(observe::Middleware::new())
+                .wrap(observe::metrics::WorkerMetrics)
+                .service(index)
+                .service(charge_handler)
+                .configure(observe::metrics::configure)
+        }))
+        .workers(2)
+        .bind(&addr)?;
     for bound in server.addrs() {
         println!("quickstart listening on http://{bound} (metrics: http://{bound}/metrics)");
     }
     health.mark_started();
-    // Ctrl-C / SIGTERM: readiness fails at once, requests drain, then the server stops.
-    observe::health::Shutdown::new(health)
-        .drain(Duration::from_secs(1))
-        .actix_shutdown_timeout(Duration::from_secs(5))
-        .run(server.run())
-        .await?;
+    shutdown.run(server.run()).await?;
     admin.stop();
     Ok(())
 }

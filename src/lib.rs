@@ -49,8 +49,7 @@ pub mod health {
     };
     #[cfg(feature = "actix")]
     pub use observe_runtime::http::{
-        DEFAULT_ACTIX_SHUTDOWN_TIMEOUT, DEFAULT_READINESS_PERIOD, Shutdown,
-        configure_probes as configure,
+        DEFAULT_GRACEFUL_TIMEOUT, DEFAULT_READINESS_PERIOD, Shutdown, configure_probes as configure,
     };
 }
 

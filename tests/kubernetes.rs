@@ -11,7 +11,7 @@ fn the_documented_manifest_matches_the_runtime() {
     // The same settings as examples/payments.rs.
     let generated = Shutdown::new(health)
         .readiness_probe(Duration::from_secs(5), 1)
-        .actix_shutdown_timeout(Duration::from_secs(10))
+        .graceful_timeout(Duration::from_secs(10))
         .termination_grace_period(Duration::from_secs(30))
         .kubernetes_probes(6060);
     let manifest =

@@ -19,4 +19,4 @@ pub use middleware::{
 pub use probes::configure as configure_probes;
 pub use scrape::{WorkerFuture, WorkerMetrics, WorkerMetricsService, configure, metrics_handler};
 pub use series::{DEFAULT_MAX_SERIES, OVERFLOW_ROUTE, UNMATCHED_ROUTE};
-pub use shutdown::{DEFAULT_ACTIX_SHUTDOWN_TIMEOUT, DEFAULT_READINESS_PERIOD, Shutdown};
+pub use shutdown::{DEFAULT_GRACEFUL_TIMEOUT, DEFAULT_READINESS_PERIOD, Shutdown};

@@ -8,11 +8,12 @@
 //!    200, so the kubelet does not kill the pod early;
 //! 2. the application keeps serving new and in-flight requests for the drain delay
 //!    (default: readiness period × failure threshold + 1 s);
-//! 3. actix stops gracefully (in-flight requests finish within its shutdown timeout);
+//! 3. actix stops gracefully (in-flight requests finish within the graceful timeout);
 //! 4. flush hooks (telemetry) run last.
 //!
-//! Build the server with `.disable_signals()` (or actix reacts to SIGTERM first) and
-//! give [`Shutdown::actix_shutdown_timeout`] the same value as `.shutdown_timeout(..)`.
+//! Pass the server through [`Shutdown::server`]: it turns actix's own signal handling off
+//! (or actix would stop at SIGTERM, before the drain) and sets actix's shutdown timeout
+//! from [`Shutdown::graceful_timeout`], so the two values cannot disagree.
 
 use std::fmt;
 use std::future::Future;
@@ -28,16 +29,15 @@ type Hook = Box<dyn FnOnce() + Send>;
 /// ```no_run
 /// # async fn demo(health: observe_runtime::health::Health) -> std::io::Result<()> {
 /// use std::time::Duration;
-/// let server = actix_web::HttpServer::new(|| actix_web::App::new())
-///     .disable_signals()
-///     .shutdown_timeout(10)
+/// let shutdown = observe_runtime::http::Shutdown::new(health)
+///     .readiness_probe(Duration::from_secs(5), 1)
+///     .graceful_timeout(Duration::from_secs(10))
+///     .termination_grace_period(Duration::from_secs(30));
+/// let server = shutdown
+///     .server(actix_web::HttpServer::new(|| actix_web::App::new()))
 ///     .bind("127.0.0.1:8080")?
 ///     .run();
-/// observe_runtime::http::Shutdown::new(health)
-///     .readiness_probe(Duration::from_secs(5), 1)
-///     .termination_grace_period(Duration::from_secs(30))
-///     .run(server)
-///     .await
+/// shutdown.run(server).await
 /// # }
 /// ```
 pub struct Shutdown {
@@ -45,7 +45,7 @@ pub struct Shutdown {
     readiness_period: Duration,
     failure_threshold: u32,
     drain: Option<Duration>,
-    actix_timeout: Duration,
+    graceful: Duration,
     grace: Option<Duration>,
     hooks: Vec<Hook>,
 }
@@ -54,7 +54,7 @@ impl fmt::Debug for Shutdown {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Shutdown")
             .field("drain", &self.drain_delay())
-            .field("actix_timeout", &self.actix_timeout)
+            .field("graceful", &self.graceful)
             .field("grace", &self.grace)
             .finish_non_exhaustive()
     }
@@ -66,12 +66,12 @@ impl fmt::Debug for Shutdown {
 /// assert_eq!(observe_runtime::http::DEFAULT_READINESS_PERIOD.as_secs(), 10);
 /// ```
 pub const DEFAULT_READINESS_PERIOD: Duration = Duration::from_secs(10);
-/// actix-web's default `shutdown_timeout`.
+/// The default graceful timeout: actix-web's own default `shutdown_timeout`.
 ///
 /// ```
-/// assert_eq!(observe_runtime::http::DEFAULT_ACTIX_SHUTDOWN_TIMEOUT.as_secs(), 30);
+/// assert_eq!(observe_runtime::http::DEFAULT_GRACEFUL_TIMEOUT.as_secs(), 30);
 /// ```
-pub const DEFAULT_ACTIX_SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(30);
+pub const DEFAULT_GRACEFUL_TIMEOUT: Duration = Duration::from_secs(30);
 
 impl Shutdown {
     /// The sequence for this health engine, with Kubernetes' defaults (readiness every
@@ -89,7 +89,7 @@ impl Shutdown {
             readiness_period: DEFAULT_READINESS_PERIOD,
             failure_threshold: 1,
             drain: None,
-            actix_timeout: DEFAULT_ACTIX_SHUTDOWN_TIMEOUT,
+            graceful: DEFAULT_GRACEFUL_TIMEOUT,
             grace: None,
             hooks: Vec::new(),
         }
@@ -125,29 +125,62 @@ impl Shutdown {
         self
     }
 
-    /// The value given to `HttpServer::shutdown_timeout` (actix's default: 30 s).
+    /// How long in-flight requests may take to finish once the drain is over (default
+    /// 30 s); [`server`](Self::server) gives it to actix as its shutdown timeout, in whole
+    /// seconds (rounded up).
     ///
     /// ```
     /// # let health = observe_runtime::health::Health::builder().checks(vec![]).build().unwrap();
     /// use std::time::Duration;
     /// use observe_runtime::http::Shutdown;
-    /// let s = Shutdown::new(health).drain(Duration::ZERO).actix_shutdown_timeout(Duration::from_secs(5));
+    /// let s = Shutdown::new(health).drain(Duration::ZERO).graceful_timeout(Duration::from_secs(5));
     /// assert_eq!(s.total(), Duration::from_secs(5));
     /// ```
-    pub fn actix_shutdown_timeout(mut self, timeout: Duration) -> Self {
-        self.actix_timeout = timeout;
+    pub fn graceful_timeout(mut self, timeout: Duration) -> Self {
+        self.graceful = timeout;
         self
     }
 
+    /// The server, made ready for this sequence: actix's signal handling off (observe's
+    /// [`run`](Self::run) handles SIGTERM and SIGINT) and its shutdown timeout set from
+    /// [`graceful_timeout`](Self::graceful_timeout).
+    ///
+    /// ```
+    /// # let health = observe_runtime::health::Health::builder().checks(vec![]).build().unwrap();
+    /// use std::time::Duration;
+    /// let shutdown = observe_runtime::http::Shutdown::new(health).graceful_timeout(Duration::from_secs(5));
+    /// let server = shutdown.server(actix_web::HttpServer::new(|| actix_web::App::new()));
+    /// # drop(server);
+    /// ```
+    pub fn server<F, I, S, B>(
+        &self,
+        server: actix_web::HttpServer<F, I, S, B>,
+    ) -> actix_web::HttpServer<F, I, S, B>
+    where
+        F: Fn() -> I + Send + Clone + 'static,
+        I: actix_service::IntoServiceFactory<S, actix_http::Request>,
+        S: actix_service::ServiceFactory<actix_http::Request, Config = actix_web::dev::AppConfig>
+            + 'static,
+        S::Error: Into<actix_web::Error> + 'static,
+        S::InitError: fmt::Debug,
+        S::Response: Into<actix_http::Response<B>> + 'static,
+        <S::Service as actix_service::Service<actix_http::Request>>::Future: 'static,
+        S::Service: 'static,
+        B: actix_web::body::MessageBody + 'static,
+    {
+        let secs = self.graceful.as_secs() + u64::from(self.graceful.subsec_nanos() > 0);
+        server.disable_signals().shutdown_timeout(secs)
+    }
+
     /// The pod's `terminationGracePeriodSeconds`: [`run`](Self::run) warns at start when
-    /// drain + actix's shutdown timeout exceeds it (the kubelet would SIGKILL first).
+    /// drain + graceful timeout exceeds it (the kubelet would SIGKILL first).
     ///
     /// ```
     /// # let health = observe_runtime::health::Health::builder().checks(vec![]).build().unwrap();
     /// use std::time::Duration;
     /// use observe_runtime::http::Shutdown;
     /// let s = Shutdown::new(health).termination_grace_period(Duration::from_secs(10));
-    /// assert!(s.check().is_some()); // 11 s drain + 30 s actix > 10 s
+    /// assert!(s.check().is_some()); // 11 s drain + 30 s graceful > 10 s
     /// ```
     pub fn termination_grace_period(mut self, grace: Duration) -> Self {
         self.grace = Some(grace);
@@ -181,7 +214,7 @@ impl Shutdown {
             .unwrap_or(self.readiness_period * self.failure_threshold + Duration::from_secs(1))
     }
 
-    /// The time the whole sequence may take: drain plus actix's shutdown timeout.
+    /// The time the whole sequence may take: drain plus graceful timeout.
     ///
     /// ```
     /// # let health = observe_runtime::health::Health::builder().checks(vec![]).build().unwrap();
@@ -190,7 +223,7 @@ impl Shutdown {
     /// assert_eq!(Shutdown::new(health).total(), Duration::from_secs(41));
     /// ```
     pub fn total(&self) -> Duration {
-        self.drain_delay() + self.actix_timeout
+        self.drain_delay() + self.graceful
     }
 
     /// A warning when the sequence cannot fit in the termination grace period.
@@ -205,11 +238,11 @@ impl Shutdown {
         let grace = self.grace?;
         (self.total() > grace).then(|| {
             format!(
-                "shutdown needs up to {:?} (drain {:?} + actix shutdown timeout {:?}), more than \
+                "shutdown needs up to {:?} (drain {:?} + graceful timeout {:?}), more than \
                  the termination grace period of {:?}: the kubelet will kill the process first",
                 self.total(),
                 self.drain_delay(),
-                self.actix_timeout,
+                self.graceful,
                 grace
             )
         })
@@ -219,7 +252,7 @@ impl Shutdown {
     /// this configuration so the manifest and the application cannot drift: the admin
     /// port, `timeoutSeconds` above the probe budget, the readiness period and failure
     /// threshold the drain was derived from, and a `terminationGracePeriodSeconds` that
-    /// covers drain + actix's shutdown timeout. No `preStop` hook is needed: the drain
+    /// covers drain + graceful timeout. No `preStop` hook is needed: the drain
     /// happens in the process after SIGTERM, which also works in images without a shell.
     ///
     /// ```
@@ -227,7 +260,7 @@ impl Shutdown {
     /// let health = observe_runtime::health::Health::builder().checks(vec![]).build().unwrap();
     /// let yaml = observe_runtime::http::Shutdown::new(health)
     ///     .readiness_probe(Duration::from_secs(5), 2)
-    ///     .actix_shutdown_timeout(Duration::from_secs(10))
+    ///     .graceful_timeout(Duration::from_secs(10))
     ///     .kubernetes_probes(6060);
     /// assert!(yaml.contains("terminationGracePeriodSeconds: 26"));
     /// ```
@@ -239,7 +272,7 @@ impl Shutdown {
         let grace = secs(self.total()) + 5;
         format!(
             "# Generated by observe::health::Shutdown::kubernetes_probes: probe budget {budget:?},\n\
-             # drain {drain:?}, actix shutdown timeout {actix:?}.\n\
+             # drain {drain:?}, graceful timeout {graceful:?}.\n\
              terminationGracePeriodSeconds: {grace}\n\
              containers:\n\
              \x20 - name: app\n\
@@ -263,7 +296,7 @@ impl Shutdown {
              \x20     failureThreshold: {threshold}\n",
             budget = self.health.budget(),
             drain = self.drain_delay(),
-            actix = self.actix_timeout,
+            graceful = self.graceful,
             threshold = self.failure_threshold,
         )
     }
@@ -278,7 +311,6 @@ impl Shutdown {
     pub async fn run(self, server: actix_web::dev::Server) -> io::Result<()> {
         if let Some(warning) = self.check() {
             tracing::warn!(target: "observe::health", "{warning}");
-            eprintln!("observe: warning: {warning}");
         }
         let handle = server.handle();
         let mut server = std::pin::pin!(server);
@@ -289,8 +321,13 @@ impl Shutdown {
             name = &mut signal => {
                 let drain = self.drain_delay();
                 self.health.begin_shutdown();
-                tracing::info!(target: "observe::health", signal = name, ?drain, "draining before stopping");
-                eprintln!("observe: {name}: readiness failing; draining for {drain:?}, then stopping");
+                tracing::info!(
+                    target: "observe::health",
+                    signal = name,
+                    ?drain,
+                    graceful = ?self.graceful,
+                    "{name}: readiness failing; draining, then stopping"
+                );
             }
         }
         // The application keeps serving during the drain.
