@@ -40,6 +40,21 @@ async fn call(downstream: web::Data<String>) -> HttpResponse {
     HttpResponse::Ok().body(body)
 }
 
+/// What the service's health check reaches (its state).
+struct Downstream(String);
+
+#[observe::instrumented]
+async fn ping_downstream(url: &str) -> Result<(), String> {
+    observe::health::checks::http_get(url).await
+}
+
+/// A check that calls an instrumented function and makes an outgoing request, every
+/// 100 ms: none of it may be exported as a trace (probes and checks make no traces).
+#[observe::health_check(interval = "100ms", timeout = "500ms")]
+async fn downstream_reachable(downstream: &Downstream) -> Result<(), String> {
+    ping_downstream(&downstream.0).await
+}
+
 /// The service: runs only when the parent test starts this binary with
 /// `OBSERVE_OTLP_CHILD=1`; otherwise it returns at once.
 #[test]
@@ -58,9 +73,11 @@ fn child_service() {
     actix_web::rt::System::new()
         .block_on(async move {
             let health = observe::health::Health::builder()
-                .checks(vec![])
+                .select(["downstream_reachable"])
+                .state(Downstream(downstream.clone()))
                 .build()
                 .unwrap();
+            health.start_background();
             let server = HttpServer::new(move || {
                 App::new()
                     .wrap(observe::Middleware::new())
@@ -83,26 +100,46 @@ fn child_service() {
     println!("STOPPED");
 }
 
-struct Killed(Child);
+/// A child process, killed when dropped, and every line of its stdout read so far.
+struct Killed {
+    child: Child,
+    lines: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+}
 
-impl Drop for Killed {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
+impl Killed {
+    fn new(child: Child) -> Self {
+        Killed {
+            child,
+            lines: Default::default(),
+        }
+    }
+
+    fn lines(&self) -> Vec<String> {
+        self.lines.lock().unwrap().clone()
     }
 }
 
-/// Reads lines of `child`'s stdout until one contains `prefix`; returns what follows it.
-fn wait_for_line(child: &mut Child, prefix: &str) -> String {
-    let stdout = child.stdout.take().expect("piped stdout");
+impl Drop for Killed {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Reads lines of `child`'s stdout (keeping them all) until one contains `prefix`;
+/// returns what follows it.
+fn wait_for_line(child: &mut Killed, prefix: &str) -> String {
+    let stdout = child.child.stdout.take().expect("piped stdout");
     let (tx, rx) = std::sync::mpsc::channel();
     let wanted = prefix.to_owned();
+    let kept = child.lines.clone();
     std::thread::spawn(move || {
         for line in BufReader::new(stdout).lines().map_while(Result::ok) {
             // libtest may print `test child_service ... ` before the line.
             if let Some(at) = line.find(&wanted) {
                 let _ = tx.send(line[at + wanted.len()..].trim().to_owned());
             }
+            kept.lock().unwrap().push(line);
         }
     });
     rx.recv_timeout(Duration::from_secs(60))
@@ -131,21 +168,21 @@ fn start_service(env: &[(&str, String)]) -> (Killed, std::net::SocketAddr) {
     for (k, v) in env {
         command.env(k, v);
     }
-    let mut child = Killed(command.spawn().unwrap());
-    let addr = wait_for_line(&mut child.0, "LISTENING ").parse().unwrap();
+    let mut child = Killed::new(command.spawn().unwrap());
+    let addr = wait_for_line(&mut child, "LISTENING ").parse().unwrap();
     (child, addr)
 }
 
 /// SIGTERM, then waits (60 s at most) for a clean exit.
 fn stop_service(child: &mut Killed) {
     let kill = Command::new("kill")
-        .args(["-TERM", &child.0.id().to_string()])
+        .args(["-TERM", &child.child.id().to_string()])
         .status()
         .unwrap();
     assert!(kill.success());
     let deadline = Instant::now() + Duration::from_secs(60);
     let status = loop {
-        if let Some(status) = child.0.try_wait().unwrap() {
+        if let Some(status) = child.child.try_wait().unwrap() {
             break status;
         }
         assert!(
@@ -166,14 +203,14 @@ fn start_receiver(mode: &str) -> (Killed, String, std::path::PathBuf) {
     let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let out = std::env::temp_dir().join(format!("observe-{mode}-{}-{n}.jsonl", std::process::id()));
     let _ = std::fs::remove_file(&out);
-    let mut receiver = Killed(
+    let mut receiver = Killed::new(
         Command::new("python3")
             .args([peer, mode, out.to_str().unwrap()])
             .stdout(Stdio::piped())
             .spawn()
             .expect("python3 runs"),
     );
-    let port = wait_for_line(&mut receiver.0, "PORT ");
+    let port = wait_for_line(&mut receiver, "PORT ");
     (receiver, port, out)
 }
 
@@ -222,8 +259,9 @@ fn every_span_reaches_a_real_receiver_and_the_trace_crosses_python() {
     assert_eq!(python["status"], 200);
     assert_eq!(python["body"], "downstream ok");
 
-    // Nothing has been exported yet: the batch delay is ten minutes.
-    std::thread::sleep(Duration::from_millis(300));
+    // Nothing has been exported yet: the batch delay is ten minutes. Meanwhile the
+    // health check runs every 100 ms (instrumented call, outgoing request).
+    std::thread::sleep(Duration::from_millis(800));
     let before = records(&out)
         .iter()
         .filter(|r| r.get("name").is_some())
@@ -248,6 +286,18 @@ fn every_span_reaches_a_real_receiver_and_the_trace_crosses_python() {
         .filter(|n| !["GET /hello", "GET /call", "call", "HTTP request"].contains(n))
         .collect();
     assert!(foreign.is_empty(), "unexpected spans exported: {foreign:?}");
+    // Checks ran all along, yet every exported span belongs to a request's trace.
+    let request_traces: std::collections::HashSet<&str> = spans
+        .iter()
+        .filter(|s| s["kind"] == 2)
+        .map(|s| s["trace_id"].as_str().unwrap())
+        .collect();
+    assert!(
+        spans
+            .iter()
+            .all(|s| request_traces.contains(s["trace_id"].as_str().unwrap())),
+        "a span outside any request was exported"
+    );
     assert!(spans.iter().all(|s| s["service_name"] == "otlp-test"));
     assert!(
         spans.iter().all(|s| s["api_key"] == "secret value"),
@@ -267,11 +317,19 @@ fn every_span_reaches_a_real_receiver_and_the_trace_crosses_python() {
         server["parent_span_id"], python["span_id"],
         "the Python span is the parent"
     );
-    let downstream = all
-        .iter()
-        .find_map(|r| r.get("downstream"))
-        .expect("the downstream was called");
-    assert_eq!(downstream["valid"], true);
+    // The health check called the downstream too, many times, outside any trace.
+    let calls: Vec<&serde_json::Value> = all.iter().filter_map(|r| r.get("downstream")).collect();
+    assert!(
+        calls.iter().filter(|d| d["valid"] == false).count() >= 3,
+        "the check ran for several intervals, untraced: {calls:?}"
+    );
+    let traced: Vec<&&serde_json::Value> = calls.iter().filter(|d| d["valid"] == true).collect();
+    assert_eq!(
+        traced.len(),
+        1,
+        "only /call's request carried a trace: {calls:?}"
+    );
+    let downstream = traced[0];
     assert_eq!(
         downstream["trace_id"], trace_id,
         "the downstream sees the same trace"
@@ -326,6 +384,98 @@ fn every_span_reaches_a_real_receiver_and_the_trace_crosses_python() {
         assert_eq!(ok["value"], 1.0);
     }
     let _ = std::fs::remove_file(&out);
+}
+
+/// The log lines of the service in JSON mode: JSON on every line (observe's own messages
+/// included), one access line per request with its trace id, no span-close lines unless
+/// asked for.
+#[test]
+fn logs_are_json_with_one_access_line_per_request() {
+    if std::env::var("OBSERVE_OTLP_CHILD").is_ok() {
+        return;
+    }
+    for spans in [false, true] {
+        let mut env = vec![
+            ("OBSERVE_LOG_FORMAT", "json".to_owned()),
+            ("RUST_LOG", "info".to_owned()),
+        ];
+        if spans {
+            env.push(("OBSERVE_LOG_SPANS", "close".to_owned()));
+        }
+        let (mut child, addr) = start_service(&env);
+        for _ in 0..3 {
+            assert_eq!(common::http_get(addr, "/hello", "").0, 200);
+        }
+        assert_eq!(common::http_get(addr, "/nowhere", "").0, 404);
+        stop_service(&mut child);
+        // What libtest and the test's own child prints around the service's logs.
+        let harness = |l: &str| {
+            l.is_empty()
+                || [
+                    "running ",
+                    "test ",
+                    "LISTENING",
+                    "STOPPED",
+                    "successes",
+                    "----",
+                ]
+                .iter()
+                .any(|p| l.starts_with(p))
+        };
+        let logs: Vec<serde_json::Value> = child
+            .lines()
+            .iter()
+            .map(|l| l.trim_start_matches("test child_service ... ").trim())
+            .filter(|l| !harness(l) && *l != "ok")
+            .map(|l| {
+                serde_json::from_str(l).unwrap_or_else(|e| panic!("not a JSON log line ({e}): {l}"))
+            })
+            .collect();
+        let message =
+            |v: &serde_json::Value| v["fields"]["message"].as_str().unwrap_or("").to_owned();
+        let access: Vec<&serde_json::Value> = logs
+            .iter()
+            .filter(|v| v["target"] == "observe::access")
+            .collect();
+        assert_eq!(access.len(), 4, "one access line per request: {access:?}");
+        for line in &access {
+            assert_eq!(line["fields"]["http.request.method"], "GET", "{line}");
+            assert!(
+                line["fields"]["duration_ms"].as_f64().unwrap() >= 0.0,
+                "{line}"
+            );
+            assert_eq!(
+                line["trace_id"].as_str().map(str::len),
+                Some(32),
+                "access lines carry the trace id: {line}"
+            );
+        }
+        assert_eq!(
+            access
+                .iter()
+                .filter(|l| l["fields"]["http.route"] == "/hello"
+                    && l["fields"]["http.response.status_code"] == 200)
+                .count(),
+            3
+        );
+        assert!(
+            access
+                .iter()
+                .any(|l| l["fields"]["http.route"] == "<unmatched>"
+                    && l["fields"]["http.response.status_code"] == 404)
+        );
+        assert!(
+            logs.iter()
+                .any(|v| message(v).contains("SIGTERM: readiness failing")),
+            "the shutdown message is a log line: {logs:?}"
+        );
+        let closes = logs.iter().filter(|v| message(v) == "close").count();
+        if spans {
+            assert!(closes >= 4, "OBSERVE_LOG_SPANS=close: {closes} close lines");
+        } else {
+            assert_eq!(closes, 0, "span-close lines only when asked for");
+        }
+    }
 }
 
 /// The gRPC exporter (feature `grpc`) runs on a small runtime of its own, so it still

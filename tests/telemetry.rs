@@ -85,6 +85,13 @@ async fn charge_handler(amount: actix_web::web::Path<u64>) -> HttpResponse {
     }
 }
 
+/// A check that calls an instrumented function: traced only when asked for.
+#[observe::health_check]
+async fn ledger_reachable() -> Result<(), String> {
+    tax(1);
+    Ok(())
+}
+
 fn find<'a>(spans: &'a [SpanData], name: &str) -> &'a SpanData {
     spans.iter().find(|s| s.name == name).unwrap_or_else(|| {
         panic!(
@@ -259,12 +266,27 @@ async fn init_wires_spans_logs_and_resource_together() {
             && line.contains(&format!("span_id={}", tax_span.span_context.span_id())),
         "{line}"
     );
-    // Span close lines are in the log too, with their ids, so spans are visible offline.
+    // One access line per request, inside its server span's trace; no span-close lines
+    // (not asked for).
+    let access: Vec<&str> = text
+        .lines()
+        .filter(|l| l.contains("observe::access"))
+        .collect();
+    assert_eq!(access.len(), 2, "{text}");
+    for server in &servers {
+        assert!(
+            access.iter().any(|l| l
+                .contains(&format!("span_id={}", server.span_context.span_id()))
+                && l.contains(&format!("trace_id={TRACE_ID}"))),
+            "{access:?}"
+        );
+    }
     assert!(
-        text.lines().any(|l| l.contains("close")
-            && l.contains(&format!("span_id={}", ok_charge.span_context.span_id()))),
-        "{text}"
+        access
+            .iter()
+            .any(|l| l.contains("http.response.status_code=402"))
     );
+    assert!(!text.lines().any(|l| l.contains(" close ")), "{text}");
 
     // An unsampled trace: nothing reaches the OpenTelemetry layer, yet the trace id still
     // reaches the log line and the outgoing request, with the not-sampled flag.
@@ -329,5 +351,33 @@ async fn init_wires_spans_logs_and_resource_together() {
     let text = String::from_utf8(logs.0.lock().unwrap().clone()).unwrap();
     let line = text.lines().rfind(|l| l.contains("computing tax")).unwrap();
     assert!(line.contains(&format!("trace_id={UNSAMPLED}")), "{line}");
+
+    // Health-check runs make no traces by default, and one each with `trace_checks`.
+    for traced in [false, true] {
+        exporter.reset();
+        let health = observe::health::Health::builder()
+            .select(["ledger_reachable"])
+            .trace_checks(traced)
+            .build()
+            .unwrap();
+        health.mark_started();
+        let report = health.readiness(&[], None).await;
+        assert_eq!(report.overall, observe::health::Overall::Ok);
+        telemetry.force_flush();
+        let names: Vec<String> = exporter
+            .get_finished_spans()
+            .unwrap()
+            .into_iter()
+            .map(|s| s.name.into_owned())
+            .collect();
+        if traced {
+            assert_eq!(names.len(), 2, "{names:?}");
+            assert!(
+                names.contains(&"health_check".to_owned()) && names.contains(&"tax".to_owned())
+            );
+        } else {
+            assert!(names.is_empty(), "check runs were traced: {names:?}");
+        }
+    }
     drop(telemetry);
 }

@@ -228,8 +228,9 @@ impl AdminServer {
         let handle = rx
             .recv()
             .map_err(|_| io::Error::other("admin server thread ended before it started serving"))?;
-        eprintln!(
-            "observe: admin server on http://{addr} (/metrics /livez /healthz{} /debug/pprof/)",
+        tracing::info!(
+            target: "observe::admin",
+            "admin server on http://{addr} (/metrics /livez /healthz{} /debug/pprof/)",
             if self.health.is_some() {
                 " /readyz /startupz"
             } else {

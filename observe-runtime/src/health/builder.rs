@@ -99,6 +99,7 @@ pub struct HealthBuilder {
     budget: Duration,
     checks: Option<Vec<&'static CheckDef>>,
     runtime: Option<tokio::runtime::Handle>,
+    trace_checks: bool,
 }
 
 impl fmt::Debug for HealthBuilder {
@@ -144,6 +145,7 @@ impl Health {
             budget: DEFAULT_BUDGET,
             checks: None,
             runtime: None,
+            trace_checks: false,
         }
     }
 }
@@ -207,6 +209,21 @@ impl HealthBuilder {
     /// ```
     pub fn runtime(mut self, handle: tokio::runtime::Handle) -> Self {
         self.runtime = Some(handle);
+        self
+    }
+
+    /// Exports each check run as a trace (a root `health_check` span, with whatever the
+    /// check itself calls below it). Off by default: background checks and probes would
+    /// send a steady stream of traces per pod that no request caused. Without it, check
+    /// runs are visible as metrics (`health_check_*`) and, at `debug` level, as one log
+    /// line per run; nothing a check calls is traced.
+    ///
+    /// ```
+    /// let builder = observe_runtime::health::Health::builder().trace_checks(true);
+    /// # drop(builder);
+    /// ```
+    pub fn trace_checks(mut self, on: bool) -> Self {
+        self.trace_checks = on;
         self
     }
 
@@ -302,6 +319,7 @@ impl HealthBuilder {
                 state: self.state,
                 budget: self.budget,
                 runtime: self.runtime.unwrap_or_else(health_runtime),
+                trace_checks: self.trace_checks,
                 started: AtomicBool::new(false),
                 shutting_down: AtomicBool::new(false),
                 transitions,

@@ -42,6 +42,8 @@ pub(super) struct Inner {
     pub(super) state: StateMap,
     pub(super) budget: Duration,
     pub(super) runtime: tokio::runtime::Handle,
+    /// Check runs are traced (see `HealthBuilder::trace_checks`).
+    pub(super) trace_checks: bool,
     pub(super) started: AtomicBool,
     pub(super) shutting_down: AtomicBool,
     pub(super) transitions: broadcast::Sender<Transition>,

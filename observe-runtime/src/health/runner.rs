@@ -204,11 +204,20 @@ pub(super) fn spawn_run(inner: &Arc<Inner>, i: usize) -> watch::Receiver<Option<
     let (tx, rx) = watch::channel(None);
     let task_inner = inner.clone();
     let def = inner.checks[i].def;
-    let span = tracing::info_span!(target: "observe::health", "health_check", check = def.name);
+    let traced = inner.trace_checks;
+    // A root span (never the child of the probe request that caused the run), made while
+    // telemetry is suppressed unless check runs are traced: then observe's OpenTelemetry
+    // layer leaves it, and everything the check calls, out.
+    let span = untraced(
+        traced,
+        || tracing::info_span!(target: "observe::health", parent: None, "health_check", check = def.name),
+    );
     let run = async move {
         let inner = task_inner;
         let start = Instant::now();
-        let mut handle = tokio::spawn((def.run)(&inner.state));
+        let check = (def.run)(&inner.state);
+        let check = tracing::Instrument::instrument(check, tracing::Span::current());
+        let mut handle = tokio::spawn(quiet(traced, check));
         let (kind, message) = match tokio::time::timeout(def.timeout, &mut handle).await {
             Ok(Ok(HealthStatus::Pass)) => (Kind::Pass, None),
             Ok(Ok(HealthStatus::Degraded(m))) => (Kind::Degraded, Some(m)),
@@ -241,8 +250,39 @@ pub(super) fn spawn_run(inner: &Arc<Inner>, i: usize) -> watch::Receiver<Option<
     };
     inner
         .runtime
-        .spawn(tracing::Instrument::instrument(run, span));
+        .spawn(quiet(traced, tracing::Instrument::instrument(run, span)));
     rx
+}
+
+/// `make()` run with telemetry suppressed, unless `traced`.
+fn untraced<T>(traced: bool, make: impl FnOnce() -> T) -> T {
+    #[cfg(any(feature = "actix", feature = "otel"))]
+    let _suppressed = (!traced).then(|| {
+        opentelemetry::Context::current()
+            .with_telemetry_suppressed()
+            .attach()
+    });
+    #[cfg(not(any(feature = "actix", feature = "otel")))]
+    let _ = traced;
+    make()
+}
+
+/// `future` polled with telemetry suppressed, unless `traced` (a check's own task does
+/// not inherit the context of the task that spawned it).
+#[cfg(any(feature = "actix", feature = "otel"))]
+fn quiet<F: Future>(traced: bool, future: F) -> opentelemetry::context::WithContext<F> {
+    use opentelemetry::context::FutureExt as _;
+    let cx = if traced {
+        opentelemetry::Context::new()
+    } else {
+        opentelemetry::Context::new().with_telemetry_suppressed()
+    };
+    future.with_context(cx)
+}
+
+#[cfg(not(any(feature = "actix", feature = "otel")))]
+fn quiet<F: Future>(_traced: bool, future: F) -> F {
+    future
 }
 
 pub(super) fn record(inner: &Inner, i: usize, obs: Observation) {
@@ -289,6 +329,13 @@ pub(super) fn record(inner: &Inner, i: usize, obs: Observation) {
         inner
             .metrics
             .observe(def.name, st.reported == Reported::Up, obs.duration, reason);
+        tracing::debug!(
+            target: "observe::health",
+            check = def.name,
+            outcome = reason.unwrap_or("pass"),
+            duration_ms = obs.duration.as_secs_f64() * 1e3,
+            "health check ran"
+        );
         st.last = Some(obs.clone());
         // The first result is announced only when it is a failure: passing from the start
         // is not a recovery.

@@ -11,7 +11,7 @@ use actix_web::dev::{Service, ServiceRequest, ServiceResponse, Transform};
 use actix_web::web::Bytes;
 
 use super::series::{Recording, RequestTimer, store};
-use super::server_span::{ResponseContext, Traced, finish_span, server_span, traced_response};
+use super::server_span::{ResponseContext, Traced, failed_request, server_span, traced_response};
 
 /// The HTTP middleware: wrap your `App` with it.
 ///
@@ -49,6 +49,7 @@ use super::server_span::{ResponseContext, Traced, finish_span, server_span, trac
 pub struct Middleware {
     skip: Arc<[String]>,
     response_context: ResponseContext,
+    access_log: bool,
 }
 
 /// Paths that get no span by default: probes and scrapes would drown real traces.
@@ -63,6 +64,7 @@ impl Default for Middleware {
         Middleware {
             skip: DEFAULT_SKIP_PATHS.iter().map(|s| (*s).to_owned()).collect(),
             response_context: ResponseContext::default(),
+            access_log: true,
         }
     }
 }
@@ -108,6 +110,22 @@ impl Middleware {
 }
 
 impl Middleware {
+    /// Writes one access line per request (default on): an `INFO` event with target
+    /// `observe::access` and fields `http.request.method`, `http.route`,
+    /// `http.response.status_code` and `duration_ms`, inside the request's span, so it
+    /// carries the trace id (and reaches OTLP as a log record). Paths that get no span
+    /// ([`skip_paths`](Self::skip_paths): probes, scrapes) get no line either. Also
+    /// filterable: `RUST_LOG=info,observe::access=off`.
+    ///
+    /// ```
+    /// let middleware = observe_runtime::http::Middleware::new().access_log(false);
+    /// # drop(middleware);
+    /// ```
+    pub fn access_log(mut self, on: bool) -> Self {
+        self.access_log = on;
+        self
+    }
+
     /// Tells the caller the request's trace context the way W3C Trace Context Level 2
     /// now gives it ("Trace Context Server Timing Metric Format"): a `server-timing`
     /// entry `trace;desc=00-<trace id>-<span id>-<flags>`, the span id being the server
@@ -163,6 +181,7 @@ where
             service,
             skip: self.skip.clone(),
             response_context: self.response_context,
+            access_log: self.access_log,
         }))
     }
 }
@@ -178,6 +197,7 @@ pub struct MiddlewareService<S> {
     service: S,
     skip: Arc<[String]>,
     response_context: ResponseContext,
+    access_log: bool,
 }
 
 impl<S, B> Service<ServiceRequest> for MiddlewareService<S>
@@ -210,6 +230,7 @@ where
             timer: Some(timer),
             traced,
             response_context: self.response_context,
+            access_log: self.access_log,
         }
     }
 }
@@ -227,6 +248,7 @@ pin_project_lite::pin_project! {
         timer: Option<RequestTimer>,
         traced: Option<Box<Traced>>,
         response_context: ResponseContext,
+        access_log: bool,
     }
 }
 
@@ -249,26 +271,31 @@ where
             return Poll::Pending;
         };
         let timer = this.timer.take();
-        let traced = this.traced.take();
+        let mut traced = this.traced.take();
         let recording = match result {
             Ok(res) => {
                 let route = res.request().match_pattern();
                 let status = res.status().as_u16();
-                if let Some(traced) = &traced {
-                    traced_response(traced, res, route.as_deref(), *this.response_context);
+                if let Some(traced) = &mut traced {
+                    traced_response(
+                        traced,
+                        res,
+                        route.as_deref(),
+                        *this.response_context,
+                        *this.access_log,
+                    );
                 }
                 timer.map(|t| t.respond(route.as_deref(), status))
             }
             Err(error) => {
-                failed(error, timer, traced.as_deref());
+                failed(error, timer, traced.take(), *this.access_log);
                 None
             }
         };
         polled.map_ok(|res| {
             res.map_body(|_, body| TimedBody {
                 body,
-                recording,
-                traced,
+                pending: Pending { recording, traced },
             })
         })
     }
@@ -278,14 +305,52 @@ where
 /// now, so the request is recorded here.
 #[cold]
 #[inline(never)]
-fn failed(error: &actix_web::Error, timer: Option<RequestTimer>, traced: Option<&Traced>) {
+fn failed(
+    error: &actix_web::Error,
+    timer: Option<RequestTimer>,
+    traced: Option<Box<Traced>>,
+    access_log: bool,
+) {
     let status = error.as_response_error().status_code().as_u16();
-    if let Some(traced) = traced {
-        finish_span(&traced.span, None, status);
-    }
-    if let Some(t) = timer {
+    let method = timer.as_ref().map_or("_OTHER", RequestTimer::method_label);
+    let elapsed_ns = timer.map_or(0, |t| {
         t.respond(None, status)
-            .finish(traced.and_then(Traced::exemplar_span));
+            .finish(traced.as_deref().and_then(Traced::exemplar_span))
+    });
+    if let Some(traced) = traced {
+        failed_request(traced, method, status, elapsed_ns, access_log);
+    }
+}
+
+/// What is still to do when a response's body ends: record the request (with the span
+/// as exemplar) and end the span, after its access line. Done when the body's last chunk
+/// is produced, or on drop: a body actix never polls (empty), or a client that went away.
+struct Pending {
+    recording: Option<Recording>,
+    traced: Option<Box<Traced>>,
+}
+
+impl Pending {
+    #[inline]
+    fn complete(&mut self, with_exemplar: bool) {
+        if let Some(recording) = self.recording.take() {
+            let traced = self.traced.take();
+            let exemplar = if with_exemplar {
+                traced.as_deref().and_then(Traced::exemplar_span)
+            } else {
+                None
+            };
+            let elapsed_ns = recording.finish(exemplar);
+            if let Some(traced) = traced {
+                (*traced).end(elapsed_ns);
+            }
+        }
+    }
+}
+
+impl Drop for Pending {
+    fn drop(&mut self) {
+        self.complete(false);
     }
 }
 
@@ -300,9 +365,9 @@ pin_project_lite::pin_project! {
     pub struct TimedBody<B> {
         #[pin]
         body: B,
-        recording: Option<Recording>,
-        // The server span: it ends with the body, and gives the exemplar its ids.
-        traced: Option<Box<Traced>>,
+        // The recording and the server span: they end with the body (the span gives the
+        // exemplar its ids).
+        pending: Pending,
     }
 }
 
@@ -319,14 +384,8 @@ impl<B: MessageBody> MessageBody for TimedBody<B> {
     ) -> Poll<Option<Result<Bytes, Self::Error>>> {
         let this = self.project();
         let next = this.body.poll_next(cx);
-        if matches!(next, Poll::Ready(None) | Poll::Ready(Some(Err(_))))
-            && let Some(recording) = this.recording.take()
-        {
-            let traced = this.traced.take();
-            recording.finish(traced.as_deref().and_then(Traced::exemplar_span));
-            if let Some(traced) = traced {
-                (*traced).end();
-            }
+        if matches!(next, Poll::Ready(None) | Poll::Ready(Some(Err(_)))) {
+            this.pending.complete(true);
         }
         next
     }
@@ -334,26 +393,13 @@ impl<B: MessageBody> MessageBody for TimedBody<B> {
     /// Keeps actix's fast path for bodies that are already complete (no polling, no
     /// copy); the body exists in full, so the request is measured as ending here.
     fn try_into_bytes(self) -> Result<Bytes, Self> {
-        let TimedBody {
-            body,
-            recording,
-            traced,
-        } = self;
+        let TimedBody { body, mut pending } = self;
         match body.try_into_bytes() {
             Ok(bytes) => {
-                if let Some(recording) = recording {
-                    recording.finish(traced.as_deref().and_then(Traced::exemplar_span));
-                }
-                if let Some(traced) = traced {
-                    (*traced).end();
-                }
+                pending.complete(true);
                 Ok(bytes)
             }
-            Err(body) => Err(TimedBody {
-                body,
-                recording,
-                traced,
-            }),
+            Err(body) => Err(TimedBody { body, pending }),
         }
     }
 }

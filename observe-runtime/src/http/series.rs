@@ -321,6 +321,11 @@ impl RequestTimer {
         }
     }
 
+    /// The request's method as its label (`GET`, …, `_OTHER`).
+    pub(crate) fn method_label(&self) -> &'static str {
+        METHODS[self.method as usize]
+    }
+
     /// The response is known: its route template (if any) and status. The series is
     /// looked up now, on this thread, so what travels with the body is one pointer.
     pub(crate) fn respond(self, route: Option<&str>, status: u16) -> Recording {
@@ -359,26 +364,29 @@ impl Recording {
     /// The body has ended: records the request, offering it as an exemplar with the ids
     /// of `span` (the server span, which the body owns).
     #[inline]
-    pub(crate) fn finish(self, span: Option<&tracing::Span>) {
+    /// Records the request; returns its duration in nanoseconds.
+    pub(crate) fn finish(self, span: Option<&tracing::Span>) -> u64 {
         let this = std::mem::ManuallyDrop::new(self);
-        this.complete(span);
+        this.complete(span)
     }
 
     #[inline]
-    fn complete(&self, span: Option<&tracing::Span>) {
+    fn complete(&self, span: Option<&tracing::Span>) -> u64 {
         STORE.active[shard_index()].0[self.method as usize].fetch_sub(1, Relaxed);
         let end = clock::raw();
+        let elapsed_ns = clock::nanos_between(self.start, end);
         self.cells.observe(Observation {
-            elapsed_ns: clock::nanos_between(self.start, end),
+            elapsed_ns,
             end,
             span,
         });
+        elapsed_ns
     }
 }
 
 impl Drop for Recording {
     fn drop(&mut self) {
-        self.complete(None);
+        let _ = self.complete(None);
     }
 }
 

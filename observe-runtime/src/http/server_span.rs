@@ -20,6 +20,15 @@ use crate::propagation::headers as propagation;
 pub(super) struct Traced {
     pub(super) span: Span,
     incoming: Option<opentelemetry::Context>,
+    /// What the access line says, once the response is known (when access lines are on).
+    outcome: Option<Outcome>,
+}
+
+/// A response as the access line reports it.
+struct Outcome {
+    method: &'static str,
+    route: Option<String>,
+    status: u16,
 }
 
 /// [`Traced::enter`]'s guard: the span is exited before the context is detached.
@@ -52,10 +61,19 @@ impl Traced {
         self.incoming.is_none().then_some(&self.span)
     }
 
-    /// Ends the span (its close is logged inside the request's trace).
-    pub(super) fn end(self) {
-        let Traced { span, incoming } = self;
+    /// Ends the span (its close is logged inside the request's trace), after the access
+    /// line when one is due: the request took `elapsed_ns`.
+    pub(super) fn end(self, elapsed_ns: u64) {
+        let Traced {
+            span,
+            incoming,
+            outcome,
+        } = self;
         let _cx = incoming.map(opentelemetry::Context::attach);
+        if let Some(outcome) = outcome {
+            let _entered = span.enter();
+            access_line(&outcome, elapsed_ns);
+        }
         drop(span);
     }
 }
@@ -106,6 +124,7 @@ pub(super) fn server_span(req: &ServiceRequest) -> Option<Box<Traced>> {
         return Some(Box::new(Traced {
             span,
             incoming: Some(crate::propagation::unrecorded_operation(&parent)),
+            outcome: None,
         }));
     }
     // `set_parent` must come before the span is first entered, or its context read.
@@ -119,6 +138,7 @@ pub(super) fn server_span(req: &ServiceRequest) -> Option<Box<Traced>> {
     Some(Box::new(Traced {
         span,
         incoming: None,
+        outcome: None,
     }))
 }
 
@@ -189,17 +209,22 @@ pub(super) struct ResponseContext {
 #[cold]
 #[inline(never)]
 pub(super) fn traced_response<B>(
-    traced: &Traced,
+    traced: &mut Traced,
     res: &mut ServiceResponse<B>,
     route: Option<&str>,
     response_context: ResponseContext,
+    access_log: bool,
 ) {
     let status = res.status().as_u16();
-    finish_span(
-        &traced.span,
-        route.map(|r| (res.request().method(), r)),
-        status,
-    );
+    let method = res.request().method();
+    finish_span(&traced.span, route.map(|r| (method, r)), status);
+    if access_log {
+        traced.outcome = Some(Outcome {
+            method: METHODS[method_index_of(method) as usize],
+            route: route.map(str::to_owned),
+            status,
+        });
+    }
     if response_context != ResponseContext::default() {
         add_response_context(traced, res, response_context);
     }
@@ -229,6 +254,46 @@ pub(super) fn add_response_context<B>(
         res.headers_mut()
             .insert(HeaderName::from_static("traceresponse"), value);
     }
+}
+
+/// A handler's error: the span and, when access lines are on, the access line, now
+/// (actix makes the response after us).
+#[cold]
+#[inline(never)]
+pub(super) fn failed_request(
+    traced: Box<Traced>,
+    method: &'static str,
+    status: u16,
+    elapsed_ns: u64,
+    access_log: bool,
+) {
+    finish_span(&traced.span, None, status);
+    let mut traced = *traced;
+    if access_log {
+        traced.outcome = Some(Outcome {
+            method,
+            route: None,
+            status,
+        });
+    }
+    traced.end(elapsed_ns);
+}
+
+/// The access line: one `INFO` event per request, target `observe::access`, inside the
+/// request's span (so it carries the trace and span ids).
+fn access_line(outcome: &Outcome, elapsed_ns: u64) {
+    let route = outcome
+        .route
+        .as_deref()
+        .unwrap_or(super::series::UNMATCHED_ROUTE);
+    tracing::info!(
+        target: "observe::access",
+        duration_ms = elapsed_ns as f64 / 1e6,
+        "http.request.method" = outcome.method,
+        "http.route" = route,
+        "http.response.status_code" = outcome.status,
+        "request"
+    );
 }
 
 /// Records the outcome on the span (route, status; 5xx: error, 4xx: not), in one

@@ -69,7 +69,7 @@ impl Telemetry {
         if let Some(p) = &self.tracer_provider
             && let Err(e) = p.force_flush()
         {
-            eprintln!("observe: flushing spans failed: {e}");
+            tracing::error!(target: "observe::telemetry", "flushing spans failed: {e}");
         }
         if let Some(p) = &self.meter_provider {
             let _ = p.force_flush();
@@ -88,12 +88,12 @@ impl Telemetry {
 
 impl Drop for Telemetry {
     fn drop(&mut self) {
-        // Shutdown flushes the batch queue first; errors go to stderr because the
-        // subscriber may already be unable to export them.
+        // Shutdown flushes the batch queue first; its errors still reach the log lines
+        // (the subscriber outlives the providers).
         if let Some(p) = self.tracer_provider.take()
             && let Err(e) = p.shutdown()
         {
-            eprintln!("observe: shutting the tracer provider down failed: {e}");
+            tracing::error!(target: "observe::telemetry", "shutting the tracer provider down failed: {e}");
         }
         // The last push reads the SDK's instruments too: before the meter provider stops.
         #[cfg(feature = "otlp-metrics")]

@@ -22,7 +22,7 @@ use super::{fmt, layer, sdk_metrics};
 /// How log lines are written.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum LogFormat {
-    /// One readable line per event, with span context and close timings.
+    /// One readable line per event, with its span context.
     Human,
     /// One JSON object per line.
     Json,
@@ -84,6 +84,7 @@ pub fn init() -> Init {
         service_version: None,
         log_format: None,
         log_writer: None,
+        span_closes: None,
         default_filter: "info".into(),
         trace_level: tracing::Level::INFO,
         processors: Vec::new(),
@@ -98,6 +99,7 @@ pub struct Init {
     service_version: Option<String>,
     log_format: Option<LogFormat>,
     log_writer: Option<BoxMakeWriter>,
+    span_closes: Option<bool>,
     default_filter: String,
     trace_level: tracing::Level,
     processors: Vec<Box<dyn SpanProcessor>>,
@@ -166,6 +168,20 @@ impl Init {
         W: for<'w> tracing_subscriber::fmt::MakeWriter<'w> + Send + Sync + 'static,
     {
         self.log_writer = Some(BoxMakeWriter::new(writer));
+        self
+    }
+
+    /// Also writes a line when each span closes (its name, fields, busy and idle time).
+    /// Off by default: a request then logs its access line and the application's own
+    /// events, not one line per span. Unset here, `OBSERVE_LOG_SPANS=close` turns it on
+    /// (`none` keeps it off).
+    ///
+    /// ```
+    /// let init = observe_runtime::telemetry::init().log_span_closes(true);
+    /// # let _ = init;
+    /// ```
+    pub fn log_span_closes(mut self, on: bool) -> Self {
+        self.span_closes = Some(on);
         self
     }
 
@@ -261,6 +277,25 @@ impl Init {
                 }
             },
         };
+        let span_closes = match self.span_closes {
+            Some(on) => on,
+            None => match env::var("OBSERVE_LOG_SPANS").as_deref() {
+                None | Some("none") => false,
+                Some("close") => true,
+                Some(other) => {
+                    return Err(InitError::Env(EnvError {
+                        variable: "OBSERVE_LOG_SPANS",
+                        value: other.to_owned(),
+                        expected: "close or none",
+                    }));
+                }
+            },
+        };
+        let span_events = if span_closes {
+            FmtSpan::CLOSE
+        } else {
+            FmtSpan::NONE
+        };
         let filter = match env::var("RUST_LOG") {
             Some(v) => EnvFilter::try_new(v),
             None => EnvFilter::try_new(&self.default_filter),
@@ -323,7 +358,7 @@ impl Init {
                 tracing_subscriber::fmt::layer()
                     .with_ansi(false)
                     .with_writer(writer)
-                    .with_span_events(FmtSpan::CLOSE)
+                    .with_span_events(span_events.clone())
                     .event_format(fmt::WithTraceIds {
                         inner: tracing_subscriber::fmt::format().with_ansi(false),
                         json: false,
@@ -335,7 +370,7 @@ impl Init {
                 tracing_subscriber::fmt::layer()
                     .json()
                     .with_writer(writer)
-                    .with_span_events(FmtSpan::CLOSE)
+                    .with_span_events(span_events.clone())
                     .event_format(fmt::WithTraceIds {
                         inner: tracing_subscriber::fmt::format().json(),
                         json: true,

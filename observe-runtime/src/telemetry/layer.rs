@@ -44,10 +44,15 @@ pub fn layer<S>(tracer: opentelemetry_sdk::trace::SdkTracer, level: tracing::Lev
 where
     S: tracing::Subscriber + for<'a> tracing_subscriber::registry::LookupSpan<'a>,
 {
-    let targets = EXPORTER_TARGETS.iter().fold(
-        Targets::new().with_default(LevelFilter::from_level(level)),
-        |t, name| t.with_target(*name, LevelFilter::OFF),
-    );
+    let targets = EXPORTER_TARGETS
+        .iter()
+        .fold(
+            Targets::new().with_default(LevelFilter::from_level(level)),
+            |t, name| t.with_target(*name, LevelFilter::OFF),
+        )
+        // The access line restates the server span's own attributes: no span event for it
+        // (it is still a log line and, with OTLP logs, a log record).
+        .with_target("observe::access", LevelFilter::OFF);
     tracing_opentelemetry::layer()
         .with_tracer(tracer)
         // The sampled check first: below an unsampled span it answers at once, and the
@@ -151,6 +156,11 @@ where
         }
         opentelemetry::Context::map_current(|cx| {
             use opentelemetry::trace::TraceContextExt as _;
+            // Suppressed: observe's own background work (health-check runs) and the
+            // SDK's exporters.
+            if cx.is_telemetry_suppressed() {
+                return false;
+            }
             let span = cx.span();
             let sc = span.span_context();
             !sc.is_valid() || sc.is_sampled()
