@@ -24,6 +24,8 @@ const REQUESTS: usize = 200;
 
 #[get("/hello")]
 async fn hello() -> &'static str {
+    // An application's own event, inside the request: a log record of its trace.
+    tracing::info!(target: "otlp_test", greeting = "hello", "saying hello");
     "hello"
 }
 
@@ -197,6 +199,11 @@ fn stop_service(child: &mut Killed) {
 /// Starts a Python receiver (`receiver` or `grpc-receiver`) writing to a fresh file;
 /// returns it, its port and the file.
 fn start_receiver(mode: &str) -> (Killed, String, std::path::PathBuf) {
+    start_receiver_with(mode, &[])
+}
+
+/// [`start_receiver`] with more arguments (`--tls CERT KEY`, `--client-ca CA`).
+fn start_receiver_with(mode: &str, extra: &[String]) -> (Killed, String, std::path::PathBuf) {
     let peer = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/python/otel_peer.py");
     // Tests run in parallel in one process: each receiver gets a file of its own.
     static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
@@ -206,6 +213,7 @@ fn start_receiver(mode: &str) -> (Killed, String, std::path::PathBuf) {
     let mut receiver = Killed::new(
         Command::new("python3")
             .args([peer, mode, out.to_str().unwrap()])
+            .args(extra)
             .stdout(Stdio::piped())
             .spawn()
             .expect("python3 runs"),
@@ -386,6 +394,196 @@ fn every_span_reaches_a_real_receiver_and_the_trace_crosses_python() {
     let _ = std::fs::remove_file(&out);
 }
 
+/// The receiver's TLS arguments: its certificate, and client certificates required.
+fn tls_args(pki: &common::Pki) -> Vec<String> {
+    vec![
+        "--tls".into(),
+        common::Pki::path(&pki.server_cert),
+        common::Pki::path(&pki.server_key),
+        "--client-ca".into(),
+        common::Pki::path(&pki.ca),
+    ]
+}
+
+/// The service's TLS settings: trust `ca`, present the client certificate, gzip.
+fn tls_env(pki: &common::Pki, ca: &std::path::Path, port: &str) -> Vec<(&'static str, String)> {
+    vec![
+        (
+            "OTEL_EXPORTER_OTLP_ENDPOINT",
+            format!("https://127.0.0.1:{port}"),
+        ),
+        ("OTEL_EXPORTER_OTLP_CERTIFICATE", common::Pki::path(ca)),
+        (
+            "OTEL_EXPORTER_OTLP_CLIENT_CERTIFICATE",
+            common::Pki::path(&pki.client_cert),
+        ),
+        (
+            "OTEL_EXPORTER_OTLP_CLIENT_KEY",
+            common::Pki::path(&pki.client_key),
+        ),
+        ("OTEL_EXPORTER_OTLP_COMPRESSION", "gzip".into()),
+        ("RUST_LOG", "info".into()),
+    ]
+}
+
+/// Spans, metrics and log records over OTLP/HTTP with mTLS and gzip to a real TLS
+/// receiver (Python's `ssl`, client certificates required), certificates made by the
+/// test; a log written inside a request arrives with that request's trace and span id.
+#[cfg(feature = "otlp-metrics")]
+#[test]
+fn spans_metrics_and_logs_over_mutual_tls_with_gzip() {
+    if std::env::var("OBSERVE_OTLP_CHILD").is_ok() {
+        return;
+    }
+    let pki = common::Pki::new("otlp-http");
+    let (_receiver, port, out) = start_receiver_with("receiver", &tls_args(&pki));
+    let (mut child, addr) = start_service(&tls_env(&pki, &pki.ca, &port));
+    for _ in 0..5 {
+        assert_eq!(common::http_get(addr, "/hello", "").0, 200);
+    }
+    stop_service(&mut child);
+    let all = records(&out);
+    let errors: Vec<_> = all
+        .iter()
+        .filter(|r| r.get("tls_error").is_some())
+        .collect();
+    assert!(errors.is_empty(), "TLS handshakes failed: {errors:?}");
+    for path in ["/v1/traces", "/v1/metrics", "/v1/logs"] {
+        assert!(
+            all.iter().any(|r| r["gzip"] == path),
+            "{path} was not sent gzipped"
+        );
+    }
+    let servers: Vec<_> = all.iter().filter(|r| r["name"] == "GET /hello").collect();
+    assert_eq!(servers.len(), 5, "every span arrived over TLS");
+    assert!(
+        all.iter()
+            .any(|r| r["metric"] == "http_server_request_duration_seconds"),
+        "metrics arrived over TLS"
+    );
+    let hellos: Vec<_> = all.iter().filter(|r| r["log"] == "saying hello").collect();
+    assert_eq!(hellos.len(), 5, "one log record per request: {hellos:?}");
+    for log in &hellos {
+        assert_eq!(log["severity"], 9, "INFO: {log}");
+        assert_eq!(log["service_name"], "otlp-test", "the resource: {log}");
+        assert!(
+            servers
+                .iter()
+                .any(|s| s["trace_id"] == log["trace_id"] && s["span_id"] == log["span_id"]),
+            "the log record carries its request's trace and span: {log}"
+        );
+    }
+    // The access lines are log records too, in their requests' traces.
+    let access: Vec<_> = all
+        .iter()
+        .filter(|r| r["target"] == "observe::access")
+        .collect();
+    assert_eq!(access.len(), 5, "{access:?}");
+    let _ = std::fs::remove_file(&out);
+}
+
+/// Trusting the wrong CA: nothing hangs or crashes; each signal's failed exports are
+/// counted on `/metrics` and said in a log line.
+#[cfg(feature = "otlp-metrics")]
+#[test]
+fn a_wrong_ca_is_counted_and_logged() {
+    if std::env::var("OBSERVE_OTLP_CHILD").is_ok() {
+        return;
+    }
+    let pki = common::Pki::new("otlp-wrong-ca");
+    let (_receiver, port, out) = start_receiver_with("receiver", &tls_args(&pki));
+    let mut env = tls_env(&pki, &pki.other_ca, &port);
+    env.extend([
+        ("OBSERVE_LOG_FORMAT", "json".to_owned()),
+        ("OTEL_BSP_SCHEDULE_DELAY", "100".to_owned()),
+        ("OTEL_BLRP_SCHEDULE_DELAY", "100".to_owned()),
+        ("OTEL_METRIC_EXPORT_INTERVAL", "300".to_owned()),
+        ("OTEL_EXPORTER_OTLP_TIMEOUT", "2000".to_owned()),
+    ]);
+    let (mut child, addr) = start_service(&env);
+    for _ in 0..5 {
+        assert_eq!(common::http_get(addr, "/hello", "").0, 200);
+    }
+    let dropped = |signal: &str| {
+        let (_, _, text) = common::http_get(addr, "/metrics", "");
+        common::value(
+            &text,
+            "observe_telemetry_dropped_total",
+            &[("signal", signal), ("reason", "export_failed")],
+        )
+    };
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while ["traces", "metrics", "logs"]
+        .iter()
+        .any(|s| dropped(s) == 0.0)
+    {
+        assert!(
+            Instant::now() < deadline,
+            "failed exports not counted: traces {} metrics {} logs {}",
+            dropped("traces"),
+            dropped("metrics"),
+            dropped("logs")
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert!(dropped("traces") >= 5.0, "the 5 server spans at least");
+    let started = Instant::now();
+    stop_service(&mut child);
+    assert!(
+        started.elapsed() < Duration::from_secs(15),
+        "shutdown took {:?}",
+        started.elapsed()
+    );
+    let lines = child.lines();
+    let warning = lines
+        .iter()
+        .find(|l| l.contains("spans dropped (export_failed)"))
+        .unwrap_or_else(|| panic!("no log line about the lost spans: {lines:#?}"));
+    assert!(
+        warning.contains("certificate") || warning.contains("UnknownIssuer"),
+        "the line says why: {warning}"
+    );
+    assert!(
+        records(&out)
+            .iter()
+            .all(|r| r.get("name").is_none() && r.get("log").is_none()),
+        "nothing got through"
+    );
+    let _ = std::fs::remove_file(&out);
+}
+
+/// The same over OTLP/gRPC: TLS with the test's CA and a client certificate, gzip.
+#[cfg(feature = "grpc")]
+#[test]
+fn grpc_spans_and_logs_over_mutual_tls_with_gzip() {
+    if std::env::var("OBSERVE_OTLP_CHILD").is_ok() {
+        return;
+    }
+    let pki = common::Pki::new("otlp-grpc");
+    let (_receiver, port, out) = start_receiver_with("grpc-receiver", &tls_args(&pki));
+    let mut env = tls_env(&pki, &pki.ca, &port);
+    env.extend([
+        ("OTEL_EXPORTER_OTLP_PROTOCOL", "grpc".to_owned()),
+        ("OTEL_METRICS_EXPORTER", "none".to_owned()),
+    ]);
+    let (mut child, addr) = start_service(&env);
+    for _ in 0..5 {
+        assert_eq!(common::http_get(addr, "/hello", "").0, 200);
+    }
+    stop_service(&mut child);
+    let all = records(&out);
+    let servers: Vec<_> = all.iter().filter(|r| r["name"] == "GET /hello").collect();
+    assert_eq!(servers.len(), 5, "every span arrived over gRPC and TLS");
+    let hellos: Vec<_> = all.iter().filter(|r| r["log"] == "saying hello").collect();
+    assert_eq!(hellos.len(), 5, "every log record arrived: {hellos:?}");
+    assert!(
+        hellos
+            .iter()
+            .all(|l| servers.iter().any(|s| s["trace_id"] == l["trace_id"]))
+    );
+    let _ = std::fs::remove_file(&out);
+}
+
 /// The log lines of the service in JSON mode: JSON on every line (observe's own messages
 /// included), one access line per request with its trace id, no span-close lines unless
 /// asked for.
@@ -536,7 +734,10 @@ fn the_sampler_and_sdk_disabled_are_honoured() {
             assert_eq!(common::http_get(addr, "/hello", "").0, 200);
         }
         stop_service(&mut child);
-        let spans = records(&out);
+        let spans: Vec<_> = records(&out)
+            .into_iter()
+            .filter(|r| r.get("name").is_some())
+            .collect();
         assert!(
             spans.is_empty(),
             "{variable}={value}: {} spans exported",

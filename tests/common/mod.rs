@@ -215,3 +215,132 @@ where
     let addr = rx.recv().expect("the server thread sends its address");
     (addr, thread)
 }
+
+/// A throwaway PKI for TLS tests, made with the `openssl` command in a fresh directory:
+/// a CA, a server certificate for `127.0.0.1` / `localhost` and a client certificate
+/// signed by it, and a second, unrelated CA (to be trusted by mistake). P-256 keys in
+/// PKCS#8 PEM.
+pub struct Pki {
+    pub dir: std::path::PathBuf,
+    pub ca: std::path::PathBuf,
+    pub server_cert: std::path::PathBuf,
+    pub server_key: std::path::PathBuf,
+    pub client_cert: std::path::PathBuf,
+    pub client_key: std::path::PathBuf,
+    pub other_ca: std::path::PathBuf,
+}
+
+impl Pki {
+    pub fn new(name: &str) -> Pki {
+        let dir = std::env::temp_dir().join(format!("observe-pki-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let run = |args: &[&str]| {
+            let out = std::process::Command::new("openssl")
+                .args(args)
+                .current_dir(&dir)
+                .output()
+                .expect("the openssl command runs");
+            assert!(
+                out.status.success(),
+                "openssl {args:?}: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        };
+        let ec = [
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:prime256v1",
+            "-nodes",
+        ];
+        for ca in ["ca", "other-ca"] {
+            let mut args = vec!["req", "-x509"];
+            args.extend(ec);
+            let key = format!("{ca}.key");
+            let pem = format!("{ca}.pem");
+            let subject = format!("/CN=observe test {ca}");
+            args.extend([
+                "-keyout",
+                &key,
+                "-out",
+                &pem,
+                "-days",
+                "2",
+                "-subj",
+                &subject,
+                "-addext",
+                "basicConstraints=critical,CA:TRUE",
+                "-addext",
+                "keyUsage=critical,keyCertSign,cRLSign",
+            ]);
+            run(&args);
+        }
+        for (leaf, ext) in [
+            (
+                "server",
+                "subjectAltName=IP:127.0.0.1,DNS:localhost\nbasicConstraints=CA:FALSE\n\
+                 keyUsage=critical,digitalSignature\nextendedKeyUsage=serverAuth\n",
+            ),
+            (
+                "client",
+                "basicConstraints=CA:FALSE\nkeyUsage=critical,digitalSignature\n\
+                 extendedKeyUsage=clientAuth\n",
+            ),
+        ] {
+            std::fs::write(dir.join(format!("{leaf}.ext")), ext).unwrap();
+            let mut args = vec!["req"];
+            args.extend(ec);
+            let key = format!("{leaf}.key");
+            let csr = format!("{leaf}.csr");
+            let subject = format!(
+                "/CN={}",
+                if leaf == "server" {
+                    "localhost"
+                } else {
+                    "observe-client"
+                }
+            );
+            args.extend(["-keyout", &key, "-out", &csr, "-subj", &subject]);
+            run(&args);
+            let pem = format!("{leaf}.pem");
+            let extfile = format!("{leaf}.ext");
+            run(&[
+                "x509",
+                "-req",
+                "-in",
+                &csr,
+                "-CA",
+                "ca.pem",
+                "-CAkey",
+                "ca.key",
+                "-CAcreateserial",
+                "-out",
+                &pem,
+                "-days",
+                "2",
+                "-extfile",
+                &extfile,
+            ]);
+        }
+        Pki {
+            ca: dir.join("ca.pem"),
+            server_cert: dir.join("server.pem"),
+            server_key: dir.join("server.key"),
+            client_cert: dir.join("client.pem"),
+            client_key: dir.join("client.key"),
+            other_ca: dir.join("other-ca.pem"),
+            dir,
+        }
+    }
+
+    pub fn path(p: &std::path::Path) -> String {
+        p.to_str().unwrap().to_owned()
+    }
+}
+
+impl Drop for Pki {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}

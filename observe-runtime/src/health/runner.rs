@@ -254,12 +254,19 @@ pub(super) fn spawn_run(inner: &Arc<Inner>, i: usize) -> watch::Receiver<Option<
     rx
 }
 
-/// `make()` run with telemetry suppressed, unless `traced`.
+/// Marks an OpenTelemetry context whose spans are not traced: observe's OpenTelemetry
+/// layer leaves out every `tracing` span made under it. Unlike OpenTelemetry's own
+/// telemetry suppression, log records still flow (a check's failure is still logged).
+#[cfg(any(feature = "actix", feature = "otel"))]
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Untraced;
+
+/// `make()` run in an untraced context, unless `traced`.
 fn untraced<T>(traced: bool, make: impl FnOnce() -> T) -> T {
     #[cfg(any(feature = "actix", feature = "otel"))]
-    let _suppressed = (!traced).then(|| {
+    let _untraced = (!traced).then(|| {
         opentelemetry::Context::current()
-            .with_telemetry_suppressed()
+            .with_value(Untraced)
             .attach()
     });
     #[cfg(not(any(feature = "actix", feature = "otel")))]
@@ -267,15 +274,15 @@ fn untraced<T>(traced: bool, make: impl FnOnce() -> T) -> T {
     make()
 }
 
-/// `future` polled with telemetry suppressed, unless `traced` (a check's own task does
-/// not inherit the context of the task that spawned it).
+/// `future` polled in an untraced context, unless `traced` (a check's own task does not
+/// inherit the context of the task that spawned it).
 #[cfg(any(feature = "actix", feature = "otel"))]
 fn quiet<F: Future>(traced: bool, future: F) -> opentelemetry::context::WithContext<F> {
     use opentelemetry::context::FutureExt as _;
     let cx = if traced {
         opentelemetry::Context::new()
     } else {
-        opentelemetry::Context::new().with_telemetry_suppressed()
+        opentelemetry::Context::new().with_value(Untraced)
     };
     future.with_context(cx)
 }

@@ -318,7 +318,7 @@ fn failed(
             .finish(traced.as_deref().and_then(Traced::exemplar_span))
     });
     if let Some(traced) = traced {
-        failed_request(traced, method, status, elapsed_ns, access_log);
+        failed_request(*traced, method, status, elapsed_ns, access_log);
     }
 }
 

@@ -261,14 +261,13 @@ pub(super) fn add_response_context<B>(
 #[cold]
 #[inline(never)]
 pub(super) fn failed_request(
-    traced: Box<Traced>,
+    mut traced: Traced,
     method: &'static str,
     status: u16,
     elapsed_ns: u64,
     access_log: bool,
 ) {
     finish_span(&traced.span, None, status);
-    let mut traced = *traced;
     if access_log {
         traced.outcome = Some(Outcome {
             method,

@@ -154,6 +154,7 @@ static PARENT_BASED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBo
 /// server span): W3C lets a participant invent ids for operations it does not record,
 /// and requires it to send its own parent-id. SplitMix64 over a per-thread state seeded
 /// from the standard library's random hash keys: a few instructions, never zero.
+#[cfg(feature = "actix")]
 pub(crate) fn invented_span_id() -> opentelemetry::trace::SpanId {
     use std::cell::Cell;
     use std::hash::{BuildHasher, Hasher};
@@ -176,6 +177,7 @@ pub(crate) fn invented_span_id() -> opentelemetry::trace::SpanId {
 /// `cx`'s incoming remote span replaced by an operation of our own that is not recorded:
 /// same trace, flags and `tracestate`, an invented span id. Passed on, it makes the
 /// downstream parent-id ours, as the processing model requires.
+#[cfg(feature = "actix")]
 pub(crate) fn unrecorded_operation(cx: &Context) -> Context {
     let span = cx.span();
     let sc = span.span_context();

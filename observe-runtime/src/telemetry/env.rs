@@ -133,22 +133,44 @@ pub(crate) fn propagators() -> Result<Propagators, EnvError> {
     Ok(out)
 }
 
-/// `OTEL_EXPORTER_OTLP_TRACES_PROTOCOL`, else `OTEL_EXPORTER_OTLP_PROTOCOL`; default
+/// `OTEL_LOGS_EXPORTER`. Unset: OTLP when an OTLP endpoint variable for logs is set
+/// (`OTEL_EXPORTER_OTLP_ENDPOINT` or `_LOGS_ENDPOINT`), else none.
+pub(crate) fn logs_exporter() -> Result<TracesExporter, EnvError> {
+    match var("OTEL_LOGS_EXPORTER") {
+        None => Ok(
+            if var("OTEL_EXPORTER_OTLP_ENDPOINT").is_some()
+                || var("OTEL_EXPORTER_OTLP_LOGS_ENDPOINT").is_some()
+            {
+                TracesExporter::Otlp
+            } else {
+                TracesExporter::None
+            },
+        ),
+        Some(v) => match v.to_ascii_lowercase().as_str() {
+            "otlp" => Ok(TracesExporter::Otlp),
+            // Log lines are always written; `console` asks for nothing more.
+            "none" | "console" => Ok(TracesExporter::None),
+            _ => Err(EnvError {
+                variable: "OTEL_LOGS_EXPORTER",
+                value: v,
+                expected: "otlp, console or none",
+            }),
+        },
+    }
+}
+
+/// `OTEL_EXPORTER_OTLP_<SIGNAL>_PROTOCOL`, else `OTEL_EXPORTER_OTLP_PROTOCOL`; default
 /// `http/protobuf`. Returns `true` for gRPC.
 #[cfg(feature = "otlp")]
-pub(crate) fn otlp_grpc() -> Result<bool, EnvError> {
-    let (variable, value) = match var("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL") {
-        Some(v) => ("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL", v),
-        None => match var("OTEL_EXPORTER_OTLP_PROTOCOL") {
-            Some(v) => ("OTEL_EXPORTER_OTLP_PROTOCOL", v),
-            None => return Ok(false),
-        },
+pub(crate) fn otlp_grpc(signal: super::tls::Signal) -> Result<bool, EnvError> {
+    let Some((variable, value)) = super::tls::signal_var(signal, "PROTOCOL") else {
+        return Ok(false);
     };
     match value.as_str() {
         "http/protobuf" => Ok(false),
         "grpc" if cfg!(feature = "grpc") => Ok(true),
         _ => Err(EnvError {
-            variable,
+            variable: Box::leak(variable.into_boxed_str()),
             value,
             expected: if cfg!(feature = "grpc") {
                 "http/protobuf or grpc"

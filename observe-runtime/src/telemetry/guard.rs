@@ -13,6 +13,8 @@ use super::metrics_push;
 pub struct Telemetry {
     pub(super) tracer_provider: Option<SdkTracerProvider>,
     pub(super) meter_provider: Option<SdkMeterProvider>,
+    #[cfg(feature = "otlp")]
+    pub(super) logger_provider: Option<opentelemetry_sdk::logs::SdkLoggerProvider>,
     pub(super) resource: Resource,
     #[cfg(feature = "otlp-metrics")]
     pub(super) pusher: Option<metrics_push::Pusher>,
@@ -74,6 +76,12 @@ impl Telemetry {
         if let Some(p) = &self.meter_provider {
             let _ = p.force_flush();
         }
+        #[cfg(feature = "otlp")]
+        if let Some(p) = &self.logger_provider
+            && let Err(e) = p.force_flush()
+        {
+            tracing::error!(target: "observe::telemetry", "flushing log records failed: {e}");
+        }
     }
 
     /// Flushes and shuts everything down (what dropping the guard does).
@@ -101,6 +109,11 @@ impl Drop for Telemetry {
             pusher.shutdown();
         }
         if let Some(p) = self.meter_provider.take() {
+            let _ = p.shutdown();
+        }
+        // Last: the lines above may still be log records.
+        #[cfg(feature = "otlp")]
+        if let Some(p) = self.logger_provider.take() {
             let _ = p.shutdown();
         }
     }

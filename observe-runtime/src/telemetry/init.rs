@@ -13,7 +13,7 @@ use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::{Layer, Registry};
 
 use super::env::{self, EnvError};
-use super::exporters::{BoxedProcessor, otlp_processor};
+use super::exporters::{BoxedProcessor, counted_span_processor, otlp_processor};
 use super::guard::Telemetry;
 #[cfg(feature = "otlp-metrics")]
 use super::metrics_push;
@@ -223,7 +223,8 @@ impl Init {
         self
     }
 
-    /// Sends spans to an additional exporter, through a batch processor.
+    /// Sends spans to an additional exporter, through a batch processor (its losses
+    /// counted in `observe_telemetry_dropped_total{signal="traces"}`).
     ///
     /// ```
     /// use opentelemetry_sdk::trace::InMemorySpanExporter;
@@ -231,7 +232,7 @@ impl Init {
     /// # let _ = init;
     /// ```
     pub fn span_exporter<E: SpanExporter + 'static>(self, exporter: E) -> Self {
-        self.span_processor(opentelemetry_sdk::trace::BatchSpanProcessor::builder(exporter).build())
+        self.span_processor(counted_span_processor(exporter, None))
     }
 
     /// Adds a span processor (e.g. a `SimpleSpanProcessor` in tests).
@@ -261,6 +262,7 @@ impl Init {
     pub fn install(self) -> Result<Telemetry, InitError> {
         let disabled = env::sdk_disabled()?;
         let exporter = env::traces_exporter()?;
+        let logs_exporter = env::logs_exporter()?;
         let propagators = env::propagators()?;
         let format = match self.log_format {
             Some(f) => f,
@@ -296,11 +298,9 @@ impl Init {
         } else {
             FmtSpan::NONE
         };
-        let filter = match env::var("RUST_LOG") {
-            Some(v) => EnvFilter::try_new(v),
-            None => EnvFilter::try_new(&self.default_filter),
-        }
-        .map_err(|e| InitError::LogFilter(e.to_string()))?;
+        let directives = env::var("RUST_LOG").unwrap_or_else(|| self.default_filter.clone());
+        let filter =
+            EnvFilter::try_new(&directives).map_err(|e| InitError::LogFilter(e.to_string()))?;
 
         // 1. Resource.
         let resource = super::resource::resource(
@@ -308,6 +308,8 @@ impl Init {
             self.service_version.as_deref(),
             self.attributes,
         );
+
+        super::dropped::register();
 
         // 2. Providers, before any tracer exists.
         let (tracer_provider, meter_provider) = if disabled {
@@ -335,6 +337,26 @@ impl Init {
             opentelemetry::global::set_meter_provider(meter_provider.clone());
             (Some(tracer_provider), Some(meter_provider))
         };
+        // The logs signal: `tracing` events as log records, same resource; their trace
+        // and span ids come from the context current when the event fires.
+        #[cfg(feature = "otlp")]
+        let logger_provider = (!disabled && logs_exporter == env::TracesExporter::Otlp)
+            .then(|| -> Result<_, InitError> {
+                let (exporter, cause) = super::exporters::log_exporter()?;
+                Ok(opentelemetry_sdk::logs::SdkLoggerProvider::builder()
+                    .with_resource(resource.clone())
+                    .with_log_processor(super::exporters::counted_log_processor(exporter, cause))
+                    .build())
+            })
+            .transpose()?;
+        #[cfg(not(feature = "otlp"))]
+        if !disabled && logs_exporter == env::TracesExporter::Otlp {
+            return Err(InitError::Exporter(
+                "OTLP log export was asked for (OTEL_LOGS_EXPORTER or an OTLP endpoint is \
+                 set) but observe was built without its `otlp` feature"
+                    .into(),
+            ));
+        }
 
         // 3. Propagators.
         let mut list: Vec<Box<dyn opentelemetry::propagation::TextMapPropagator + Send + Sync>> =
@@ -382,7 +404,21 @@ impl Init {
         let otel = tracer_provider
             .as_ref()
             .map(|provider| layer(provider.tracer("observe"), self.trace_level));
-        let subscriber = Registry::default().with(logs).with(otel);
+        #[cfg(feature = "otlp")]
+        let appender = match &logger_provider {
+            Some(provider) => Some(
+                opentelemetry_appender_tracing::layer::OpenTelemetryTracingBridge::new(provider)
+                    .with_filter(layer::without_exporters(
+                        EnvFilter::try_new(&directives)
+                            .map_err(|e| InitError::LogFilter(e.to_string()))?,
+                    ))
+                    .boxed(),
+            ),
+            None => None,
+        };
+        #[cfg(not(feature = "otlp"))]
+        let appender: Option<tracing_subscriber::layer::Identity> = None;
+        let subscriber = Registry::default().with(logs).with(otel).with(appender);
         tracing::subscriber::set_global_default(subscriber)
             .map_err(|_| InitError::AlreadyInstalled)?;
 
@@ -403,6 +439,8 @@ impl Init {
         Ok(Telemetry {
             tracer_provider,
             meter_provider,
+            #[cfg(feature = "otlp")]
+            logger_provider,
             resource,
             #[cfg(feature = "otlp-metrics")]
             pusher,

@@ -21,6 +21,22 @@ const EXPORTER_TARGETS: &[&str] = &[
     "opentelemetry_http",
 ];
 
+/// `filter`, and nothing from the exporter's own crates (for the log-record bridge: a
+/// log line about an export must not become a record to export).
+#[cfg(feature = "otlp")]
+pub(crate) fn without_exporters<S>(
+    filter: tracing_subscriber::filter::EnvFilter,
+) -> impl tracing_subscriber::layer::Filter<S> + Send + Sync + 'static
+where
+    S: tracing::Subscriber + for<'a> tracing_subscriber::registry::LookupSpan<'a>,
+{
+    let exporters = EXPORTER_TARGETS.iter().fold(
+        Targets::new().with_default(LevelFilter::TRACE),
+        |t, name| t.with_target(*name, LevelFilter::OFF),
+    );
+    filter.and(exporters)
+}
+
 /// The OpenTelemetry layer as `init()` installs it, for subscribers assembled by hand:
 /// `tracing-opentelemetry`'s layer, without spans of the exporter's own crates, without
 /// spans more verbose than `level`, and without the *children of unsampled spans*.
@@ -156,9 +172,9 @@ where
         }
         opentelemetry::Context::map_current(|cx| {
             use opentelemetry::trace::TraceContextExt as _;
-            // Suppressed: observe's own background work (health-check runs) and the
-            // SDK's exporters.
-            if cx.is_telemetry_suppressed() {
+            // Untraced: observe's own background work (health-check runs); suppressed:
+            // the SDK's exporters.
+            if cx.is_telemetry_suppressed() || cx.get::<crate::health::Untraced>().is_some() {
                 return false;
             }
             let span = cx.span();

@@ -29,20 +29,29 @@
 //! |---|---|
 //! | `OTEL_SDK_DISABLED=true` | no tracer or meter provider; logs still work |
 //! | `OTEL_TRACES_EXPORTER` | `otlp`, or `none` / `console` (spans only in the log); unset: `otlp` when an OTLP endpoint is set, else `none` |
-//! | `OTEL_EXPORTER_OTLP_ENDPOINT`, `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT`, `…_HEADERS`, `…_TIMEOUT`, `…_COMPRESSION` | read by the OTLP exporter (feature `otlp`) |
-//! | `OTEL_EXPORTER_OTLP_PROTOCOL` | `http/protobuf` (default) or `grpc` (feature `grpc`) |
+//! | `OTEL_LOGS_EXPORTER` | `otlp` (`tracing` events as OpenTelemetry log records, feature `otlp`), or `none` / `console`; unset: `otlp` when an OTLP endpoint is set |
+//! | `OTEL_EXPORTER_OTLP_ENDPOINT`, `…_HEADERS`, `…_TIMEOUT` (ms), `…_COMPRESSION` (`gzip` / `none`), and the per-signal forms `OTEL_EXPORTER_OTLP_{TRACES,METRICS,LOGS}_*` | the OTLP exporters (feature `otlp`) |
+//! | `OTEL_EXPORTER_OTLP_CERTIFICATE`, `…_CLIENT_CERTIFICATE`, `…_CLIENT_KEY` (and per signal) | TLS: PEM files of the CA to trust instead of the system roots, and of the client certificate and key for mTLS (rustls; no OpenSSL) |
+//! | `OTEL_EXPORTER_OTLP_PROTOCOL` (and per signal) | `http/protobuf` (default) or `grpc` (feature `grpc`; the metrics push is always HTTP) |
 //! | `OTEL_TRACES_SAMPLER`, `OTEL_TRACES_SAMPLER_ARG` | the SDK's samplers, e.g. `parentbased_traceidratio` with `0.1` |
 //! | `OTEL_PROPAGATORS` | `tracecontext`, `baggage`, `none` |
 //! | `OTEL_BSP_*` | the batch span processor's queue, batch size and delays |
 //! | `OTEL_METRICS_EXPORTER` | `otlp` (feature `otlp-metrics`: the `/metrics` store pushed over OTLP/HTTP), `prometheus` / `none`; unset: `otlp` when an endpoint is set and the feature is on |
-//! | `OTEL_METRIC_EXPORT_INTERVAL`, `OTEL_METRIC_EXPORT_TIMEOUT` | push period and timeout in ms (60 000 / 30 000); a last push happens at shutdown |
+//! | `OTEL_METRIC_EXPORT_INTERVAL` | push period in ms (60 000); a last push happens at shutdown |
+//! | `OTEL_BLRP_*` | the batch log processor's queue, batch size and delays |
 //! | `RUST_LOG` | log filter (`info` by default) |
-//! | `OBSERVE_LOG_FORMAT` | `human` (default) or `json` |
+//! | `OBSERVE_LOG_FORMAT` | `human` (default), `json` or `off` |
+//! | `OBSERVE_LOG_SPANS` | `close`: a log line per closing span; `none` (default) |
+//!
+//! Spans, log records and metric data points that cannot be delivered (a full batch
+//! queue, a failed export) are counted on `/metrics` as
+//! `observe_telemetry_dropped_total{signal, reason}` and logged at most every 10 s.
 //!
 //! Drop the [`Telemetry`] guard *after* the HTTP server has stopped (for actix, after
 //! `System::block_on` returns): the drop flushes the batch queue and shuts the exporters
 //! down, so no span of a finished request is lost.
 
+mod dropped;
 mod env;
 mod exporters;
 mod fmt;
@@ -53,6 +62,8 @@ mod layer;
 mod metrics_push;
 mod resource;
 mod sdk_metrics;
+#[cfg(feature = "otlp")]
+mod tls;
 
 pub use guard::Telemetry;
 pub use init::{Init, InitError, LogFormat, init};

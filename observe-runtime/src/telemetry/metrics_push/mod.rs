@@ -20,7 +20,10 @@ use std::time::{Duration, SystemTime};
 
 use prost::Message as _;
 
+use super::InitError;
+use super::dropped::{self, Lost, Reason};
 use super::env::{self, EnvError};
+use super::tls::{self, Signal};
 use encode::{proto_resource, to_request};
 
 /// Whether metrics go out over OTLP: `OTEL_METRICS_EXPORTER`, or, unset, whether an
@@ -56,15 +59,6 @@ fn millis(variable: &'static str, default: u64) -> Result<Duration, EnvError> {
                 expected: "a positive number of milliseconds",
             }),
     }
-}
-
-fn endpoint() -> String {
-    if let Some(url) = env::var("OTEL_EXPORTER_OTLP_METRICS_ENDPOINT") {
-        return url;
-    }
-    let base = env::var("OTEL_EXPORTER_OTLP_ENDPOINT")
-        .unwrap_or_else(|| "http://localhost:4318".to_owned());
-    format!("{}/v1/metrics", base.trim_end_matches('/'))
 }
 
 /// `key=value,key2=value2`, values percent-decoded, as the OTLP exporter spec says.
@@ -113,44 +107,46 @@ impl std::fmt::Debug for Pusher {
 }
 
 impl Pusher {
-    pub(crate) fn start(resource: &opentelemetry_sdk::Resource) -> Result<Pusher, EnvError> {
+    pub(crate) fn start(resource: &opentelemetry_sdk::Resource) -> Result<Pusher, InitError> {
         let interval = millis("OTEL_METRIC_EXPORT_INTERVAL", 60_000)?;
-        let timeout = millis("OTEL_METRIC_EXPORT_TIMEOUT", 30_000)?;
-        let url = endpoint();
+        let url = tls::http_endpoint(Signal::Metrics);
         let headers = headers();
+        let gzip = tls::gzip(Signal::Metrics)?;
+        // Same TLS, timeout and compression settings as the other signals.
+        let client = tls::blocking_client(Signal::Metrics)?;
         let resource = proto_resource(resource);
         let start = SystemTime::now();
         let (stop, stopped) = mpsc::channel::<()>();
         let thread = std::thread::Builder::new()
             .name("observe-otlp-metrics".into())
             .spawn(move || {
-                let client = match reqwest::blocking::Client::builder()
-                    .timeout(timeout)
-                    .build()
-                {
-                    Ok(c) => c,
-                    Err(e) => {
-                        eprintln!("observe: OTLP metrics disabled: no HTTP client: {e}");
-                        return;
-                    }
-                };
                 let push = || {
                     let families = crate::exposition::gather();
+                    let points: usize = families.iter().map(|f| f.series.len()).sum();
                     let request = to_request(&families, resource.clone(), start, SystemTime::now());
+                    let body = request.encode_to_vec();
                     let mut post = client
                         .post(&url)
-                        .header("content-type", "application/x-protobuf")
-                        .body(request.encode_to_vec());
+                        .header("content-type", "application/x-protobuf");
+                    post = if gzip {
+                        post.header("content-encoding", "gzip").body(gzipped(&body))
+                    } else {
+                        post.body(body)
+                    };
                     for (k, v) in &headers {
                         post = post.header(k.as_str(), v.as_str());
                     }
-                    match post.send() {
-                        Ok(r) if r.status().is_success() => {}
-                        Ok(r) => {
-                            eprintln!("observe: OTLP metrics export to {url}: HTTP {}", r.status())
-                        }
-                        Err(e) => eprintln!("observe: OTLP metrics export to {url} failed: {e}"),
-                    }
+                    let failure = match post.send() {
+                        Ok(r) if r.status().is_success() => return,
+                        Ok(r) => format!("{url} answered HTTP {}", r.status()),
+                        Err(e) => format!("{url}: {}", tls::error_chain(&e)),
+                    };
+                    dropped::report(
+                        Lost::MetricPoints,
+                        Reason::ExportFailed,
+                        points as u64,
+                        &failure,
+                    );
                 };
                 loop {
                     match stopped.recv_timeout(interval) {
@@ -177,6 +173,13 @@ impl Pusher {
             let _ = t.join();
         }
     }
+}
+
+fn gzipped(body: &[u8]) -> Vec<u8> {
+    use std::io::Write as _;
+    let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    encoder.write_all(body).expect("writing to a Vec");
+    encoder.finish().expect("writing to a Vec")
 }
 
 impl Drop for Pusher {

@@ -1,0 +1,330 @@
+//! What every OTLP connection shares, per signal: the endpoint, TLS (rustls with ring:
+//! the system's roots, or the CA of `OTEL_EXPORTER_OTLP_CERTIFICATE`, and a client
+//! certificate for mTLS), gzip, and the timeout, from the standard variables with their
+//! per-signal forms (`OTEL_EXPORTER_OTLP_TRACES_CERTIFICATE` before
+//! `OTEL_EXPORTER_OTLP_CERTIFICATE`, and so on).
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+
+use super::InitError;
+use super::env::{EnvError, var};
+
+/// The three OpenTelemetry signals.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Signal {
+    Traces,
+    #[cfg_attr(not(feature = "otlp-metrics"), allow(dead_code))]
+    Metrics,
+    Logs,
+}
+
+impl Signal {
+    /// The signal's part of variable names (`TRACES`).
+    fn upper(self) -> &'static str {
+        match self {
+            Signal::Traces => "TRACES",
+            Signal::Metrics => "METRICS",
+            Signal::Logs => "LOGS",
+        }
+    }
+
+    /// The signal's path on an OTLP/HTTP endpoint.
+    pub(crate) fn path(self) -> &'static str {
+        match self {
+            Signal::Traces => "/v1/traces",
+            Signal::Metrics => "/v1/metrics",
+            Signal::Logs => "/v1/logs",
+        }
+    }
+}
+
+/// `OTEL_EXPORTER_OTLP_<SIGNAL>_<suffix>`, else `OTEL_EXPORTER_OTLP_<suffix>`: the name
+/// that was set, and its value.
+pub(crate) fn signal_var(signal: Signal, suffix: &str) -> Option<(String, String)> {
+    let specific = format!("OTEL_EXPORTER_OTLP_{}_{suffix}", signal.upper());
+    if let Some(v) = var(&specific) {
+        return Some((specific, v));
+    }
+    let general = format!("OTEL_EXPORTER_OTLP_{suffix}");
+    var(&general).map(|v| (general, v))
+}
+
+/// The signal's OTLP/HTTP URL: the per-signal endpoint as given, or the general one with
+/// the signal's path appended; `http://localhost:4318` by default.
+pub(crate) fn http_endpoint(signal: Signal) -> String {
+    let specific = format!("OTEL_EXPORTER_OTLP_{}_ENDPOINT", signal.upper());
+    if let Some(url) = var(&specific) {
+        return url;
+    }
+    let base = var("OTEL_EXPORTER_OTLP_ENDPOINT").unwrap_or_else(|| "http://localhost:4318".into());
+    format!("{}{}", base.trim_end_matches('/'), signal.path())
+}
+
+/// Whether the signal's endpoint (per-signal or general) speaks TLS.
+#[cfg(feature = "grpc")]
+pub(crate) fn endpoint_is_https(signal: Signal) -> bool {
+    signal_var(signal, "ENDPOINT").is_some_and(|(_, url)| url.starts_with("https://"))
+}
+
+/// `…_COMPRESSION`: `gzip` or `none` (default).
+pub(crate) fn gzip(signal: Signal) -> Result<bool, InitError> {
+    match signal_var(signal, "COMPRESSION") {
+        None => Ok(false),
+        Some((_, v)) if v.eq_ignore_ascii_case("gzip") => Ok(true),
+        Some((_, v)) if v.eq_ignore_ascii_case("none") => Ok(false),
+        Some((name, value)) => Err(InitError::Env(EnvError {
+            variable: leak(name),
+            value,
+            expected: "gzip or none",
+        })),
+    }
+}
+
+/// `…_TIMEOUT` in milliseconds (default 10 s).
+pub(crate) fn timeout(signal: Signal) -> Result<Duration, InitError> {
+    match signal_var(signal, "TIMEOUT") {
+        None => Ok(Duration::from_secs(10)),
+        Some((name, value)) => match value.parse::<u64>() {
+            Ok(ms) => Ok(Duration::from_millis(ms)),
+            Err(_) => Err(InitError::Env(EnvError {
+                variable: leak(name),
+                value,
+                expected: "a whole number of milliseconds",
+            })),
+        },
+    }
+}
+
+/// The names of variables are built at run time; errors keep them for the process's
+/// life (start-up only, a few bytes).
+fn leak(name: String) -> &'static str {
+    Box::leak(name.into_boxed_str())
+}
+
+/// The TLS files named for a signal.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub(crate) struct TlsFiles {
+    /// PEM certificates to trust instead of the system's roots.
+    pub(crate) ca: Option<PathBuf>,
+    /// PEM client certificate chain and key, for mTLS.
+    pub(crate) client: Option<(PathBuf, PathBuf)>,
+}
+
+pub(crate) fn tls_files(signal: Signal) -> Result<TlsFiles, InitError> {
+    let ca = signal_var(signal, "CERTIFICATE").map(|(_, v)| PathBuf::from(v));
+    let cert = signal_var(signal, "CLIENT_CERTIFICATE");
+    let key = signal_var(signal, "CLIENT_KEY");
+    let client = match (cert, key) {
+        (None, None) => None,
+        (Some((_, c)), Some((_, k))) => Some((PathBuf::from(c), PathBuf::from(k))),
+        (Some((name, value)), None) | (None, Some((name, value))) => {
+            return Err(InitError::Env(EnvError {
+                variable: leak(name),
+                value,
+                expected: "both OTEL_EXPORTER_OTLP_CLIENT_CERTIFICATE and \
+                           OTEL_EXPORTER_OTLP_CLIENT_KEY (or their per-signal forms), \
+                           or neither",
+            }));
+        }
+    };
+    Ok(TlsFiles { ca, client })
+}
+
+fn tls_error(what: impl std::fmt::Display) -> InitError {
+    InitError::Exporter(format!("OTLP TLS: {what}"))
+}
+
+fn read_certs(path: &PathBuf) -> Result<Vec<CertificateDer<'static>>, InitError> {
+    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(path)
+        .map_err(|e| tls_error(format!("{}: {e}", path.display())))?
+        .collect::<Result<_, _>>()
+        .map_err(|e| tls_error(format!("{}: {e}", path.display())))?;
+    if certs.is_empty() {
+        return Err(tls_error(format!(
+            "{}: no PEM certificate in the file",
+            path.display()
+        )));
+    }
+    Ok(certs)
+}
+
+/// The rustls client configuration for a signal: ring, TLS 1.2 and 1.3, the CA file's
+/// certificates as the only roots when one is named (as the OpenTelemetry SDKs of other
+/// languages do), else the operating system's; a client certificate when named.
+pub(crate) fn rustls_config(files: &TlsFiles) -> Result<rustls::ClientConfig, InitError> {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut roots = rustls::RootCertStore::empty();
+    match &files.ca {
+        Some(path) => {
+            for cert in read_certs(path)? {
+                roots
+                    .add(cert)
+                    .map_err(|e| tls_error(format!("{}: {e}", path.display())))?;
+            }
+        }
+        None => {
+            let found = rustls_native_certs::load_native_certs();
+            let (added, _ignored) = roots.add_parsable_certificates(found.certs);
+            if added == 0 {
+                tracing::warn!(
+                    target: "observe::telemetry",
+                    "no system root certificates found ({} errors): https:// OTLP endpoints \
+                     will fail; set OTEL_EXPORTER_OTLP_CERTIFICATE",
+                    found.errors.len()
+                );
+            }
+        }
+    }
+    let builder = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(tls_error)?
+        .with_root_certificates(roots);
+    match &files.client {
+        None => Ok(builder.with_no_client_auth()),
+        Some((cert, key)) => {
+            let chain = read_certs(cert)?;
+            let key = PrivateKeyDer::from_pem_file(key)
+                .map_err(|e| tls_error(format!("{}: {e}", key.display())))?;
+            builder
+                .with_client_auth_cert(chain, key)
+                .map_err(|e| tls_error(format!("client certificate: {e}")))
+        }
+    }
+}
+
+/// The cause of an exporter's last failed request, for the line that reports it.
+pub(crate) type LastError = Arc<std::sync::Mutex<Option<String>>>;
+
+/// The exporters' HTTP client: reqwest's blocking client, keeping the full cause of the
+/// last transport failure (a TLS error is several levels down; the exporter's own error
+/// says only "network error").
+#[derive(Debug)]
+pub(crate) struct ExplainingClient {
+    inner: reqwest::blocking::Client,
+    last_error: LastError,
+}
+
+impl ExplainingClient {
+    pub(crate) fn last_error(&self) -> LastError {
+        self.last_error.clone()
+    }
+}
+
+#[async_trait::async_trait]
+impl opentelemetry_http::HttpClient for ExplainingClient {
+    async fn send_bytes(
+        &self,
+        request: opentelemetry_http::Request<opentelemetry_http::Bytes>,
+    ) -> Result<
+        opentelemetry_http::Response<opentelemetry_http::Bytes>,
+        opentelemetry_http::HttpError,
+    > {
+        let result = self.inner.send_bytes(request).await;
+        let mut last = self.last_error.lock().unwrap_or_else(|p| p.into_inner());
+        *last = match &result {
+            Err(e) => Some(error_chain(e.as_ref())),
+            Ok(r) if !r.status().is_success() => Some(format!("HTTP {}", r.status())),
+            Ok(_) => None,
+        };
+        result
+    }
+}
+
+/// An error and its causes, on one line.
+pub(crate) fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut out = e.to_string();
+    let mut source = e.source();
+    while let Some(cause) = source {
+        let text = cause.to_string();
+        if !out.contains(&text) {
+            out.push_str(": ");
+            out.push_str(&text);
+        }
+        source = cause.source();
+    }
+    out
+}
+
+/// [`blocking_client`], keeping the cause of its last failure.
+pub(crate) fn explaining_client(signal: Signal) -> Result<ExplainingClient, InitError> {
+    Ok(ExplainingClient {
+        inner: blocking_client(signal)?,
+        last_error: LastError::default(),
+    })
+}
+
+/// A blocking HTTP client for a signal's exports: our rustls configuration, the signal's
+/// timeout. Built on a thread of its own (the blocking client refuses to be built inside
+/// an async runtime, and `init()` may be called from one).
+pub(crate) fn blocking_client(signal: Signal) -> Result<reqwest::blocking::Client, InitError> {
+    let config = rustls_config(&tls_files(signal)?)?;
+    let timeout = timeout(signal)?;
+    std::thread::spawn(move || {
+        reqwest::blocking::Client::builder()
+            .tls_backend_preconfigured(config)
+            .timeout(timeout)
+            .build()
+    })
+    .join()
+    .map_err(|_| InitError::Exporter("building the OTLP HTTP client panicked".into()))?
+    .map_err(|e| InitError::Exporter(format!("the OTLP HTTP client: {e}")))
+}
+
+/// tonic's TLS settings for a signal: the CA file or the system's roots, and the client
+/// identity.
+#[cfg(feature = "grpc")]
+pub(crate) fn tonic_tls(signal: Signal) -> Result<tonic::transport::ClientTlsConfig, InitError> {
+    use tonic::transport::{Certificate, ClientTlsConfig, Identity};
+    let files = tls_files(signal)?;
+    let read = |path: &PathBuf| {
+        std::fs::read(path).map_err(|e| tls_error(format!("{}: {e}", path.display())))
+    };
+    let mut config = ClientTlsConfig::new();
+    config = match &files.ca {
+        Some(path) => {
+            // Checked as rustls will read it, for the same clear error.
+            read_certs(path)?;
+            config.ca_certificate(Certificate::from_pem(read(path)?))
+        }
+        None => config.with_native_roots(),
+    };
+    if let Some((cert, key)) = &files.client {
+        config = config.identity(Identity::from_pem(read(cert)?, read(key)?));
+    }
+    Ok(config)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_missing_or_empty_ca_file_is_a_clear_error() {
+        let missing = TlsFiles {
+            ca: Some("/nonexistent/ca.pem".into()),
+            client: None,
+        };
+        let e = rustls_config(&missing).unwrap_err().to_string();
+        assert!(e.contains("/nonexistent/ca.pem"), "{e}");
+        let empty = std::env::temp_dir().join(format!("observe-empty-{}.pem", std::process::id()));
+        std::fs::write(&empty, "not a certificate\n").unwrap();
+        let e = rustls_config(&TlsFiles {
+            ca: Some(empty.clone()),
+            client: None,
+        })
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("no PEM certificate"), "{e}");
+        let _ = std::fs::remove_file(empty);
+    }
+
+    #[test]
+    fn system_roots_are_the_default() {
+        assert!(rustls_config(&TlsFiles::default()).is_ok());
+    }
+}
