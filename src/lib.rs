@@ -58,8 +58,8 @@ pub mod health {
 #[cfg(feature = "actix")]
 pub mod http {
     pub use observe_runtime::http::{
-        DEFAULT_MAX_SERIES, DEFAULT_SKIP_PATHS, Middleware, OVERFLOW_ROUTE, Propagate,
-        UNMATCHED_ROUTE, outgoing_headers, trace_id,
+        ClientSpan, DEFAULT_MAX_SERIES, DEFAULT_SKIP_PATHS, MAX_CLIENT_ADDRESSES, Middleware,
+        OVERFLOW_ROUTE, Propagate, Traced, UNMATCHED_ROUTE, outgoing_headers, trace_id,
     };
 }
 

@@ -46,16 +46,21 @@ fn telemetry() -> Telemetry {
 fn downstream() -> std::net::SocketAddr {
     common::serve_on_thread(|| {
         let server = actix_web::HttpServer::new(|| {
-            App::new().route(
-                "/echo",
-                web::get().to(|req: HttpRequest| async move {
-                    req.headers()
-                        .get("traceparent")
-                        .and_then(|v| v.to_str().ok())
-                        .unwrap_or("none")
-                        .to_owned()
-                }),
-            )
+            App::new()
+                .route(
+                    "/echo",
+                    web::get().to(|req: HttpRequest| async move {
+                        req.headers()
+                            .get("traceparent")
+                            .and_then(|v| v.to_str().ok())
+                            .unwrap_or("none")
+                            .to_owned()
+                    }),
+                )
+                .route(
+                    "/fail",
+                    web::get().to(|| async { HttpResponse::ServiceUnavailable().finish() }),
+                )
         })
         .workers(1)
         .disable_signals()
@@ -100,6 +105,41 @@ async fn call_with_reqwest(downstream: web::Data<std::net::SocketAddr>) -> HttpR
         observe::http::trace_id().unwrap_or_default(),
         seen
     ))
+}
+
+/// Two calls from one span, a 5xx and a refused connection.
+#[get("/call/many")]
+#[observe::instrumented]
+async fn call_many(downstream: web::Data<std::net::SocketAddr>) -> HttpResponse {
+    let client = reqwest::Client::new();
+    let mut seen = Vec::new();
+    for _ in 0..2 {
+        let body = client
+            .get(format!("http://{}/echo", downstream.get_ref()))
+            .propagate()
+            .send()
+            .await
+            .expect("downstream answers")
+            .text()
+            .await
+            .unwrap();
+        seen.push(body);
+    }
+    let status = awc::Client::default()
+        .get(format!("http://{}/fail", downstream.get_ref()))
+        .propagate()
+        .send()
+        .await
+        .expect("downstream answers")
+        .status();
+    assert_eq!(status.as_u16(), 503);
+    let refused = client
+        .get(format!("http://127.0.0.1:{}/", common::free_port()))
+        .propagate()
+        .send()
+        .await;
+    assert!(refused.is_err());
+    HttpResponse::Ok().body(seen.join(" "))
 }
 
 fn find<'a>(spans: &'a [SpanData], name: &str) -> &'a SpanData {
@@ -187,14 +227,121 @@ async fn incoming_context_is_the_parent_and_goes_downstream() {
             server.span_context.span_id(),
             "{client}: #[instrumented] is a child of the server span"
         );
-        // The downstream got our trace, with our current (handler) span as its parent.
+        // A client span per call, under the handler; the downstream's parent is it.
+        let call = spans
+            .iter()
+            .find(|s| s.span_kind == SpanKind::Client)
+            .unwrap_or_else(|| panic!("{client}: no client span in {:?}", names(&spans)));
+        assert_eq!(call.name, "GET", "{client}");
         assert_eq!(
-            downstream_traceparent,
-            format!("00-{TRACE_ID}-{}-01", handler.span_context.span_id()),
+            call.parent_span_id,
+            handler.span_context.span_id(),
             "{client}"
         );
+        assert_eq!(
+            downstream_traceparent,
+            format!("00-{TRACE_ID}-{}-01", call.span_context.span_id()),
+            "{client}: the downstream's parent is the client span"
+        );
+        for (key, value) in [
+            ("http.request.method", "GET"),
+            ("server.address", "127.0.0.1"),
+            ("http.response.status_code", "200"),
+        ] {
+            assert_eq!(
+                attribute(call, key).as_deref(),
+                Some(value),
+                "{client}: {key}"
+            );
+        }
+        assert!(attribute(call, "server.port").is_some(), "{client}");
+        assert!(attribute(call, "url.full").unwrap().ends_with("/echo"));
+        assert_eq!(call.status, Status::Unset);
         telemetry.exporter.reset();
     }
+}
+
+#[actix_web::test]
+async fn each_call_is_a_client_span_with_its_own_parent_id_and_a_duration() {
+    let telemetry = telemetry();
+    let downstream = downstream();
+    let app = test::init_service(
+        App::new()
+            .wrap(observe::Middleware::new())
+            .app_data(web::Data::new(downstream))
+            .service(call_many),
+    )
+    .await;
+    let req = test::TestRequest::get()
+        .uri("/call/many")
+        .insert_header(("traceparent", format!("00-{TRACE_ID}-{PARENT_ID}-01")))
+        .to_request();
+    let body = test::call_and_read_body(&app, req).await;
+    let body = String::from_utf8_lossy(&body).into_owned();
+    let sent: Vec<&str> = body.split(' ').collect();
+    assert_eq!(sent.len(), 2);
+    assert_ne!(sent[0], sent[1], "two calls, two parent-ids");
+    let spans = telemetry.exporter.get_finished_spans().unwrap();
+    let handler = find(&spans, "call_many");
+    let calls: Vec<&SpanData> = spans
+        .iter()
+        .filter(|s| s.span_kind == SpanKind::Client)
+        .collect();
+    assert_eq!(calls.len(), 4, "{:?}", names(&spans));
+    assert!(
+        calls
+            .iter()
+            .all(|c| c.parent_span_id == handler.span_context.span_id())
+    );
+    for parent in &sent {
+        assert!(
+            calls
+                .iter()
+                .any(|c| *parent == format!("00-{TRACE_ID}-{}-01", c.span_context.span_id())),
+            "{parent} is one of the client spans"
+        );
+    }
+    let failed = calls
+        .iter()
+        .find(|c| attribute(c, "http.response.status_code").as_deref() == Some("503"))
+        .expect("the 5xx call");
+    assert!(
+        matches!(failed.status, Status::Error { .. }),
+        "a 5xx is an error"
+    );
+    assert_eq!(attribute(failed, "error.type").as_deref(), Some("503"));
+    let refused = calls
+        .iter()
+        .find(|c| attribute(c, "http.response.status_code").is_none())
+        .expect("the refused call");
+    assert!(
+        matches!(refused.status, Status::Error { .. }),
+        "a transport error is an error"
+    );
+    assert_eq!(
+        attribute(refused, "error.type").as_deref(),
+        Some("transport")
+    );
+
+    // The duration histogram, by method, server address, status and error type.
+    let text = observe::metrics::render();
+    let count = |status: &str, error: &str| {
+        common::value(
+            &text,
+            "http_client_request_duration_seconds_count",
+            &[
+                ("http_request_method", "GET"),
+                ("server_address", "127.0.0.1"),
+                ("http_response_status_code", status),
+                ("error_type", error),
+            ],
+        )
+    };
+    assert!(count("200", "") >= 2.0, "{text}");
+    assert!(count("503", "5xx") >= 1.0);
+    assert!(count("", "transport") >= 1.0);
+    let (ok, out) = common::promtool_check(&text);
+    assert!(ok, "{out}");
 }
 
 #[actix_web::test]
@@ -319,13 +466,15 @@ async fn an_unsampled_parent_is_final_only_under_a_parent_based_sampler() {
     );
 
     // The SDK's default, parent-based: the caller's decision is final. Nothing of ours is
-    // recorded; the trace id reaches the handler, and the downstream gets the incoming
-    // context as it came (a pass-through), still unsampled.
+    // recorded; the trace id reaches the handler, and the downstream gets the trace,
+    // still unsampled, with a parent-id of ours (W3C: a participant sends its own).
     observe::propagation::set_parent_based_sampling(true);
     let parent_based = || Sampler::ParentBased(Box::new(Sampler::AlwaysOn));
     let (body, spans) = unsampled_request(parent_based(), false).await;
     assert!(spans.is_empty(), "{:?}", names(&spans));
-    assert_eq!(body, format!("{TRACE_ID} 00-{TRACE_ID}-{PARENT_ID}-00"));
+    assert!(body.starts_with(&format!("{TRACE_ID} 00-{TRACE_ID}-")), "{body}");
+    assert!(body.ends_with("-00"), "{body}");
+    assert!(!body.contains(PARENT_ID), "the caller's parent-id was passed on: {body}");
 
     // Inside an outer middleware's (sampled) span, the server span is still the incoming
     // trace's: made the usual way, its parent set from the headers, not recorded.

@@ -3,6 +3,7 @@
 //! admin endpoints and probe details use, and the phased shutdown.
 
 pub(crate) mod access;
+mod client;
 mod middleware;
 pub(crate) mod probes;
 mod scrape;
@@ -11,8 +12,9 @@ mod series_export;
 mod server_span;
 mod shutdown;
 
-pub use crate::propagation::{Propagate, outgoing_headers, trace_id};
+pub use crate::propagation::{outgoing_headers, trace_id};
 pub use access::{AccessPolicy, ConfigError, Decision};
+pub use client::{ClientSpan, MAX_CLIENT_ADDRESSES, Propagate, Traced};
 pub use middleware::{
     DEFAULT_SKIP_PATHS, Middleware, MiddlewareFuture, MiddlewareService, TimedBody,
 };

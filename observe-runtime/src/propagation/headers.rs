@@ -56,7 +56,7 @@ pub(crate) fn extract(headers: &HeaderMap) -> opentelemetry::Context {
 /// (observe's OpenTelemetry layer skips the children of an unsampled span), the context
 /// of its nearest recorded ancestor, which the layer made current when it was entered:
 /// same trace, and the not-sampled decision travels downstream with it.
-fn current_context() -> opentelemetry::Context {
+pub(crate) fn current_context() -> opentelemetry::Context {
     let cx = tracing::Span::current().context();
     if cx.span().span_context().is_valid() {
         cx
@@ -77,19 +77,26 @@ impl Injector for VecInjector {
 /// (`traceparent`, `tracestate`, `baggage`, as the global propagator writes them).
 /// Empty when there is no current span with a valid context.
 ///
-/// Use it with any client; [`Propagate`] does it for `awc` and `reqwest`.
+/// These headers carry the *current* span as the parent; for a call of its own (a client
+/// span, its own parent-id, the duration histogram) use `observe::http::ClientSpan`, or
+/// `Propagate` with `awc` and `reqwest`.
 ///
 /// ```
 /// // Outside any span there is nothing to propagate.
 /// assert!(observe_runtime::http::outgoing_headers().is_empty());
 /// ```
 pub fn outgoing_headers() -> Vec<(String, String)> {
-    let cx = current_context();
+    headers_of(&current_context())
+}
+
+/// The headers that carry `cx` downstream, through the global propagator; empty when it
+/// holds no valid span context.
+pub(crate) fn headers_of(cx: &opentelemetry::Context) -> Vec<(String, String)> {
     if !cx.span().span_context().is_valid() {
         return Vec::new();
     }
     let mut injector = VecInjector(Vec::new());
-    opentelemetry::global::get_text_map_propagator(|p| p.inject_context(&cx, &mut injector));
+    opentelemetry::global::get_text_map_propagator(|p| p.inject_context(cx, &mut injector));
     injector.0
 }
 
@@ -103,38 +110,4 @@ pub fn trace_id() -> Option<String> {
     let span = cx.span();
     let sc = span.span_context();
     sc.is_valid().then(|| sc.trace_id().to_string())
-}
-
-/// Adds the current trace context to an outgoing request, so the downstream service
-/// continues the same trace.
-///
-/// ```
-/// # #[cfg(feature = "awc")]
-/// # fn demo() {
-/// use observe_runtime::http::Propagate;
-/// let request = awc::Client::default().get("http://127.0.0.1:9/").propagate();
-/// # drop(request);
-/// # }
-/// ```
-pub trait Propagate {
-    /// The request with the propagation headers added.
-    fn propagate(self) -> Self;
-}
-
-#[cfg(feature = "awc")]
-impl Propagate for awc::ClientRequest {
-    fn propagate(self) -> Self {
-        outgoing_headers()
-            .into_iter()
-            .fold(self, |req, (k, v)| req.insert_header((k, v)))
-    }
-}
-
-#[cfg(feature = "reqwest")]
-impl Propagate for reqwest::RequestBuilder {
-    fn propagate(self) -> Self {
-        outgoing_headers()
-            .into_iter()
-            .fold(self, |req, (k, v)| req.header(k, v))
-    }
 }

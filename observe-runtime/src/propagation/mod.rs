@@ -61,7 +61,9 @@ pub use tracestate::parse_tracestate;
 use tracestate::{has_repeated_key, join, parse_members, truncate, valid_key};
 
 #[cfg(feature = "actix")]
-pub use headers::{Propagate, outgoing_headers, trace_id};
+pub(crate) use headers::{current_context, headers_of};
+#[cfg(feature = "actix")]
+pub use headers::{outgoing_headers, trace_id};
 
 use opentelemetry::Context;
 use opentelemetry::propagation::{

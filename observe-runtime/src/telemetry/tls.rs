@@ -8,9 +8,6 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, PrivateKeyDer};
-
 use super::InitError;
 use super::env::{EnvError, var};
 
@@ -139,11 +136,21 @@ fn tls_error(what: impl std::fmt::Display) -> InitError {
     InitError::Exporter(format!("OTLP TLS: {what}"))
 }
 
-fn read_certs(path: &PathBuf) -> Result<Vec<CertificateDer<'static>>, InitError> {
-    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(path)
-        .map_err(|e| tls_error(format!("{}: {e}", path.display())))?
-        .collect::<Result<_, _>>()
-        .map_err(|e| tls_error(format!("{}: {e}", path.display())))?;
+fn read(path: &PathBuf) -> Result<Vec<u8>, InitError> {
+    std::fs::read(path).map_err(|e| tls_error(format!("{}: {e}", path.display())))
+}
+
+/// The PEM certificates of a file, for ureq.
+fn ureq_certs(path: &PathBuf) -> Result<Vec<ureq::tls::Certificate<'static>>, InitError> {
+    let pem = read(path)?;
+    let mut certs = Vec::new();
+    for item in ureq::tls::parse_pem(&pem) {
+        if let ureq::tls::PemItem::Certificate(c) =
+            item.map_err(|e| tls_error(format!("{}: {e}", path.display())))?
+        {
+            certs.push(c);
+        }
+    }
     if certs.is_empty() {
         return Err(tls_error(format!(
             "{}: no PEM certificate in the file",
@@ -153,24 +160,17 @@ fn read_certs(path: &PathBuf) -> Result<Vec<CertificateDer<'static>>, InitError>
     Ok(certs)
 }
 
-/// The rustls client configuration for a signal: ring, TLS 1.2 and 1.3, the CA file's
-/// certificates as the only roots when one is named (as the OpenTelemetry SDKs of other
-/// languages do), else the operating system's; a client certificate when named.
-pub(crate) fn rustls_config(files: &TlsFiles) -> Result<rustls::ClientConfig, InitError> {
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let mut roots = rustls::RootCertStore::empty();
-    match &files.ca {
-        Some(path) => {
-            for cert in read_certs(path)? {
-                roots
-                    .add(cert)
-                    .map_err(|e| tls_error(format!("{}: {e}", path.display())))?;
-            }
-        }
+/// The TLS settings of a signal's HTTP client: rustls with ring (given explicitly, so no
+/// process-wide provider is needed or installed), the CA file's certificates as the only
+/// roots when one is named (as the OpenTelemetry SDKs of other languages do), else the
+/// operating system's; a client certificate when named.
+pub(crate) fn ureq_tls(files: &TlsFiles) -> Result<ureq::tls::TlsConfig, InitError> {
+    use ureq::tls::{Certificate, ClientCert, PrivateKey, RootCerts, TlsConfig, TlsProvider};
+    let roots: Vec<Certificate<'static>> = match &files.ca {
+        Some(path) => ureq_certs(path)?,
         None => {
             let found = rustls_native_certs::load_native_certs();
-            let (added, _ignored) = roots.add_parsable_certificates(found.certs);
-            if added == 0 {
+            if found.certs.is_empty() {
                 tracing::warn!(
                     target: "observe::telemetry",
                     "no system root certificates found ({} errors): https:// OTLP endpoints \
@@ -178,40 +178,56 @@ pub(crate) fn rustls_config(files: &TlsFiles) -> Result<rustls::ClientConfig, In
                     found.errors.len()
                 );
             }
+            found
+                .certs
+                .iter()
+                .map(|c| Certificate::from_der(c.as_ref()).to_owned())
+                .collect()
         }
+    };
+    let mut builder = TlsConfig::builder()
+        .provider(TlsProvider::Rustls)
+        .unversioned_rustls_crypto_provider(Arc::new(rustls::crypto::ring::default_provider()))
+        .root_certs(RootCerts::Specific(Arc::new(roots)));
+    if let Some((cert, key)) = &files.client {
+        let chain = ureq_certs(cert)?;
+        let key = PrivateKey::from_pem(&read(key)?)
+            .map_err(|e| tls_error(format!("{}: {e}", key.display())))?;
+        builder = builder.client_cert(Some(ClientCert::new_with_certs(&chain, key)));
     }
-    let builder = rustls::ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .map_err(tls_error)?
-        .with_root_certificates(roots);
-    match &files.client {
-        None => Ok(builder.with_no_client_auth()),
-        Some((cert, key)) => {
-            let chain = read_certs(cert)?;
-            let key = PrivateKeyDer::from_pem_file(key)
-                .map_err(|e| tls_error(format!("{}: {e}", key.display())))?;
-            builder
-                .with_client_auth_cert(chain, key)
-                .map_err(|e| tls_error(format!("client certificate: {e}")))
-        }
-    }
+    Ok(builder.build())
 }
 
 /// The cause of an exporter's last failed request, for the line that reports it.
 pub(crate) type LastError = Arc<std::sync::Mutex<Option<String>>>;
 
-/// The exporters' HTTP client: reqwest's blocking client, keeping the full cause of the
-/// last transport failure (a TLS error is several levels down; the exporter's own error
-/// says only "network error").
+/// The exporters' HTTP client: a ureq agent with our TLS settings and the signal's
+/// timeout, keeping the full cause of the last failure (a TLS error is several levels
+/// down; the exporter's own error says only "network error").
 #[derive(Debug)]
 pub(crate) struct ExplainingClient {
-    inner: reqwest::blocking::Client,
+    agent: ureq::Agent,
     last_error: LastError,
 }
 
 impl ExplainingClient {
     pub(crate) fn last_error(&self) -> LastError {
         self.last_error.clone()
+    }
+
+    fn send(
+        &self,
+        request: opentelemetry_http::Request<opentelemetry_http::Bytes>,
+    ) -> Result<
+        opentelemetry_http::Response<opentelemetry_http::Bytes>,
+        opentelemetry_http::HttpError,
+    > {
+        let (parts, body) = request.into_parts();
+        let request = opentelemetry_http::Request::from_parts(parts, body.to_vec());
+        let response = self.agent.run(request)?;
+        let (parts, mut body) = response.into_parts();
+        let body = body.with_config().limit(4 * 1024 * 1024).read_to_vec()?;
+        Ok(opentelemetry_http::Response::from_parts(parts, body.into()))
     }
 }
 
@@ -224,7 +240,8 @@ impl opentelemetry_http::HttpClient for ExplainingClient {
         opentelemetry_http::Response<opentelemetry_http::Bytes>,
         opentelemetry_http::HttpError,
     > {
-        let result = self.inner.send_bytes(request).await;
+        // Blocking: the batch processors export from threads of their own.
+        let result = self.send(request);
         let mut last = self.last_error.lock().unwrap_or_else(|p| p.into_inner());
         *last = match &result {
             Err(e) => Some(error_chain(e.as_ref())),
@@ -250,29 +267,25 @@ pub(crate) fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
     out
 }
 
-/// [`blocking_client`], keeping the cause of its last failure.
-pub(crate) fn explaining_client(signal: Signal) -> Result<ExplainingClient, InitError> {
-    Ok(ExplainingClient {
-        inner: blocking_client(signal)?,
-        last_error: LastError::default(),
-    })
+/// The HTTP agent for a signal's exports: our TLS settings, the signal's timeout, every
+/// status returned as a response (the exporters judge it).
+pub(crate) fn agent(signal: Signal) -> Result<ureq::Agent, InitError> {
+    let tls = ureq_tls(&tls_files(signal)?)?;
+    let timeout = timeout(signal)?;
+    Ok(ureq::Agent::config_builder()
+        .tls_config(tls)
+        .timeout_global(Some(timeout))
+        .http_status_as_error(false)
+        .build()
+        .new_agent())
 }
 
-/// A blocking HTTP client for a signal's exports: our rustls configuration, the signal's
-/// timeout. Built on a thread of its own (the blocking client refuses to be built inside
-/// an async runtime, and `init()` may be called from one).
-pub(crate) fn blocking_client(signal: Signal) -> Result<reqwest::blocking::Client, InitError> {
-    let config = rustls_config(&tls_files(signal)?)?;
-    let timeout = timeout(signal)?;
-    std::thread::spawn(move || {
-        reqwest::blocking::Client::builder()
-            .tls_backend_preconfigured(config)
-            .timeout(timeout)
-            .build()
+/// [`agent`], keeping the cause of its last failure.
+pub(crate) fn explaining_client(signal: Signal) -> Result<ExplainingClient, InitError> {
+    Ok(ExplainingClient {
+        agent: agent(signal)?,
+        last_error: LastError::default(),
     })
-    .join()
-    .map_err(|_| InitError::Exporter("building the OTLP HTTP client panicked".into()))?
-    .map_err(|e| InitError::Exporter(format!("the OTLP HTTP client: {e}")))
 }
 
 /// tonic's TLS settings for a signal: the CA file or the system's roots, and the client
@@ -281,14 +294,11 @@ pub(crate) fn blocking_client(signal: Signal) -> Result<reqwest::blocking::Clien
 pub(crate) fn tonic_tls(signal: Signal) -> Result<tonic::transport::ClientTlsConfig, InitError> {
     use tonic::transport::{Certificate, ClientTlsConfig, Identity};
     let files = tls_files(signal)?;
-    let read = |path: &PathBuf| {
-        std::fs::read(path).map_err(|e| tls_error(format!("{}: {e}", path.display())))
-    };
     let mut config = ClientTlsConfig::new();
     config = match &files.ca {
         Some(path) => {
-            // Checked as rustls will read it, for the same clear error.
-            read_certs(path)?;
+            // Checked as the HTTP client reads it, for the same clear error.
+            ureq_certs(path)?;
             config.ca_certificate(Certificate::from_pem(read(path)?))
         }
         None => config.with_native_roots(),
@@ -309,11 +319,11 @@ mod tests {
             ca: Some("/nonexistent/ca.pem".into()),
             client: None,
         };
-        let e = rustls_config(&missing).unwrap_err().to_string();
+        let e = ureq_tls(&missing).unwrap_err().to_string();
         assert!(e.contains("/nonexistent/ca.pem"), "{e}");
         let empty = std::env::temp_dir().join(format!("observe-empty-{}.pem", std::process::id()));
         std::fs::write(&empty, "not a certificate\n").unwrap();
-        let e = rustls_config(&TlsFiles {
+        let e = ureq_tls(&TlsFiles {
             ca: Some(empty.clone()),
             client: None,
         })
@@ -325,6 +335,6 @@ mod tests {
 
     #[test]
     fn system_roots_are_the_default() {
-        assert!(rustls_config(&TlsFiles::default()).is_ok());
+        assert!(ureq_tls(&TlsFiles::default()).is_ok());
     }
 }

@@ -113,7 +113,7 @@ impl Pusher {
         let headers = headers();
         let gzip = tls::gzip(Signal::Metrics)?;
         // Same TLS, timeout and compression settings as the other signals.
-        let client = tls::blocking_client(Signal::Metrics)?;
+        let agent = tls::agent(Signal::Metrics)?;
         let resource = proto_resource(resource);
         let start = SystemTime::now();
         let (stop, stopped) = mpsc::channel::<()>();
@@ -124,19 +124,18 @@ impl Pusher {
                     let families = crate::exposition::gather();
                     let points: usize = families.iter().map(|f| f.series.len()).sum();
                     let request = to_request(&families, resource.clone(), start, SystemTime::now());
-                    let body = request.encode_to_vec();
-                    let mut post = client
+                    let mut body = request.encode_to_vec();
+                    let mut post = agent
                         .post(&url)
                         .header("content-type", "application/x-protobuf");
-                    post = if gzip {
-                        post.header("content-encoding", "gzip").body(gzipped(&body))
-                    } else {
-                        post.body(body)
-                    };
+                    if gzip {
+                        post = post.header("content-encoding", "gzip");
+                        body = gzipped(&body);
+                    }
                     for (k, v) in &headers {
                         post = post.header(k.as_str(), v.as_str());
                     }
-                    let failure = match post.send() {
+                    let failure = match post.send(&body[..]) {
                         Ok(r) if r.status().is_success() => return,
                         Ok(r) => format!("{url} answered HTTP {}", r.status()),
                         Err(e) => format!("{url}: {}", tls::error_chain(&e)),
