@@ -4,7 +4,7 @@
 //!
 //! ```sh
 //! cargo run --example payments --features postgres
-//! DATABASE_URL="host=127.0.0.1 port=5432 user=postgres" REDIS_ADDR=127.0.0.1:6379 \
+//! DATABASE_URL="host=127.0.0.1 port=5432 user=postgres" REDIS_URL=redis://127.0.0.1:6379 \
 //!   GATEWAY_URL=http://127.0.0.1:9000/health cargo run --example payments --features postgres
 //! cargo run --example payments --features postgres -- --kubernetes   # print the probe spec
 //! curl -s localhost:6060/readyz?verbose
@@ -36,7 +36,7 @@ async fn payment_gateway(deps: &Dependencies) -> Result<(), String> {
 
 #[observe::health_check(timeout = "300ms", interval = "2s")]
 async fn redis(deps: &Dependencies) -> Result<(), String> {
-    checks::redis_ping(&deps.redis, None).await
+    checks::redis(&deps.redis).await
 }
 
 #[observe::health_check(interval = "30s")]
@@ -69,7 +69,7 @@ async fn main() -> std::io::Result<()> {
                 "DATABASE_URL",
                 "host=127.0.0.1 port=5432 user=postgres connect_timeout=1",
             ),
-            redis: env("REDIS_ADDR", "127.0.0.1:6379"),
+            redis: env("REDIS_URL", "redis://127.0.0.1:6379"),
             gateway: env("GATEWAY_URL", "http://127.0.0.1:9000/health"),
         })
         .build()

@@ -6,173 +6,15 @@
 #![cfg(feature = "postgres")]
 
 mod common;
+#[path = "common/servers.rs"]
+mod servers;
 
-use std::future::Future;
 use std::net::SocketAddr;
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU8, AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
 use observe::health::{Health, checks};
-
-fn wait_until(what: &str, mut ready: impl FnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while !ready() {
-        assert!(
-            Instant::now() < deadline,
-            "{what} did not come up within 20 s"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
-fn block_on<F: Future>(f: F) -> F::Output {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap()
-        .block_on(f)
-}
-
-/// A PostgreSQL cluster in a temporary directory, stopped and removed on drop.
-struct Postgres {
-    bin: PathBuf,
-    dir: PathBuf,
-    port: u16,
-}
-
-impl Postgres {
-    fn start() -> Postgres {
-        let bin = std::fs::read_dir("/usr/lib/postgresql")
-            .expect("PostgreSQL is installed (Debian's postgresql package)")
-            .filter_map(Result::ok)
-            .map(|e| e.path().join("bin"))
-            .find(|p| p.join("initdb").exists())
-            .expect("initdb");
-        let port = common::free_port();
-        let dir = std::env::temp_dir().join(format!("observe-pg-{}-{port}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let ok = Command::new("chown")
-            .arg("postgres:postgres")
-            .arg(&dir)
-            .status()
-            .unwrap();
-        assert!(
-            ok.success(),
-            "chown to the postgres user (this test needs root)"
-        );
-        let pg = Postgres { bin, dir, port };
-        let out = pg
-            .as_postgres("initdb")
-            .args(["-A", "trust", "-U", "postgres", "--no-sync", "-D"])
-            .arg(&pg.dir)
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "initdb: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let out = pg
-            .as_postgres("pg_ctl")
-            .args(["-w", "-l"])
-            .arg(pg.dir.join("log"))
-            .arg("-D")
-            .arg(&pg.dir)
-            .arg("-o")
-            .arg(format!(
-                "-p {port} -k {} -c listen_addresses=127.0.0.1 -c fsync=off",
-                pg.dir.display()
-            ))
-            .arg("start")
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "pg_ctl start: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let config = pg.config();
-        wait_until("PostgreSQL", || {
-            block_on(checks::postgres_connect(&config)).is_ok()
-        });
-        pg
-    }
-
-    fn as_postgres(&self, tool: &str) -> Command {
-        let mut c = Command::new("runuser");
-        c.args(["-u", "postgres", "--"]).arg(self.bin.join(tool));
-        c
-    }
-
-    fn config(&self) -> String {
-        format!(
-            "host=127.0.0.1 port={} user=postgres dbname=postgres connect_timeout=2",
-            self.port
-        )
-    }
-}
-
-impl Drop for Postgres {
-    fn drop(&mut self) {
-        let _ = self
-            .as_postgres("pg_ctl")
-            .args(["-m", "immediate", "-D"])
-            .arg(&self.dir)
-            .arg("stop")
-            .output();
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
-}
-
-/// A Redis server without persistence; `stop` kills it.
-struct Redis {
-    child: Option<Child>,
-    port: u16,
-}
-
-impl Redis {
-    fn start() -> Redis {
-        let port = common::free_port();
-        let child = Command::new("redis-server")
-            .args([
-                "--port",
-                &port.to_string(),
-                "--bind",
-                "127.0.0.1",
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-            ])
-            .stdout(Stdio::null())
-            .spawn()
-            .expect("redis-server is installed (Debian's redis-server package)");
-        let addr = format!("127.0.0.1:{port}");
-        wait_until("Redis", || {
-            block_on(checks::redis_ping(&addr, None)).is_ok()
-        });
-        Redis {
-            child: Some(child),
-            port,
-        }
-    }
-
-    fn stop(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-    }
-}
-
-impl Drop for Redis {
-    fn drop(&mut self) {
-        self.stop();
-    }
-}
 
 /// The payment gateway: answers 200, 502, or hangs, as the test says; counts requests.
 struct Gateway {
@@ -238,19 +80,19 @@ async fn payment_gateway(deps: &Deps) -> Result<(), String> {
 
 #[observe::health_check(timeout = "300ms")]
 async fn redis(deps: &Deps) -> Result<(), String> {
-    checks::redis_ping(&deps.redis, None).await
+    checks::redis(&deps.redis).await
 }
 
 #[test]
 fn readiness_follows_the_real_dependencies() {
-    let postgres = Postgres::start();
-    let mut redis_server = Redis::start();
+    let postgres = servers::Postgres::start();
+    let mut redis_server = servers::Redis::start();
     let gateway = Gateway::start();
     let health = Health::builder()
         .select(["database", "payment_gateway", "redis"])
         .state(Deps {
             postgres: postgres.config(),
-            redis: format!("127.0.0.1:{}", redis_server.port),
+            redis: format!("redis://127.0.0.1:{}", redis_server.port),
             gateway: format!("http://{}/health", gateway.addr),
         })
         .build()

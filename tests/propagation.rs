@@ -472,9 +472,15 @@ async fn an_unsampled_parent_is_final_only_under_a_parent_based_sampler() {
     let parent_based = || Sampler::ParentBased(Box::new(Sampler::AlwaysOn));
     let (body, spans) = unsampled_request(parent_based(), false).await;
     assert!(spans.is_empty(), "{:?}", names(&spans));
-    assert!(body.starts_with(&format!("{TRACE_ID} 00-{TRACE_ID}-")), "{body}");
+    assert!(
+        body.starts_with(&format!("{TRACE_ID} 00-{TRACE_ID}-")),
+        "{body}"
+    );
     assert!(body.ends_with("-00"), "{body}");
-    assert!(!body.contains(PARENT_ID), "the caller's parent-id was passed on: {body}");
+    assert!(
+        !body.contains(PARENT_ID),
+        "the caller's parent-id was passed on: {body}"
+    );
 
     // Inside an outer middleware's (sampled) span, the server span is still the incoming
     // trace's: made the usual way, its parent set from the headers, not recorded.

@@ -1,6 +1,6 @@
 //! Built-in checks, to call from your own `#[health_check]` functions: a TCP connect, an
-//! HTTP `GET` expecting 2xx, free disk space, Redis `PING` and (feature `postgres`)
-//! PostgreSQL `SELECT 1`. Each returns a value a check can return directly; each is
+//! HTTP(S) `GET` expecting 2xx, free disk space, Redis `PING` (TLS and ACL users
+//! included) and (feature `postgres`) PostgreSQL `SELECT 1` (TLS included). Each returns a value a check can return directly; each is
 //! bounded by the check's own timeout.
 //!
 //! ```
@@ -16,6 +16,8 @@ use std::path::Path;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
+
+use super::connect::connect;
 
 use super::HealthStatus;
 
@@ -37,66 +39,69 @@ pub async fn tcp(addr: &str) -> Result<(), String> {
         .map_err(|e| format!("connect {addr}: {e}"))
 }
 
-/// `GET url` over plain HTTP/1.1 and expects a 2xx status. `https://` URLs need a TLS
-/// client: check them with your own client (`reqwest`, `awc`) in the check's body.
+/// `GET url` and expects a 2xx status: HTTP/1.1 by hyper, over TLS for `https://`
+/// (feature `tls`, also on with `otlp` and `postgres`: rustls, the system's roots or
+/// `SSL_CERT_FILE`); IPv6 literals as `http://[::1]:8080/health`.
 ///
 /// ```
 /// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
 /// let err = observe_runtime::health::checks::http_get("ftp://example").await.unwrap_err();
-/// assert!(err.contains("http://"));
+/// assert!(err.contains("http:// and https://"));
 /// # });
 /// ```
 pub async fn http_get(url: &str) -> Result<(), String> {
-    let rest = url.strip_prefix("http://").ok_or_else(|| {
-        format!("{url}: only http:// URLs are checked here; use your HTTPS client for https://")
-    })?;
-    let (authority, path) = match rest.find('/') {
-        Some(i) => (&rest[..i], &rest[i..]),
-        None => (rest, "/"),
+    use http_body_util::Empty;
+    use hyper_util::rt::TokioIo;
+    let fail = |what: String| format!("GET {url}: {what}");
+    let uri: hyper::Uri = url.parse().map_err(|e| fail(format!("{e}")))?;
+    let tls = match uri.scheme_str() {
+        Some("http") => false,
+        Some("https") => true,
+        _ => return Err(fail("only http:// and https:// URLs are checked".into())),
     };
-    let addr = if authority.contains(':') {
-        authority.to_owned()
-    } else {
-        format!("{authority}:80")
-    };
-    let mut stream = TcpStream::connect(&addr)
+    let authority = uri
+        .authority()
+        .ok_or_else(|| fail("no host".into()))?
+        .clone();
+    let (host, port) = host_and_port(authority.as_str());
+    let port = port.unwrap_or(if tls { 443 } else { 80 });
+    let io = connect(&host, port, tls).await.map_err(fail)?;
+    let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(io))
         .await
-        .map_err(|e| format!("GET {url}: connect {addr}: {e}"))?;
-    let request = format!(
-        "GET {path} HTTP/1.1\r\nHost: {authority}\r\nUser-Agent: observe-health\r\nConnection: close\r\n\r\n"
-    );
-    stream
-        .write_all(request.as_bytes())
-        .await
-        .map_err(|e| format!("GET {url}: {e}"))?;
-    // The status line is all we need; read until it is complete.
-    let mut head = Vec::with_capacity(256);
-    let mut buf = [0u8; 256];
-    while !head.windows(2).any(|w| w == b"\r\n") {
-        let n = stream
-            .read(&mut buf)
-            .await
-            .map_err(|e| format!("GET {url}: {e}"))?;
-        if n == 0 {
-            return Err(format!("GET {url}: connection closed before a status line"));
-        }
-        head.extend_from_slice(&buf[..n]);
-        if head.len() > 8192 {
-            return Err(format!("GET {url}: no status line in the first 8 KiB"));
-        }
-    }
-    let line = String::from_utf8_lossy(&head);
-    let line = line.lines().next().unwrap_or_default();
-    let status: u16 = line
-        .split_whitespace()
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .ok_or_else(|| format!("GET {url}: not an HTTP status line: {line:?}"))?;
-    if (200..300).contains(&status) {
+        .map_err(|e| fail(e.to_string()))?;
+    let driver = tokio::spawn(connection);
+    let path = uri.path_and_query().map_or("/", |p| p.as_str());
+    let request = hyper::Request::get(path)
+        .header(hyper::header::HOST, authority.as_str())
+        .header(hyper::header::USER_AGENT, "observe-health")
+        .body(Empty::<bytes::Bytes>::new())
+        .map_err(|e| fail(e.to_string()))?;
+    let response = sender.send_request(request).await;
+    driver.abort();
+    let status = response.map_err(|e| fail(with_sources(&e)))?.status();
+    if status.is_success() {
         Ok(())
     } else {
-        Err(format!("GET {url}: status {status}"))
+        Err(fail(format!("status {}", status.as_u16())))
     }
+}
+
+/// Host and port of a URL authority (`[user@]host[:port]`); an IPv6 literal loses its
+/// brackets.
+pub(crate) fn host_and_port(authority: &str) -> (String, Option<u16>) {
+    let authority = authority.rsplit_once('@').map_or(authority, |(_, a)| a);
+    let (host, port) = if let Some(v6) = authority.strip_prefix('[') {
+        match v6.split_once(']') {
+            Some((host, rest)) => (host, rest.strip_prefix(':')),
+            None => (v6, None),
+        }
+    } else {
+        match authority.rsplit_once(':') {
+            Some((host, port)) => (host, Some(port)),
+            None => (authority, None),
+        }
+    };
+    (host.to_ascii_lowercase(), port.and_then(|p| p.parse().ok()))
 }
 
 /// Free space on the filesystem holding `path`: fails below `fail_below` bytes, degraded
@@ -144,31 +149,69 @@ fn available_bytes(_: &Path) -> std::io::Result<u64> {
     ))
 }
 
-/// Redis `PING` over a fresh connection to `addr` (`host:port`), with `AUTH` first when
-/// `password` is given; expects `+PONG`. Speaks RESP directly: no client crate needed.
+/// Redis `PING` at `url`: `redis://[[user]:password@]host[:port]`, or `rediss://` for
+/// TLS (feature `tls`); `AUTH user password` (an ACL user) or `AUTH password` first
+/// when the URL has them (percent-decoded); expects `+PONG`. Speaks RESP directly.
 ///
 /// ```
 /// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
-/// let err = observe_runtime::health::checks::redis_ping("127.0.0.1:1", None).await.unwrap_err();
+/// let err = observe_runtime::health::checks::redis("redis://127.0.0.1:1").await.unwrap_err();
 /// assert!(err.starts_with("redis 127.0.0.1:1: connect"));
 /// # });
 /// ```
-pub async fn redis_ping(addr: &str, password: Option<&str>) -> Result<(), String> {
-    let fail = |what: String| format!("redis {addr}: {what}");
-    let mut stream = TcpStream::connect(addr)
-        .await
-        .map_err(|e| fail(format!("connect: {e}")))?;
-    let mut command = Vec::new();
-    if let Some(pw) = password {
-        command
-            .extend_from_slice(format!("*2\r\n$4\r\nAUTH\r\n${}\r\n{pw}\r\n", pw.len()).as_bytes());
+pub async fn redis(url: &str) -> Result<(), String> {
+    let (tls, rest) = if let Some(rest) = url.strip_prefix("rediss://") {
+        (true, rest)
+    } else if let Some(rest) = url.strip_prefix("redis://") {
+        (false, rest)
+    } else {
+        return Err(format!("redis {url}: expected a redis:// or rediss:// URL"));
+    };
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or("");
+    let (user, password) = match authority.rsplit_once('@') {
+        None => (None, None),
+        Some((info, _)) => match info.split_once(':') {
+            Some((user, password)) => (
+                Some(percent_decode(user)).filter(|u| !u.is_empty()),
+                Some(percent_decode(password)),
+            ),
+            None => (Some(percent_decode(info)), None),
+        },
+    };
+    let (host, port) = host_and_port(authority);
+    let port = port.unwrap_or(6379);
+    let target = super::connect::display(&host, port);
+    let fail = |what: String| format!("redis {target}: {what}");
+    let mut stream = connect(&host, port, tls).await.map_err(|e| {
+        fail(
+            e.split_once(": ")
+                .map_or(e.clone(), |(_, r)| format!("connect: {r}")),
+        )
+    })?;
+    let bulk = |parts: &[&str]| {
+        let mut out = format!("*{}\r\n", parts.len());
+        for p in parts {
+            out.push_str(&format!("${}\r\n{p}\r\n", p.len()));
+        }
+        out
+    };
+    let mut command = String::new();
+    match (&user, &password) {
+        (Some(user), Some(password)) => command.push_str(&bulk(&["AUTH", user, password])),
+        (Some(user), None) => command.push_str(&bulk(&["AUTH", user, ""])),
+        (None, Some(password)) => command.push_str(&bulk(&["AUTH", password])),
+        (None, None) => {}
     }
-    command.extend_from_slice(b"*1\r\n$4\r\nPING\r\n");
+    command.push_str(&bulk(&["PING"]));
     stream
-        .write_all(&command)
+        .write_all(command.as_bytes())
         .await
         .map_err(|e| fail(e.to_string()))?;
-    let expected_lines = if password.is_some() { 2 } else { 1 };
+    let expected_lines = if user.is_some() || password.is_some() {
+        2
+    } else {
+        1
+    };
     let mut reply = Vec::new();
     let mut buf = [0u8; 128];
     while reply.windows(2).filter(|w| *w == b"\r\n").count() < expected_lines {
@@ -180,6 +223,9 @@ pub async fn redis_ping(addr: &str, password: Option<&str>) -> Result<(), String
             return Err(fail("connection closed".into()));
         }
         reply.extend_from_slice(&buf[..n]);
+        if reply.len() > 8192 {
+            return Err(fail("reply too long".into()));
+        }
     }
     let reply = String::from_utf8_lossy(&reply);
     let last = reply.lines().last().unwrap_or_default();
@@ -191,6 +237,27 @@ pub async fn redis_ping(addr: &str, password: Option<&str>) -> Result<(), String
     } else {
         Err(fail(format!("unexpected reply {last:?}")))
     }
+}
+
+fn percent_decode(s: &str) -> String {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%'
+            && let Some(b) = bytes
+                .get(i + 1..i + 3)
+                .and_then(|h| std::str::from_utf8(h).ok())
+                .and_then(|h| u8::from_str_radix(h, 16).ok())
+        {
+            out.push(b);
+            i += 3;
+        } else {
+            out.push(bytes[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
 }
 
 /// PostgreSQL `SELECT 1` on a client you own (feature `postgres`).
@@ -209,8 +276,8 @@ pub async fn postgres(client: &tokio_postgres::Client) -> Result<(), String> {
         .map_err(|e| format!("postgres: {}", with_sources(&e)))
 }
 
-/// An error and its causes, `: `-separated (tokio-postgres' own message omits them).
-#[cfg(feature = "postgres")]
+/// An error and its causes, `: `-separated (tokio-postgres' and hyper's own messages
+/// omit them).
 fn with_sources(error: &dyn std::error::Error) -> String {
     let mut text = error.to_string();
     let mut source = error.source();
@@ -225,9 +292,11 @@ fn with_sources(error: &dyn std::error::Error) -> String {
     text
 }
 
-/// Connects with `config` (a libpq-style string), runs `SELECT 1`, and disconnects
-/// (feature `postgres`). Cheap enough for a cached check; prefer [`postgres`] with your
-/// pool's client when you have one.
+/// Connects with `config` (a libpq-style string or a `postgres://` URL), runs
+/// `SELECT 1`, and disconnects (feature `postgres`). `sslmode=prefer` (the default) or
+/// `require` use TLS (rustls; the server's certificate is verified against the system's
+/// roots or `SSL_CERT_FILE`), `disable` does not. Prefer [`postgres`] with your pool's
+/// client when you have one.
 ///
 /// ```no_run
 /// # async fn demo() {
@@ -236,12 +305,40 @@ fn with_sources(error: &dyn std::error::Error) -> String {
 /// ```
 #[cfg(feature = "postgres")]
 pub async fn postgres_connect(config: &str) -> Result<(), String> {
-    let (client, connection) = tokio_postgres::connect(config, tokio_postgres::NoTls)
-        .await
-        .map_err(|e| format!("postgres: connect: {}", with_sources(&e)))?;
-    let driver = tokio::spawn(connection);
+    let config: tokio_postgres::Config = config
+        .parse()
+        .map_err(|e| format!("postgres: {}", with_sources(&e)))?;
+    let connect_error =
+        |e: tokio_postgres::Error| format!("postgres: connect: {}", with_sources(&e));
+    let client = if config.get_ssl_mode() == tokio_postgres::config::SslMode::Disable {
+        let (client, connection) = config
+            .connect(tokio_postgres::NoTls)
+            .await
+            .map_err(connect_error)?;
+        (client, tokio::spawn(async move { drop(connection.await) }))
+    } else {
+        let tls = tokio_postgres_rustls::MakeRustlsConnect::new(
+            (*super::connect::client_config()).clone(),
+        );
+        let (client, connection) = config.connect(tls).await.map_err(connect_error)?;
+        (client, tokio::spawn(async move { drop(connection.await) }))
+    };
+    let (client, driver) = client;
     let result = postgres(&client).await;
     drop(client);
     let _ = driver.await;
     result
 }
+
+/// The PostgreSQL client crate the check is built with (feature `postgres`), so your
+/// check needs no pinned dependency of its own.
+///
+/// ```no_run
+/// use observe_runtime::health::checks::tokio_postgres;
+/// # async fn demo() -> Result<(), tokio_postgres::Error> {
+/// let (client, connection) = tokio_postgres::connect("host=127.0.0.1 user=app", tokio_postgres::NoTls).await?;
+/// # drop((client, connection)); Ok(())
+/// # }
+/// ```
+#[cfg(feature = "postgres")]
+pub use tokio_postgres;

@@ -11,6 +11,7 @@
 
 mod builder;
 pub mod checks;
+mod connect;
 mod definition;
 mod engine;
 pub mod liveness;

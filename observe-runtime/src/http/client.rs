@@ -138,29 +138,17 @@ pub struct ClientSpan {
     headers: Vec<(String, String)>,
 }
 
-/// Host and port of an absolute URL (`scheme://[user@]host[:port]/…`), the port
-/// defaulting by scheme; IPv6 literals keep their brackets off.
+/// Host and port of an absolute URL, the port defaulting by scheme.
 fn server_of(url: &str) -> (String, Option<u16>) {
     let (scheme, rest) = url.split_once("://").unwrap_or(("http", url));
     let authority = rest.split(['/', '?', '#']).next().unwrap_or("");
-    let authority = authority.rsplit_once('@').map_or(authority, |(_, a)| a);
-    let (host, port) = if let Some(v6) = authority.strip_prefix('[') {
-        match v6.split_once(']') {
-            Some((host, rest)) => (host, rest.strip_prefix(':')),
-            None => (v6, None),
-        }
-    } else {
-        match authority.rsplit_once(':') {
-            Some((host, port)) => (host, Some(port)),
-            None => (authority, None),
-        }
-    };
-    let port = port.and_then(|p| p.parse().ok()).or(match scheme {
+    let (host, port) = crate::health::checks::host_and_port(authority);
+    let port = port.or(match scheme {
         "https" => Some(443),
         "http" => Some(80),
         _ => None,
     });
-    (host.to_ascii_lowercase(), port)
+    (host, port)
 }
 
 impl ClientSpan {
