@@ -99,7 +99,9 @@ async fn main() -> std::io::Result<()> {
     let addr = env("APP_ADDR", "127.0.0.1:8080");
     let server = shutdown
         .server(HttpServer::new(|| {
-            App::new().wrap(observe::Middleware::new()).service(charge)
+            App::new()
+                .wrap(observe::Middleware::new().routes(["POST /charge/{amount}"]))
+                .service(charge)
         }))
         .bind(&addr)?;
     println!("payments listening on http://{addr}");

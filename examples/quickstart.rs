@@ -118,7 +118,8 @@ async fn serve() -> std::io::Result<()> {
     let server = shutdown
         .server(HttpServer::new(|| {
             App::new()
-                .wrap(observe::Middleware::new())
+                // Each route's series at zero from start-up.
+                .wrap(observe::Middleware::new().routes(["GET /", "GET /charge/{amount}"]))
                 .wrap(observe::metrics::WorkerMetrics)
                 .service(index)
                 .service(charge_handler)

@@ -324,3 +324,63 @@ async fn an_error_from_an_inner_middleware_is_recorded_with_its_status() {
         0.0
     );
 }
+
+/// Declared routes have their series at zero before the first request (an alert on a
+/// fresh pod sees 0, not "no data"), in an exposition promtool accepts; responses are
+/// then recorded under their status.
+#[actix_web::test]
+async fn declared_routes_are_at_zero_before_traffic() {
+    let app = test::init_service(
+        App::new()
+            .wrap(
+                observe::Middleware::new().routes(["GET /declared/{id}", "POST /declared/charge"]),
+            )
+            .route("/declared/{id}", web::get().to(|| async { "item" }))
+            .route("/declared/charge", web::post().to(|| async { "charged" })),
+    )
+    .await;
+    let text = observe::metrics::render();
+    for (method, route) in [("GET", "/declared/{id}"), ("POST", "/declared/charge")] {
+        assert_eq!(
+            value(
+                &text,
+                "http_server_request_duration_seconds_count",
+                &[
+                    ("http_request_method", method),
+                    ("http_route", route),
+                    ("http_response_status_code", ""),
+                ],
+            ),
+            0.0,
+            "{method} {route} at zero before traffic"
+        );
+    }
+    let (ok, out) = common::promtool_check(&text);
+    assert!(ok, "{out}");
+    let req = test::TestRequest::get().uri("/declared/7").to_request();
+    assert_eq!(test::call_and_read_body(&app, req).await, "item");
+    let text = observe::metrics::render();
+    let labels = |status| {
+        [
+            ("http_request_method", "GET"),
+            ("http_route", "/declared/{id}"),
+            ("http_response_status_code", status),
+        ]
+    };
+    assert_eq!(
+        value(
+            &text,
+            "http_server_request_duration_seconds_count",
+            &labels("200")
+        ),
+        1.0
+    );
+    assert_eq!(
+        value(
+            &text,
+            "http_server_request_duration_seconds_count",
+            &labels("")
+        ),
+        0.0
+    );
+}

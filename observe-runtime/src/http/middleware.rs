@@ -10,7 +10,7 @@ use actix_web::body::{BodySize, MessageBody};
 use actix_web::dev::{Service, ServiceRequest, ServiceResponse, Transform};
 use actix_web::web::Bytes;
 
-use super::series::{Recording, RequestTimer, store};
+use super::series::{METHODS, Recording, RequestTimer, method_index_of, store};
 use super::server_span::{ResponseContext, Traced, failed_request, server_span, traced_response};
 
 /// The HTTP middleware: wrap your `App` with it.
@@ -89,6 +89,41 @@ impl Middleware {
     /// ```
     pub fn max_series(self, max: usize) -> Self {
         store().set_max_series(max);
+        self
+    }
+
+    /// Declares the application's routes, as `"METHOD /template"` (the template exactly
+    /// as given to actix, scope prefix included), so that each has a series at zero in
+    /// `http_server_request_duration_seconds` from start-up: an alert on a fresh pod
+    /// sees `0`, not "no data". The declared series carries an empty
+    /// `http_response_status_code` (no response yet) and stays at zero; responses are
+    /// recorded under their status as usual. The series cap still holds.
+    ///
+    /// actix-web gives no way to list an application's routes before its first
+    /// request (its resource map is reachable only from a request), so they are
+    /// declared here.
+    ///
+    /// ```
+    /// let middleware = observe_runtime::http::Middleware::new()
+    ///     .routes(["GET /users/{id}", "POST /charge"]);
+    /// assert!(observe_runtime::exposition::render().contains(
+    ///     r#"http_server_request_duration_seconds_count{http_request_method="POST",http_route="/charge",http_response_status_code=""} 0"#
+    /// ));
+    /// # drop(middleware);
+    /// ```
+    pub fn routes<I, S>(self, routes: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<str>,
+    {
+        let store = store();
+        for route in routes {
+            let route = route.as_ref().trim();
+            let (method, template) = route.split_once(' ').unwrap_or(("GET", route));
+            let method = actix_web::http::Method::from_bytes(method.as_bytes())
+                .map_or((METHODS.len() - 1) as u8, |m| method_index_of(&m));
+            store.declare(method, template.trim());
+        }
         self
     }
 

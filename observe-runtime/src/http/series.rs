@@ -246,6 +246,18 @@ impl HttpStore {
         self.max_series.store(max, Relaxed);
     }
 
+    /// Declares a route: its series (status unknown: `0`, written as an empty label)
+    /// exists at zero from now on, within the series cap.
+    pub(crate) fn declare(&self, method: u8, route: &str) {
+        let exists = {
+            let map = self.series.lock().unwrap_or_else(|p| p.into_inner());
+            map.contains_key(&(method, route.into(), 0))
+        };
+        if !exists {
+            let _ = self.register(method, route, 0);
+        }
+    }
+
     /// New cells for this thread in the series `(method, route, status)`, or in its
     /// overflow series once the cap is reached.
     fn register(&self, method: u8, route: &str, status: u16) -> &'static Series {

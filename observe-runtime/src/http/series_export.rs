@@ -68,7 +68,15 @@ impl Collector for HttpStore {
                 labels: vec![
                     label("http_request_method", METHODS[key.0 as usize]),
                     label("http_route", key.1.to_string()),
-                    label("http_response_status_code", key.2.to_string()),
+                    // 0: a declared route before its first response.
+                    label(
+                        "http_response_status_code",
+                        if key.2 == 0 {
+                            String::new()
+                        } else {
+                            key.2.to_string()
+                        },
+                    ),
                 ],
                 value: Value::Histogram {
                     buckets,
