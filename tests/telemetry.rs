@@ -363,13 +363,27 @@ async fn init_wires_spans_logs_and_resource_together() {
         health.mark_started();
         let report = health.readiness(&[], None).await;
         assert_eq!(report.overall, observe::health::Overall::Ok);
-        telemetry.force_flush();
-        let names: Vec<String> = exporter
-            .get_finished_spans()
-            .unwrap()
-            .into_iter()
-            .map(|s| s.name.into_owned())
-            .collect();
+        // The run's span closes just after its result is published: wait for it (or,
+        // untraced, long enough that it would have arrived).
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(2);
+        let names = loop {
+            telemetry.force_flush();
+            let names: Vec<String> = exporter
+                .get_finished_spans()
+                .unwrap()
+                .into_iter()
+                .map(|s| s.name.into_owned())
+                .collect();
+            if names.len() >= 2 || std::time::Instant::now() > deadline {
+                break names;
+            }
+            if !traced
+                && std::time::Instant::now() + std::time::Duration::from_millis(1700) > deadline
+            {
+                break names;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        };
         if traced {
             assert_eq!(names.len(), 2, "{names:?}");
             assert!(
