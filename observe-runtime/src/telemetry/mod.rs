@@ -37,7 +37,7 @@
 //! | `OTEL_PROPAGATORS` | `tracecontext`, `baggage`, `none` |
 //! | `OTEL_BSP_*` | the batch span processor's queue, batch size and delays |
 //! | `OTEL_METRICS_EXPORTER` | `otlp` (feature `otlp-metrics`: the `/metrics` store pushed over OTLP/HTTP), `prometheus` / `none`; unset: `otlp` when an endpoint is set and the feature is on |
-//! | `OTEL_METRIC_EXPORT_INTERVAL` | push period in ms (60 000); a last push happens at shutdown |
+//! | `OTEL_METRIC_EXPORT_INTERVAL`, `OTEL_METRIC_EXPORT_TIMEOUT` | push period in ms (60 000); a last push happens at shutdown; the timeout unless `OTEL_EXPORTER_OTLP_(METRICS_)TIMEOUT` is set (10 000) |
 //! | `OTEL_BLRP_*` | the batch log processor's queue, batch size and delays |
 //! | `RUST_LOG` | log filter (`info` by default) |
 //! | `OBSERVE_LOG_FORMAT` | `human` (default), `json` or `off` |

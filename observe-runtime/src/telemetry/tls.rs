@@ -82,9 +82,16 @@ pub(crate) fn gzip(signal: Signal) -> Result<bool, InitError> {
     }
 }
 
-/// `…_TIMEOUT` in milliseconds (default 10 s).
+/// `…_TIMEOUT` in milliseconds (default 10 s); for metrics, `OTEL_METRIC_EXPORT_TIMEOUT`
+/// when no OTLP timeout is set.
 pub(crate) fn timeout(signal: Signal) -> Result<Duration, InitError> {
-    match signal_var(signal, "TIMEOUT") {
+    let named = signal_var(signal, "TIMEOUT").or_else(|| {
+        (signal == Signal::Metrics)
+            .then(|| var("OTEL_METRIC_EXPORT_TIMEOUT"))
+            .flatten()
+            .map(|v| ("OTEL_METRIC_EXPORT_TIMEOUT".to_owned(), v))
+    });
+    match named {
         None => Ok(Duration::from_secs(10)),
         Some((name, value)) => match value.parse::<u64>() {
             Ok(ms) => Ok(Duration::from_millis(ms)),
