@@ -97,6 +97,14 @@ def receiver(out_path, args):
         def log_message(self, *args):
             pass
 
+        def reply(self, message):
+            body = message.SerializeToString()
+            self.send_response(200)
+            self.send_header("Content-Type", "application/x-protobuf")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
         def do_POST(self):
             body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
             if self.headers.get("Content-Encoding") == "gzip":
@@ -120,12 +128,7 @@ def receiver(out_path, args):
                 for ss in rs.scope_spans:
                     for span in ss.spans:
                         append(span_record(span, resource, self.headers.get("x-api-key")))
-            reply = trace_service_pb2.ExportTraceServiceResponse().SerializeToString()
-            self.send_response(200)
-            self.send_header("Content-Type", "application/x-protobuf")
-            self.send_header("Content-Length", str(len(reply)))
-            self.end_headers()
-            self.wfile.write(reply)
+            self.reply(trace_service_pb2.ExportTraceServiceResponse())
 
         def logs(self, body):
             request = logs_service_pb2.ExportLogsServiceRequest()
@@ -137,12 +140,7 @@ def receiver(out_path, args):
                         append(
                             log_record(record, resource, sl.scope.name, self.headers.get("x-api-key"))
                         )
-            reply = logs_service_pb2.ExportLogsServiceResponse().SerializeToString()
-            self.send_response(200)
-            self.send_header("Content-Type", "application/x-protobuf")
-            self.send_header("Content-Length", str(len(reply)))
-            self.end_headers()
-            self.wfile.write(reply)
+            self.reply(logs_service_pb2.ExportLogsServiceResponse())
 
         def metrics(self, body):
             request = metrics_service_pb2.ExportMetricsServiceRequest()
@@ -178,12 +176,7 @@ def receiver(out_path, args):
                         if kind == "sum":
                             record["monotonic"] = m.sum.is_monotonic
                         append(record)
-            reply = metrics_service_pb2.ExportMetricsServiceResponse().SerializeToString()
-            self.send_response(200)
-            self.send_header("Content-Type", "application/x-protobuf")
-            self.send_header("Content-Length", str(len(reply)))
-            self.end_headers()
-            self.wfile.write(reply)
+            self.reply(metrics_service_pb2.ExportMetricsServiceResponse())
 
         def do_GET(self):
             if self.path != "/downstream":

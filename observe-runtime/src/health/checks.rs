@@ -239,7 +239,8 @@ pub async fn redis(url: &str) -> Result<(), String> {
     }
 }
 
-fn percent_decode(s: &str) -> String {
+/// `%XX` escapes decoded (URL user info, OTLP header values); anything else kept.
+pub(crate) fn percent_decode(s: &str) -> String {
     let bytes = s.as_bytes();
     let mut out = Vec::with_capacity(bytes.len());
     let mut i = 0;
@@ -276,9 +277,9 @@ pub async fn postgres(client: &tokio_postgres::Client) -> Result<(), String> {
         .map_err(|e| format!("postgres: {}", with_sources(&e)))
 }
 
-/// An error and its causes, `: `-separated (tokio-postgres' and hyper's own messages
-/// omit them).
-fn with_sources(error: &dyn std::error::Error) -> String {
+/// An error and its causes, `: `-separated (tokio-postgres', hyper's and the HTTP
+/// clients' own messages omit them: a TLS failure is several levels down).
+pub(crate) fn with_sources(error: &dyn std::error::Error) -> String {
     let mut text = error.to_string();
     let mut source = error.source();
     while let Some(cause) = source {

@@ -235,6 +235,15 @@ impl ClientSpan {
         self.finish(0, "transport", Some(error));
     }
 
+    /// Ends the span with a client's result: the status of a response, or the error.
+    #[cfg(any(feature = "awc", feature = "reqwest"))]
+    fn settle<R, E: std::fmt::Display>(self, result: &Result<R, E>, status: impl Fn(&R) -> u16) {
+        match result {
+            Ok(response) => self.end(status(response)),
+            Err(e) => self.fail(e),
+        }
+    }
+
     fn finish(self, status: u16, error_type: &'static str, error: Option<&dyn std::fmt::Display>) {
         let secs = clock::nanos_between(self.start, clock::raw()) as f64 / 1e9;
         metrics().observe(self.method, &self.address, status, error_type, secs);
@@ -345,10 +354,7 @@ impl Traced<awc::ClientRequest> {
     pub async fn send(self) -> <awc::SendClientRequest as Future>::Output {
         let Traced { request, call } = self;
         let result = request.send().await;
-        match &result {
-            Ok(response) => call.end(response.status().as_u16()),
-            Err(e) => call.fail(e),
-        }
+        call.settle(&result, |r| r.status().as_u16());
         result
     }
 
@@ -368,10 +374,7 @@ impl Traced<awc::ClientRequest> {
     ) -> <awc::SendClientRequest as Future>::Output {
         let Traced { request, call } = self;
         let result = request.send_body(body).await;
-        match &result {
-            Ok(response) => call.end(response.status().as_u16()),
-            Err(e) => call.fail(e),
-        }
+        call.settle(&result, |r| r.status().as_u16());
         result
     }
 }
@@ -408,10 +411,7 @@ impl Traced<reqwest::RequestBuilder> {
     pub async fn send(self) -> Result<reqwest::Response, reqwest::Error> {
         let Traced { request, call } = self;
         let result = request.send().await;
-        match &result {
-            Ok(response) => call.end(response.status().as_u16()),
-            Err(e) => call.fail(e),
-        }
+        call.settle(&result, |r| r.status().as_u16());
         result
     }
 }

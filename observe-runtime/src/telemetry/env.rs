@@ -83,27 +83,7 @@ pub(crate) fn sdk_disabled() -> Result<bool, EnvError> {
 /// `OTEL_TRACES_EXPORTER`. Unset: OTLP when an OTLP endpoint variable is set, else none,
 /// so a service without a collector runs offline and quietly.
 pub(crate) fn traces_exporter() -> Result<TracesExporter, EnvError> {
-    match var("OTEL_TRACES_EXPORTER") {
-        None => Ok(
-            if var("OTEL_EXPORTER_OTLP_ENDPOINT").is_some()
-                || var("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT").is_some()
-            {
-                TracesExporter::Otlp
-            } else {
-                TracesExporter::None
-            },
-        ),
-        Some(v) => match v.to_ascii_lowercase().as_str() {
-            "otlp" => Ok(TracesExporter::Otlp),
-            // Spans are always visible in the log output; `console` asks for nothing more.
-            "none" | "console" => Ok(TracesExporter::None),
-            _ => Err(EnvError {
-                variable: "OTEL_TRACES_EXPORTER",
-                value: v,
-                expected: "otlp, console or none",
-            }),
-        },
-    }
+    signal_exporter("OTEL_TRACES_EXPORTER", "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT")
 }
 
 /// `OTEL_PROPAGATORS`: a comma-separated list; default `tracecontext,baggage`.
@@ -136,11 +116,18 @@ pub(crate) fn propagators() -> Result<Propagators, EnvError> {
 /// `OTEL_LOGS_EXPORTER`. Unset: OTLP when an OTLP endpoint variable for logs is set
 /// (`OTEL_EXPORTER_OTLP_ENDPOINT` or `_LOGS_ENDPOINT`), else none.
 pub(crate) fn logs_exporter() -> Result<TracesExporter, EnvError> {
-    match var("OTEL_LOGS_EXPORTER") {
+    signal_exporter("OTEL_LOGS_EXPORTER", "OTEL_EXPORTER_OTLP_LOGS_ENDPOINT")
+}
+
+/// A signal's `OTEL_*_EXPORTER`: `otlp`, or `none` / `console` (the log lines already
+/// show spans and events); unset, OTLP when the general or the signal's endpoint is set.
+fn signal_exporter(
+    variable: &'static str,
+    endpoint: &'static str,
+) -> Result<TracesExporter, EnvError> {
+    match var(variable) {
         None => Ok(
-            if var("OTEL_EXPORTER_OTLP_ENDPOINT").is_some()
-                || var("OTEL_EXPORTER_OTLP_LOGS_ENDPOINT").is_some()
-            {
+            if var("OTEL_EXPORTER_OTLP_ENDPOINT").is_some() || var(endpoint).is_some() {
                 TracesExporter::Otlp
             } else {
                 TracesExporter::None
@@ -148,10 +135,9 @@ pub(crate) fn logs_exporter() -> Result<TracesExporter, EnvError> {
         ),
         Some(v) => match v.to_ascii_lowercase().as_str() {
             "otlp" => Ok(TracesExporter::Otlp),
-            // Log lines are always written; `console` asks for nothing more.
             "none" | "console" => Ok(TracesExporter::None),
             _ => Err(EnvError {
-                variable: "OTEL_LOGS_EXPORTER",
+                variable,
                 value: v,
                 expected: "otlp, console or none",
             }),

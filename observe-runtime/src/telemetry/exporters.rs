@@ -185,6 +185,29 @@ mod otlp {
     use super::super::tls::{self, Signal};
     use super::*;
 
+    /// The OTLP/HTTP exporter of a signal from its builder: our HTTP client (the batch
+    /// processors export from threads of their own, where a blocking client works),
+    /// endpoint, timeout and gzip from the environment; and where the client keeps the
+    /// cause of a failure.
+    macro_rules! http_exporter {
+        ($builder:expr, $signal:expr) => {{
+            let client = tls::explaining_client($signal)?;
+            let cause = client.last_error();
+            let mut builder = $builder
+                .with_http()
+                .with_endpoint(tls::http_endpoint($signal))
+                .with_timeout(tls::timeout($signal)?)
+                .with_http_client(client);
+            if tls::gzip($signal)? {
+                builder = builder.with_compression(opentelemetry_otlp::Compression::Gzip);
+            }
+            let exporter = builder
+                .build()
+                .map_err(|e| InitError::Exporter(e.to_string()))?;
+            Ok((exporter, Some(cause)))
+        }};
+    }
+
     /// The OTLP span exporter the environment asks for, and where its HTTP client keeps
     /// the cause of a failure.
     pub(in super::super) fn span_exporter()
@@ -192,22 +215,7 @@ mod otlp {
         if env::otlp_grpc(Signal::Traces)? {
             return Ok((grpc::span_exporter()?, None));
         }
-        // The batch processor exports from a thread of its own: the blocking HTTP
-        // client is the one that works there (the async one panics: "no reactor").
-        let client = tls::explaining_client(Signal::Traces)?;
-        let cause = client.last_error();
-        let mut builder = opentelemetry_otlp::SpanExporter::builder()
-            .with_http()
-            .with_endpoint(tls::http_endpoint(Signal::Traces))
-            .with_timeout(tls::timeout(Signal::Traces)?)
-            .with_http_client(client);
-        if tls::gzip(Signal::Traces)? {
-            builder = builder.with_compression(opentelemetry_otlp::Compression::Gzip);
-        }
-        let exporter = builder
-            .build()
-            .map_err(|e| InitError::Exporter(e.to_string()))?;
-        Ok((exporter, Some(cause)))
+        http_exporter!(opentelemetry_otlp::SpanExporter::builder(), Signal::Traces)
     }
 
     /// The OTLP log exporter the environment asks for, and where its HTTP client keeps
@@ -217,20 +225,7 @@ mod otlp {
         if env::otlp_grpc(Signal::Logs)? {
             return Ok((grpc::log_exporter()?, None));
         }
-        let client = tls::explaining_client(Signal::Logs)?;
-        let cause = client.last_error();
-        let mut builder = opentelemetry_otlp::LogExporter::builder()
-            .with_http()
-            .with_endpoint(tls::http_endpoint(Signal::Logs))
-            .with_timeout(tls::timeout(Signal::Logs)?)
-            .with_http_client(client);
-        if tls::gzip(Signal::Logs)? {
-            builder = builder.with_compression(opentelemetry_otlp::Compression::Gzip);
-        }
-        let exporter = builder
-            .build()
-            .map_err(|e| InitError::Exporter(e.to_string()))?;
-        Ok((exporter, Some(cause)))
+        http_exporter!(opentelemetry_otlp::LogExporter::builder(), Signal::Logs)
     }
 
     /// A log exporter whose failures are counted.

@@ -251,27 +251,12 @@ impl opentelemetry_http::HttpClient for ExplainingClient {
         let result = self.send(request);
         let mut last = self.last_error.lock().unwrap_or_else(|p| p.into_inner());
         *last = match &result {
-            Err(e) => Some(error_chain(e.as_ref())),
+            Err(e) => Some(crate::health::checks::with_sources(e.as_ref())),
             Ok(r) if !r.status().is_success() => Some(format!("HTTP {}", r.status())),
             Ok(_) => None,
         };
         result
     }
-}
-
-/// An error and its causes, on one line.
-pub(crate) fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
-    let mut out = e.to_string();
-    let mut source = e.source();
-    while let Some(cause) = source {
-        let text = cause.to_string();
-        if !out.contains(&text) {
-            out.push_str(": ");
-            out.push_str(&text);
-        }
-        source = cause.source();
-    }
-    out
 }
 
 /// The HTTP agent for a signal's exports: our TLS settings, the signal's timeout, every

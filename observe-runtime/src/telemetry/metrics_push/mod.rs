@@ -24,6 +24,7 @@ use super::InitError;
 use super::dropped::{self, Lost, Reason};
 use super::env::{self, EnvError};
 use super::tls::{self, Signal};
+use crate::health::checks::{percent_decode, with_sources};
 use encode::{proto_resource, to_request};
 
 /// Whether metrics go out over OTLP: `OTEL_METRICS_EXPORTER`, or, unset, whether an
@@ -73,27 +74,6 @@ fn headers() -> Vec<(String, String)> {
         .collect()
 }
 
-fn percent_decode(s: &str) -> String {
-    let bytes = s.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        if bytes[i] == b'%'
-            && i + 2 < bytes.len()
-            && let Some(b) = std::str::from_utf8(&bytes[i + 1..i + 3])
-                .ok()
-                .and_then(|h| u8::from_str_radix(h, 16).ok())
-        {
-            out.push(b);
-            i += 3;
-        } else {
-            out.push(bytes[i]);
-            i += 1;
-        }
-    }
-    String::from_utf8_lossy(&out).into_owned()
-}
-
 /// The running exporter; stopping it exports once more, then joins the thread.
 pub(crate) struct Pusher {
     stop: mpsc::Sender<()>,
@@ -138,7 +118,7 @@ impl Pusher {
                     let failure = match post.send(&body[..]) {
                         Ok(r) if r.status().is_success() => return,
                         Ok(r) => format!("{url} answered HTTP {}", r.status()),
-                        Err(e) => format!("{url}: {}", tls::error_chain(&e)),
+                        Err(e) => format!("{url}: {}", with_sources(&e)),
                     };
                     dropped::report(
                         Lost::MetricPoints,
