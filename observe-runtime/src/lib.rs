@@ -39,9 +39,14 @@ pub mod telemetry;
 #[doc(hidden)]
 pub mod __private {
     pub use crate::metrics::site::{
-        Cells, Classifier, ClassifyOther, ClassifyResult, DEFAULT_B, DEFAULT_BUCKETS, FnKind,
-        Guard, Outcome, Site, SiteDyn, SiteMeta, bounds_ns, outcome_from,
+        Cells, Classifier, ClassifyOther, ClassifyResult, DEFAULT_B, DEFAULT_BOUNDS_NS,
+        DEFAULT_BUCKETS, FnKind, Guard, Outcome, Site, SiteDyn, SiteMeta, Timed, bounds_ns,
+        outcome_from, timed,
     };
+
+    pub use crate::metrics::callsite::{new_span, span_metadata};
+    pub use tracing::callsite::DefaultCallsite as SpanCallsite;
+    pub use tracing::{Level, Metadata};
 
     pub use crate::health::CHECKS;
     #[cfg(feature = "heap")]

@@ -144,7 +144,36 @@ pub fn instrumented(args: &Args, item: &ItemFn) -> TokenStream {
 
     let block = &item.block;
     let ret = nameable_output(&sig.output);
-    let body = if is_async {
+    let body = if is_async && metrics_on && args.err.is_none() {
+        // One `Timed` future around the body: it finishes the call (inside the span, as
+        // `Instrument` polls it there) without a second `async` block.
+        let classify = if let Some((_, path)) = &args.error_if {
+            quote!(|__observe_out| #p::outcome_from(!(#path)(__observe_out)))
+        } else if let Some((_, path)) = &args.ok_if {
+            quote!(|__observe_out| #p::outcome_from((#path)(__observe_out)))
+        } else {
+            quote!(|__observe_out| {
+                #[allow(unused_imports)]
+                use #p::{ClassifyOther as _, ClassifyResult as _};
+                (&#p::Classifier(__observe_out)).__observe_outcome()
+            })
+        };
+        let timed = quote! {
+            #p::timed(
+                #p::typed_future::<#ret, _>(async move #block),
+                __observe_guard,
+                #classify,
+                #span_on,
+            )
+        };
+        let inner = instrument(timed);
+        quote! {{
+            #statics
+            #start
+            #span_def
+            #inner.await
+        }}
+    } else if is_async {
         let typed = quote!(#p::typed_future::<#ret, _>(async move #block));
         // The error and the call are recorded inside the span, so `Span::current()` is
         // ours and the histogram's exemplar carries this call's span id.

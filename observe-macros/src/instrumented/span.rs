@@ -6,7 +6,8 @@ use quote::quote;
 
 use super::attr::{Args, Sigil};
 
-/// `let __observe_span = span!(…);`
+/// `let __observe_span = …;`: without `fields(…)`, two `const`-built statics (the
+/// metadata and its callsite) and one out-of-line call; with fields, `tracing::span!`.
 pub fn span_def(args: &Args, fn_name: &str) -> TokenStream {
     let p = quote!(::observe::__private);
     let level = match args.level.as_ref().map(|l| l.value().to_ascii_uppercase()) {
@@ -27,6 +28,22 @@ pub fn span_def(args: &Args, fn_name: &str) -> TokenStream {
             Some((Sigil::Display, e)) => quote!(#name = %#e),
         }
     });
+    if args.fields.is_empty() {
+        let names = args.err.map(|_| quote!("otel.status_code"));
+        return quote! {
+            static __OBSERVE_CALLSITE: #p::SpanCallsite = #p::SpanCallsite::new(&__OBSERVE_SPAN);
+            static __OBSERVE_SPAN: #p::Metadata<'static> = #p::span_metadata(
+                #fn_name,
+                ::core::module_path!(),
+                #p::Level::#level,
+                ::core::file!(),
+                ::core::line!(),
+                &[#names],
+                &__OBSERVE_CALLSITE,
+            );
+            let __observe_span = #p::new_span(&__OBSERVE_CALLSITE);
+        };
+    }
     let err_fields = args
         .err
         .map(|_| quote!(otel.status_code = #p::tracing::field::Empty,));

@@ -16,7 +16,7 @@ pub fn statics(args: &Args, sig: &Signature, fn_name: &str, kind: &TokenStream) 
         None => (
             quote!(#p::DEFAULT_B),
             quote!(&#p::DEFAULT_BUCKETS),
-            quote!(#p::bounds_ns::<{ #p::DEFAULT_B }>(&#p::DEFAULT_BUCKETS)),
+            quote!(#p::DEFAULT_BOUNDS_NS),
         ),
         Some(buckets) => {
             let n = buckets.bounds.len() + 1;

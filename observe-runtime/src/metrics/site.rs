@@ -159,6 +159,63 @@ impl<const B: usize> Guard<B> {
     }
 }
 
+/// An `async` function's body with its call guard: polls the body, and when it is ready
+/// records the call with the outcome `classify` gives (inside the span, when `traced`,
+/// so it may become the bucket's exemplar). Dropped before that, the guard records the
+/// call as cancelled (or, while panicking, as an error). One small generic type instead
+/// of a second `async` block in every instrumented function.
+pub struct Timed<F: Future, const B: usize> {
+    // Dropped first: a cancelled body ends before its call is recorded.
+    future: F,
+    guard: Option<Guard<B>>,
+    classify: fn(&F::Output) -> Outcome,
+    traced: bool,
+}
+
+/// See [`Timed`].
+#[inline(always)]
+pub fn timed<F: Future, const B: usize>(
+    future: F,
+    guard: Guard<B>,
+    classify: fn(&F::Output) -> Outcome,
+    traced: bool,
+) -> Timed<F, B> {
+    Timed {
+        future,
+        guard: Some(guard),
+        classify,
+        traced,
+    }
+}
+
+impl<F: Future, const B: usize> Future for Timed<F, B> {
+    type Output = F::Output;
+
+    #[inline]
+    fn poll(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<F::Output> {
+        // SAFETY: `future` is structurally pinned (never moved out of `self`, dropped in
+        // place); the other fields are not pinned and are only read or taken.
+        let this = unsafe { self.get_unchecked_mut() };
+        // SAFETY: see above.
+        let future = unsafe { std::pin::Pin::new_unchecked(&mut this.future) };
+        let out = std::task::ready!(future.poll(cx));
+        if let Some(guard) = this.guard.take() {
+            finish_call(guard, (this.classify)(&out), this.traced);
+        }
+        std::task::Poll::Ready(out)
+    }
+}
+
+/// [`Timed`]'s recording, out of line: one copy per bucket count, not one inlined into
+/// every async function (which made release builds slower).
+#[inline(never)]
+fn finish_call<const B: usize>(guard: Guard<B>, outcome: Outcome, traced: bool) {
+    guard.finish_with(outcome, traced);
+}
+
 impl<const B: usize> Drop for Guard<B> {
     /// Reached only when `finish` was not: the call panicked (an error) or its future was
     /// dropped before completion (cancelled).
@@ -279,6 +336,10 @@ pub const DEFAULT_BUCKETS: [f64; 14] = [
 
 /// Number of cells for the default buckets (`DEFAULT_BUCKETS.len() + 1`).
 pub const DEFAULT_B: usize = DEFAULT_BUCKETS.len() + 1;
+
+/// The default buckets' bounds in nanoseconds, computed once (each function's `Site`
+/// would otherwise evaluate [`bounds_ns`] in its own `const` initializer).
+pub const DEFAULT_BOUNDS_NS: [u64; DEFAULT_B] = bounds_ns::<DEFAULT_B>(&DEFAULT_BUCKETS);
 
 #[cfg(test)]
 mod tests {
