@@ -45,6 +45,7 @@ pub mod __private {
     };
 
     pub use crate::metrics::callsite::{new_span, span_metadata};
+    pub use crate::metrics::classify::result_outcome;
     pub use tracing::callsite::DefaultCallsite as SpanCallsite;
     pub use tracing::{Level, Metadata};
 

@@ -68,6 +68,17 @@ fn returns_boxed_future(output: &ReturnType) -> bool {
     )))
 }
 
+/// The declared return type is written `Result<…>` (or a path ending in `Result`, such as
+/// `io::Result<T>`): its outcome then comes from one shared generic function.
+fn declares_result(output: &ReturnType) -> bool {
+    let ReturnType::Type(_, ty) = output else {
+        return false;
+    };
+    matches!(&**ty, Type::Path(p) if p.qself.is_none()
+        && p.path.segments.last().is_some_and(|s| s.ident == "Result"
+            && matches!(s.arguments, syn::PathArguments::AngleBracketed(_))))
+}
+
 /// The return type as a turbofish argument, or `_` when it cannot be named.
 fn nameable_output(output: &ReturnType) -> TokenStream {
     match output {
@@ -113,6 +124,8 @@ pub fn instrumented(args: &Args, item: &ItemFn) -> TokenStream {
         quote!(#p::outcome_from(!(#path)(&__observe_out)))
     } else if let Some((_, path)) = &args.ok_if {
         quote!(#p::outcome_from((#path)(&__observe_out)))
+    } else if declares_result(&sig.output) {
+        quote!(#p::result_outcome(&__observe_out))
     } else {
         quote! {{
             #[allow(unused_imports)]
@@ -151,6 +164,8 @@ pub fn instrumented(args: &Args, item: &ItemFn) -> TokenStream {
             quote!(|__observe_out| #p::outcome_from(!(#path)(__observe_out)))
         } else if let Some((_, path)) = &args.ok_if {
             quote!(|__observe_out| #p::outcome_from((#path)(__observe_out)))
+        } else if declares_result(&sig.output) {
+            quote!(#p::result_outcome)
         } else {
             quote!(|__observe_out| {
                 #[allow(unused_imports)]
