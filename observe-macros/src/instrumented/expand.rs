@@ -4,7 +4,7 @@
 
 use crate::common::types::mentions_impl_trait;
 use proc_macro2::TokenStream;
-use quote::quote;
+use quote::{quote, quote_spanned};
 use syn::{ItemFn, ReturnType, Type};
 
 use super::attr::Args;
@@ -79,6 +79,15 @@ fn declares_result(output: &ReturnType) -> bool {
             && matches!(s.arguments, syn::PathArguments::AngleBracketed(_))))
 }
 
+/// Where a misnamed `Result` is reported: the return type.
+fn result_span(output: &ReturnType) -> proc_macro2::Span {
+    use syn::spanned::Spanned as _;
+    match output {
+        ReturnType::Type(_, ty) => ty.span(),
+        ReturnType::Default => proc_macro2::Span::call_site(),
+    }
+}
+
 /// The return type as a turbofish argument, or `_` when it cannot be named.
 fn nameable_output(output: &ReturnType) -> TokenStream {
     match output {
@@ -125,7 +134,8 @@ pub fn instrumented(args: &Args, item: &ItemFn) -> TokenStream {
     } else if let Some((_, path)) = &args.ok_if {
         quote!(#p::outcome_from((#path)(&__observe_out)))
     } else if declares_result(&sig.output) {
-        quote!(#p::result_outcome(&__observe_out))
+        let at = result_span(&sig.output);
+        quote_spanned!(at=> #p::result_outcome(&__observe_out))
     } else {
         quote! {{
             #[allow(unused_imports)]
@@ -165,7 +175,8 @@ pub fn instrumented(args: &Args, item: &ItemFn) -> TokenStream {
         } else if let Some((_, path)) = &args.ok_if {
             quote!(|__observe_out| #p::outcome_from((#path)(__observe_out)))
         } else if declares_result(&sig.output) {
-            quote!(#p::result_outcome)
+            let at = result_span(&sig.output);
+            quote_spanned!(at=> #p::result_outcome)
         } else {
             quote!(|__observe_out| {
                 #[allow(unused_imports)]

@@ -45,10 +45,29 @@ pub fn outcome_from(is_ok: bool) -> Outcome {
     if is_ok { Outcome::Ok } else { Outcome::Error }
 }
 
+/// A `std::result::Result`: what a return type spelled `…Result<…>` must be for
+/// [`result_outcome`].
+#[diagnostic::on_unimplemented(
+    message = "`#[instrumented]` takes a return type named `Result` for `std::result::Result`, and `{Self}` is not one",
+    label = "not `std::result::Result` (or an alias of it)",
+    note = "classify your own type with `ok_if = path` or `error_if = path`"
+)]
+pub trait IsResult {
+    /// `is_ok()`.
+    fn is_ok_result(&self) -> bool;
+}
+
+impl<T, E> IsResult for Result<T, E> {
+    #[inline(always)]
+    fn is_ok_result(&self) -> bool {
+        self.is_ok()
+    }
+}
+
 /// The outcome of a `Result`, for functions whose declared return type is one (the
 /// macro sees it in the signature): one generic function shared by every function with
 /// the same `Result` type, instead of the autoref dispatch per function.
 #[inline(always)]
-pub fn result_outcome<T, E>(value: &Result<T, E>) -> Outcome {
-    outcome_from(value.is_ok())
+pub fn result_outcome<R: IsResult>(value: &R) -> Outcome {
+    outcome_from(value.is_ok_result())
 }
