@@ -15,6 +15,29 @@ pub(crate) trait Collector: Send + Sync {
 
 static COLLECTORS: Mutex<Vec<&'static dyn Collector>> = Mutex::new(Vec::new());
 
+/// A collector made on first use and registered then, once: `static M: Registered<T> =
+/// Registered::new(T::default);` and `M.get()` wherever it is recorded into.
+pub(crate) struct Registered<T: Collector + 'static> {
+    value: once_cell::sync::Lazy<T>,
+    once: std::sync::Once,
+}
+
+impl<T: Collector + 'static> Registered<T> {
+    pub(crate) const fn new(make: fn() -> T) -> Self {
+        Registered {
+            value: once_cell::sync::Lazy::new(make),
+            once: std::sync::Once::new(),
+        }
+    }
+
+    /// The collector, registered on the first call.
+    pub(crate) fn get(&'static self) -> &'static T {
+        let value: &'static T = &self.value;
+        self.once.call_once(|| register(value));
+        value
+    }
+}
+
 /// Registers a collector once (a second registration of the same one is ignored).
 pub(crate) fn register(collector: &'static dyn Collector) {
     let mut all = COLLECTORS.lock().unwrap_or_else(|p| p.into_inner());

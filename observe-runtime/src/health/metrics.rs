@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use std::sync::Mutex;
 use std::time::Duration;
 
-use crate::exposition::collector::{self, Collector};
+use crate::exposition::collector::{Collector, Registered};
 use crate::exposition::{Family, Kind, Series, label};
 
 /// Bounds for check durations (seconds): checks are bounded by timeouts of about a second.
@@ -29,12 +29,8 @@ pub(crate) struct HealthMetrics {
 }
 
 pub(crate) fn metrics() -> &'static HealthMetrics {
-    static METRICS: once_cell::sync::Lazy<HealthMetrics> =
-        once_cell::sync::Lazy::new(HealthMetrics::default);
-    static REGISTERED: std::sync::Once = std::sync::Once::new();
-    let m: &'static HealthMetrics = &METRICS;
-    REGISTERED.call_once(|| collector::register(m));
-    m
+    static METRICS: Registered<HealthMetrics> = Registered::new(HealthMetrics::default);
+    METRICS.get()
 }
 
 impl HealthMetrics {

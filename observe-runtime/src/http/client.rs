@@ -4,7 +4,7 @@
 //! [`ClientSpan`] works with any client; [`Propagate`] does it for `awc` 3 and
 //! `reqwest` 0.13 (features `awc`, `reqwest`).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Mutex;
 
 use opentelemetry::trace::TraceContextExt as _;
@@ -12,7 +12,7 @@ use tracing::field::Empty;
 use tracing_opentelemetry::OpenTelemetrySpanExt as _;
 
 use super::series::{METHODS, method_index_of};
-use crate::exposition::collector::{self, Collector};
+use crate::exposition::collector::{Collector, Registered};
 use crate::exposition::{Family, Kind, Series, label};
 use crate::metrics::clock;
 
@@ -39,34 +39,34 @@ struct Histogram {
 
 #[derive(Default)]
 struct ClientMetrics {
-    series: Mutex<HashMap<Key, Histogram>>,
+    series: Mutex<Recorded>,
+}
+
+#[derive(Default)]
+struct Recorded {
+    histograms: HashMap<Key, Histogram>,
+    /// The server addresses with series of their own (at most [`MAX_CLIENT_ADDRESSES`]).
+    addresses: HashSet<String>,
 }
 
 fn metrics() -> &'static ClientMetrics {
-    static METRICS: once_cell::sync::Lazy<ClientMetrics> =
-        once_cell::sync::Lazy::new(ClientMetrics::default);
-    static REGISTERED: std::sync::Once = std::sync::Once::new();
-    let m: &'static ClientMetrics = &METRICS;
-    REGISTERED.call_once(|| collector::register(m));
-    m
+    static METRICS: Registered<ClientMetrics> = Registered::new(ClientMetrics::default);
+    METRICS.get()
 }
 
 impl ClientMetrics {
     fn observe(&self, method: u8, address: &str, status: u16, error: &'static str, secs: f64) {
         let mut series = self.series.lock().unwrap_or_else(|p| p.into_inner());
-        let known = series.keys().any(|(_, a, _, _)| a == address);
-        let addresses = || {
-            let mut seen: Vec<&str> = series.keys().map(|(_, a, _, _)| a.as_str()).collect();
-            seen.sort_unstable();
-            seen.dedup();
-            seen.len()
-        };
-        let address = if known || addresses() < MAX_CLIENT_ADDRESSES {
+        let address = if series.addresses.contains(address) {
+            address
+        } else if series.addresses.len() < MAX_CLIENT_ADDRESSES {
+            series.addresses.insert(address.to_owned());
             address
         } else {
             "<overflow>"
         };
         let h = series
+            .histograms
             .entry((method, address.to_owned(), status, error))
             .or_default();
         h.counts[BUCKETS.iter().filter(|&&b| b < secs).count()] += 1;
@@ -77,6 +77,7 @@ impl ClientMetrics {
 impl Collector for ClientMetrics {
     fn collect(&self, out: &mut Vec<Family>) {
         let series = self.series.lock().unwrap_or_else(|p| p.into_inner());
+        let series = &series.histograms;
         let mut family = Family::new(
             "http_client_request_duration_seconds",
             Kind::Histogram,
@@ -447,7 +448,7 @@ mod tests {
         for i in 0..MAX_CLIENT_ADDRESSES + 10 {
             m.observe(0, &format!("host{i}"), 200, "", 0.01);
         }
-        let series = m.series.lock().unwrap();
+        let series = &m.series.lock().unwrap().histograms;
         assert_eq!(
             series.len(),
             MAX_CLIENT_ADDRESSES + 1,

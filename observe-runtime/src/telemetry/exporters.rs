@@ -19,6 +19,10 @@ use super::dropped::{self, Lost, Reason};
 struct Pending {
     count: AtomicUsize,
     capacity: usize,
+    /// What is lost when an item is refused or an export fails.
+    lost: Lost,
+    /// The SDK variable that sets the capacity, for the log line.
+    variable: &'static str,
     /// Where the exporter's HTTP client keeps the cause of its last failure.
     cause: Option<Cause>,
 }
@@ -27,24 +31,49 @@ struct Pending {
 pub(super) type Cause = Arc<std::sync::Mutex<Option<String>>>;
 
 impl Pending {
-    fn new(capacity: usize, cause: Option<Cause>) -> Arc<Pending> {
+    fn new(
+        lost: Lost,
+        variable: &'static str,
+        capacity: usize,
+        cause: Option<Cause>,
+    ) -> Arc<Pending> {
         Arc::new(Pending {
             count: AtomicUsize::new(0),
             capacity,
+            lost,
+            variable,
             cause,
         })
     }
 
-    /// The exporter's error, with the transport's cause when known.
-    fn explain(&self, error: &dyn std::fmt::Display) -> String {
-        let cause = self
-            .cause
-            .as_ref()
-            .and_then(|c| c.lock().unwrap_or_else(|p| p.into_inner()).clone());
-        match cause {
-            Some(cause) => format!("{error} ({cause})"),
-            None => error.to_string(),
+    /// An export of `n` items ended with `result`: their places are free again, and a
+    /// failure is counted and reported with the transport's cause when known.
+    fn exported(&self, n: usize, result: &OTelSdkResult) {
+        self.done(n);
+        if let Err(error) = result {
+            let cause = self
+                .cause
+                .as_ref()
+                .and_then(|c| c.lock().unwrap_or_else(|p| p.into_inner()).clone());
+            let why = match cause {
+                Some(cause) => format!("{error} ({cause})"),
+                None => error.to_string(),
+            };
+            dropped::report(self.lost, Reason::ExportFailed, n as u64, &why);
         }
+    }
+
+    /// An item refused at a full queue: counted and reported.
+    fn refused(&self) {
+        dropped::report(
+            self.lost,
+            Reason::QueueFull,
+            1,
+            &format_args!(
+                "the export queue is full ({} = {})",
+                self.variable, self.capacity
+            ),
+        );
     }
 
     /// Claims a place; `false` when the queue is full.
@@ -84,11 +113,7 @@ impl<E: SpanExporter> SpanExporter for CountedSpanExporter<E> {
     async fn export(&self, batch: Vec<SpanData>) -> OTelSdkResult {
         let n = batch.len();
         let result = self.inner.export(batch).await;
-        self.pending.done(n);
-        if let Err(e) = &result {
-            let why = self.pending.explain(e);
-            dropped::report(Lost::Spans, Reason::ExportFailed, n as u64, &why);
-        }
+        self.pending.exported(n, &result);
         result
     }
     fn shutdown_with_timeout(&self, timeout: Duration) -> OTelSdkResult {
@@ -117,15 +142,7 @@ impl<P: SpanProcessor> SpanProcessor for CountedSpanProcessor<P> {
         if self.pending.admit() {
             self.inner.on_end(span)
         } else {
-            dropped::report(
-                Lost::Spans,
-                Reason::QueueFull,
-                1,
-                &format_args!(
-                    "the export queue holds {} spans (OTEL_BSP_MAX_QUEUE_SIZE)",
-                    self.pending.capacity
-                ),
-            );
+            self.pending.refused();
         }
     }
     fn force_flush(&self) -> OTelSdkResult {
@@ -160,7 +177,7 @@ fn counted_span_processor_of<E: SpanExporter + 'static>(
     capacity: usize,
 ) -> CountedSpanProcessor<opentelemetry_sdk::trace::BatchSpanProcessor> {
     use opentelemetry_sdk::trace::{BatchConfigBuilder, BatchSpanProcessor};
-    let pending = Pending::new(capacity, cause);
+    let pending = Pending::new(Lost::Spans, "OTEL_BSP_MAX_QUEUE_SIZE", capacity, cause);
     let exporter = CountedSpanExporter {
         inner: exporter,
         pending: pending.clone(),
@@ -239,11 +256,7 @@ mod otlp {
         async fn export(&self, batch: LogBatch<'_>) -> OTelSdkResult {
             let n = batch.iter().count();
             let result = self.inner.export(batch).await;
-            self.pending.done(n);
-            if let Err(e) = &result {
-                let why = self.pending.explain(e);
-                dropped::report(Lost::LogRecords, Reason::ExportFailed, n as u64, &why);
-            }
+            self.pending.exported(n, &result);
             result
         }
         fn shutdown_with_timeout(&self, timeout: Duration) -> OTelSdkResult {
@@ -266,15 +279,7 @@ mod otlp {
             if self.pending.admit() {
                 self.inner.emit(record, scope)
             } else {
-                dropped::report(
-                    Lost::LogRecords,
-                    Reason::QueueFull,
-                    1,
-                    &format_args!(
-                        "the export queue holds {} log records (OTEL_BLRP_MAX_QUEUE_SIZE)",
-                        self.pending.capacity
-                    ),
-                );
+                self.pending.refused();
             }
         }
         fn force_flush(&self) -> OTelSdkResult {
@@ -298,7 +303,12 @@ mod otlp {
             "OTEL_BLRP_MAX_QUEUE_SIZE",
             opentelemetry_sdk::logs::OTEL_BLRP_MAX_QUEUE_SIZE_DEFAULT,
         );
-        let pending = Pending::new(capacity, cause);
+        let pending = Pending::new(
+            Lost::LogRecords,
+            "OTEL_BLRP_MAX_QUEUE_SIZE",
+            capacity,
+            cause,
+        );
         let exporter = CountedLogExporter {
             inner: exporter,
             pending: pending.clone(),

@@ -208,6 +208,10 @@ pub(crate) fn ureq_tls(files: &TlsFiles) -> Result<ureq::tls::TlsConfig, InitErr
 /// The cause of an exporter's last failed request, for the line that reports it.
 pub(crate) type LastError = Arc<std::sync::Mutex<Option<String>>>;
 
+type HttpRequest = opentelemetry_http::Request<opentelemetry_http::Bytes>;
+type HttpResult =
+    Result<opentelemetry_http::Response<opentelemetry_http::Bytes>, opentelemetry_http::HttpError>;
+
 /// The exporters' HTTP client: a ureq agent with our TLS settings and the signal's
 /// timeout, keeping the full cause of the last failure (a TLS error is several levels
 /// down; the exporter's own error says only "network error").
@@ -222,13 +226,7 @@ impl ExplainingClient {
         self.last_error.clone()
     }
 
-    fn send(
-        &self,
-        request: opentelemetry_http::Request<opentelemetry_http::Bytes>,
-    ) -> Result<
-        opentelemetry_http::Response<opentelemetry_http::Bytes>,
-        opentelemetry_http::HttpError,
-    > {
+    fn send(&self, request: HttpRequest) -> HttpResult {
         let (parts, body) = request.into_parts();
         let request = opentelemetry_http::Request::from_parts(parts, body.to_vec());
         let response = self.agent.run(request)?;
@@ -240,13 +238,7 @@ impl ExplainingClient {
 
 #[async_trait::async_trait]
 impl opentelemetry_http::HttpClient for ExplainingClient {
-    async fn send_bytes(
-        &self,
-        request: opentelemetry_http::Request<opentelemetry_http::Bytes>,
-    ) -> Result<
-        opentelemetry_http::Response<opentelemetry_http::Bytes>,
-        opentelemetry_http::HttpError,
-    > {
+    async fn send_bytes(&self, request: HttpRequest) -> HttpResult {
         // Blocking: the batch processors export from threads of their own.
         let result = self.send(request);
         let mut last = self.last_error.lock().unwrap_or_else(|p| p.into_inner());
