@@ -113,3 +113,116 @@ fn answers_while_the_application_worker_is_blocked() {
     );
     assert_eq!(done_rx.recv_timeout(Duration::from_secs(10)).unwrap(), 200);
 }
+
+/// Issue 15, item 1: 1,000 connections that send nothing and 200 that trickle a request
+/// head a byte at a time, each reopened as soon as the server closes it, for six seconds:
+/// every `/livez` and `/readyz` from a fresh client is answered within a second.
+#[test]
+fn probes_are_answered_under_idle_and_slowloris_connections() {
+    use std::io::{ErrorKind, Read, Write};
+    use std::net::TcpStream;
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+    use std::time::Instant;
+
+    let health = observe::health::Health::builder()
+        .checks(vec![])
+        .build()
+        .unwrap();
+    health.mark_started();
+    let admin = AdminServer::new()
+        .addr("127.0.0.1:0")
+        .health(health)
+        .start()
+        .unwrap();
+    let addr = admin.local_addr();
+    let stop = Arc::new(AtomicBool::new(false));
+    let reopened = Arc::new(AtomicUsize::new(0));
+
+    // One attacker thread per kind; each keeps its connections open, reopening closed ones.
+    let attacker = |count: usize, trickle: bool| {
+        let stop = stop.clone();
+        let reopened = reopened.clone();
+        std::thread::spawn(move || {
+            let open = || {
+                let s = TcpStream::connect(addr).ok()?;
+                s.set_nonblocking(true).ok()?;
+                Some(s)
+            };
+            let mut conns: Vec<Option<TcpStream>> = (0..count).map(|_| open()).collect();
+            let held = conns.iter().filter(|c| c.is_some()).count();
+            let slow_head = b"GET /livez HTTP/1.1\r\nHost: slow\r\nX-Slow: aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa";
+            let mut sent = vec![0usize; count];
+            let deadline = Instant::now() + Duration::from_secs(6);
+            while !stop.load(Ordering::Relaxed) && Instant::now() < deadline {
+                for (i, conn) in conns.iter_mut().enumerate() {
+                    let mut alive = conn.is_some();
+                    if let Some(s) = conn.as_mut() {
+                        let mut buf = [0u8; 256];
+                        match s.read(&mut buf) {
+                            Ok(0) => alive = false,
+                            Ok(_) => {}
+                            Err(e) if e.kind() == ErrorKind::WouldBlock => {}
+                            Err(_) => alive = false,
+                        }
+                        if alive && trickle {
+                            let byte = slow_head[sent[i] % slow_head.len()];
+                            match s.write(&[byte]) {
+                                Ok(_) => sent[i] += 1,
+                                Err(e) if e.kind() == ErrorKind::WouldBlock => {}
+                                Err(_) => alive = false,
+                            }
+                        }
+                    }
+                    if !alive {
+                        *conn = open();
+                        sent[i] = 0;
+                        reopened.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+                std::thread::sleep(Duration::from_millis(if trickle { 100 } else { 20 }));
+            }
+            held
+        })
+    };
+    let idle = attacker(1000, false);
+    let slow = attacker(200, true);
+    std::thread::sleep(Duration::from_millis(1500));
+
+    let mut worst = Duration::ZERO;
+    let mut answered = 0;
+    let probes = 40;
+    for i in 0..probes {
+        let path = if i % 2 == 0 { "/livez" } else { "/readyz" };
+        let started = Instant::now();
+        let request = format!("GET {path} HTTP/1.1\r\nHost: kubelet\r\nConnection: close\r\n\r\n");
+        let mut raw = Vec::new();
+        let ok = TcpStream::connect_timeout(&addr, Duration::from_secs(1)).is_ok_and(|mut s| {
+            s.set_read_timeout(Some(Duration::from_secs(1))).is_ok()
+                && s.write_all(request.as_bytes()).is_ok()
+                && s.read_to_end(&mut raw).is_ok()
+        }) && raw.starts_with(b"HTTP/1.1 200");
+        let took = started.elapsed();
+        worst = worst.max(took);
+        if ok && took <= Duration::from_secs(1) {
+            answered += 1;
+        }
+        std::thread::sleep(Duration::from_millis(80));
+    }
+    stop.store(true, Ordering::Relaxed);
+    let held_idle = idle.join().unwrap();
+    let held_slow = slow.join().unwrap();
+    assert!(
+        held_idle >= 990 && held_slow >= 198,
+        "the attack did not get its connections: {held_idle} idle, {held_slow} slow"
+    );
+    assert!(
+        reopened.load(Ordering::Relaxed) > 0,
+        "the server never closed an attacking connection: the attack was not held against it"
+    );
+    assert_eq!(
+        answered, probes,
+        "probes answered within 1 s under attack (slowest {worst:?})"
+    );
+    admin.stop();
+}
