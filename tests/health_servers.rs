@@ -193,3 +193,195 @@ fn readiness_follows_the_real_dependencies() {
     admin.stop();
     drop(postgres);
 }
+
+/// PostgreSQL's own count of sessions ever opened to the `postgres` database.
+fn sessions(config: &str) -> i64 {
+    use checks::tokio_postgres;
+    servers::block_on(async {
+        let (client, connection) = tokio_postgres::connect(config, tokio_postgres::NoTls)
+            .await
+            .unwrap();
+        let driver = tokio::spawn(connection);
+        let row = client
+            .query_one(
+                "SELECT sessions FROM pg_stat_database WHERE datname = 'postgres'",
+                &[],
+            )
+            .await
+            .unwrap();
+        drop(client);
+        let _ = driver.await;
+        row.get(0)
+    })
+}
+
+/// `INFO stats`' count of connections Redis ever accepted.
+fn redis_connections(port: u16) -> u64 {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    s.write_all(b"*2\r\n$4\r\nINFO\r\n$5\r\nstats\r\n").unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let mut text = String::new();
+    let mut buf = [0u8; 4096];
+    while !text.contains("total_connections_received:") || !text.ends_with("\r\n") {
+        let n = s.read(&mut buf).unwrap();
+        assert!(n > 0);
+        text.push_str(&String::from_utf8_lossy(&buf[..n]));
+    }
+    let line = text
+        .lines()
+        .find_map(|l| l.strip_prefix("total_connections_received:"))
+        .unwrap();
+    line.trim().parse().unwrap()
+}
+
+/// A keep-alive HTTP server that counts the connections it accepted.
+fn counting_http_server() -> (SocketAddr, Arc<AtomicU32>) {
+    use std::io::{Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let accepted = Arc::new(AtomicU32::new(0));
+    let count = accepted.clone();
+    std::thread::spawn(move || {
+        for stream in listener.incoming().take(100) {
+            let Ok(mut stream) = stream else { continue };
+            count.fetch_add(1, Ordering::SeqCst);
+            std::thread::spawn(move || {
+                let mut buf = [0u8; 4096];
+                let mut pending = Vec::new();
+                for _ in 0..1000 {
+                    let Ok(n) = stream.read(&mut buf) else { return };
+                    if n == 0 {
+                        return;
+                    }
+                    pending.extend_from_slice(&buf[..n]);
+                    while let Some(end) = pending.windows(4).position(|w| w == b"\r\n\r\n") {
+                        pending.drain(..end + 4);
+                        let body = "ok";
+                        let reply = format!(
+                            "HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n{body}",
+                            body.len()
+                        );
+                        if stream.write_all(reply.as_bytes()).is_err() {
+                            return;
+                        }
+                    }
+                }
+            });
+        }
+    });
+    (addr, accepted)
+}
+
+/// Issue 15, item 7: twenty runs of each built-in check that speaks a protocol open one
+/// connection, not twenty; a restarted PostgreSQL and a restarted Redis are reconnected
+/// to on the next run, which passes.
+#[test]
+fn built_in_checks_keep_their_connections() {
+    let postgres = servers::Postgres::start();
+    let mut redis_server = servers::Redis::start();
+    let (http_addr, http_accepted) = counting_http_server();
+    let config = postgres.config();
+    let redis_url = format!("redis://127.0.0.1:{}", redis_server.port);
+    let http_url = format!("http://{http_addr}/health");
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let run_all = |n: usize| {
+        for _ in 0..n {
+            runtime.block_on(async {
+                checks::postgres_connect(&config).await.unwrap();
+                checks::redis(&redis_url).await.unwrap();
+                checks::http_get(&http_url).await.unwrap();
+            });
+        }
+    };
+
+    let pg_before = sessions(&config);
+    let redis_before = redis_connections(redis_server.port);
+    run_all(20);
+    // The counting queries each open one session/connection of their own.
+    assert_eq!(
+        sessions(&config) - pg_before,
+        2,
+        "PostgreSQL sessions for 20 runs"
+    );
+    assert_eq!(
+        redis_connections(redis_server.port) - redis_before,
+        2,
+        "Redis connections for 20 runs"
+    );
+    assert_eq!(
+        http_accepted.load(Ordering::SeqCst),
+        1,
+        "HTTP connections for 20 runs"
+    );
+
+    // The servers restart: every kept connection breaks; the next run reconnects.
+    postgres.restart();
+    let port = redis_server.port;
+    redis_server.stop();
+    let mut redis_server = servers::Redis::start_on(port);
+    run_all(3);
+    assert_eq!(redis_server.port, port);
+    redis_server.stop();
+}
+
+#[observe::health_check(critical, timeout = "400ms", interval = "1s")]
+async fn frozen_database(deps: &Deps) -> Result<(), String> {
+    checks::postgres_connect(&deps.postgres).await
+}
+
+/// Issue 15, item 2, against a real PostgreSQL: frozen with SIGSTOP for 12 s (every
+/// check run times out; the background backoff grows to 8 s), then resumed: `/readyz`
+/// is 200 again within one interval (1 s) plus the timeout (400 ms) plus one polling
+/// step.
+#[test]
+fn readiness_recovers_within_an_interval_after_postgres_resumes() {
+    let postgres = servers::Postgres::start();
+    let health = Health::builder()
+        .select(["frozen_database"])
+        .state(Deps {
+            postgres: postgres.config(),
+            redis: String::new(),
+            gateway: String::new(),
+        })
+        .build()
+        .unwrap();
+    health.mark_started();
+    health.start_background();
+    let admin = observe::admin::AdminServer::new()
+        .addr("127.0.0.1:0")
+        .health(health.clone())
+        .start()
+        .unwrap();
+    let readyz = || common::http_get(admin.local_addr(), "/readyz?verbose", "").0;
+    servers::wait_until("ready", || readyz() == 200);
+
+    postgres.signal("STOP");
+    let frozen = Instant::now();
+    servers::wait_until("503 while PostgreSQL is frozen", || readyz() == 503);
+    while frozen.elapsed() < Duration::from_secs(12) {
+        assert_eq!(readyz(), 503);
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    postgres.signal("CONT");
+    let resumed = Instant::now();
+    loop {
+        if readyz() == 200 {
+            break;
+        }
+        assert!(
+            resumed.elapsed() < Duration::from_secs(10),
+            "never ready after PostgreSQL resumed"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let took = resumed.elapsed();
+    assert!(
+        took <= Duration::from_millis(1400 + 300),
+        "ready {took:?} after PostgreSQL resumed (interval 1 s + timeout 400 ms)"
+    );
+    admin.stop();
+}

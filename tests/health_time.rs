@@ -70,20 +70,111 @@ async fn cache_lifetime_stale_serving_and_backoff() {
     let p = probe().await;
     assert_eq!(p.overall, Overall::Failed, "{p:?}");
     assert_eq!(p.checks[0].state, CheckState::Fail);
-    assert_eq!(calls(), 3, "in backoff: not run again");
-    // Failing checks back off 1 s, 2 s, 4 s from each failed run.
-    for (wait, expected_calls) in [
-        (900, 3),  // 1 s backoff not over
-        (200, 4),  // over: second failure, backoff 2 s
-        (1900, 4), // not over
-        (200, 5),  // over: third failure, backoff 4 s
-        (3900, 5),
-        (200, 6),
-    ] {
+    assert_eq!(calls(), 3, "within its lifetime: not run again");
+    // A failing check is re-run by probes once per lifetime (1 s), however long it has
+    // been failing: recovery is never hidden behind a backoff.
+    for (wait, expected_calls) in [(900, 3), (200, 4), (900, 4), (200, 5), (999, 5), (2, 6)] {
         advance(Duration::from_millis(wait)).await;
         let p = probe().await;
         assert_eq!(p.overall, Overall::Failed);
         assert_eq!(calls(), expected_calls, "after {wait} ms more");
     }
     assert_eq!(health.runs("dependency"), Some(6));
+}
+
+struct Flaky {
+    calls: AtomicU32,
+    down: AtomicBool,
+    at: std::sync::Mutex<Vec<tokio::time::Instant>>,
+}
+
+#[observe::health_check(critical, interval = "2s", timeout = "500ms")]
+async fn flaky(dep: &Arc<Flaky>) -> Result<(), String> {
+    dep.calls.fetch_add(1, Ordering::SeqCst);
+    dep.at.lock().unwrap().push(tokio::time::Instant::now());
+    if dep.down.load(Ordering::SeqCst) {
+        Err("down".into())
+    } else {
+        Ok(())
+    }
+}
+
+/// Issue 15, item 2: a dependency down for two minutes drives the background backoff to
+/// its 30 s ceiling, jittered (retries spread within [half, whole] of each ceiling); once
+/// it is back, `/readyz` (asked every 250 ms) is ready at most one interval (2 s) plus
+/// the timeout after it recovered, although the backoff then stood at 30 s.
+#[tokio::test(start_paused = true)]
+async fn recovery_shows_within_one_interval_and_backoff_is_jittered() {
+    let dep = Arc::new(Flaky {
+        calls: AtomicU32::new(0),
+        down: AtomicBool::new(true),
+        at: Default::default(),
+    });
+    let health = Health::builder()
+        .select(["flaky"])
+        .state(dep.clone())
+        .runtime(tokio::runtime::Handle::current())
+        .build()
+        .unwrap();
+    health.mark_started();
+    health.start_background();
+
+    // Two minutes down, no probes: the background schedule alone, backing off.
+    for _ in 0..1200 {
+        advance(Duration::from_millis(100)).await;
+        settle().await;
+    }
+    let runs = dep.at.lock().unwrap().clone();
+    let gaps: Vec<Duration> = runs.windows(2).map(|w| w[1] - w[0]).collect();
+    assert!(
+        runs.len() >= 6 && runs.len() <= 16,
+        "{} runs: {gaps:?}",
+        runs.len()
+    );
+    // Ceilings 2 s, 4 s, 8 s, 16 s, 30 s, 30 s …; the tick is 2 s, so a gap is the jittered
+    // wait rounded up to the next tick: within [ceiling/2, ceiling + 2 s].
+    let mut ceiling = Duration::from_secs(2);
+    for gap in &gaps {
+        assert!(
+            *gap >= ceiling / 2 && *gap <= ceiling + Duration::from_millis(2100),
+            "gap {gap:?} outside the jittered ceiling {ceiling:?}: {gaps:?}"
+        );
+        ceiling = (ceiling * 2).min(observe::health::MAX_BACKOFF);
+    }
+    assert!(
+        gaps.iter().any(|g| *g >= Duration::from_secs(15)),
+        "the backoff never grew: {gaps:?}"
+    );
+    // Not in lockstep: the waits at the ceiling differ from one another.
+    let long: Vec<&Duration> = gaps
+        .iter()
+        .filter(|g| **g >= Duration::from_secs(15))
+        .collect();
+    assert!(
+        long.len() < 2 || long.windows(2).any(|w| w[0] != w[1]),
+        "{gaps:?}"
+    );
+
+    let p = health.readiness(&[], None).await;
+    assert_eq!(p.overall, Overall::Failed, "{p:?}");
+
+    // The dependency recovers.
+    dep.down.store(false, Ordering::SeqCst);
+    let recovered_at = tokio::time::Instant::now();
+    let mut ready_after = None;
+    for _ in 0..400 {
+        let p = health.readiness(&[], None).await;
+        settle().await;
+        if p.overall == Overall::Ok {
+            ready_after = Some(tokio::time::Instant::now() - recovered_at);
+            break;
+        }
+        advance(Duration::from_millis(250)).await;
+        settle().await;
+    }
+    let ready_after = ready_after.expect("never ready again");
+    assert!(
+        ready_after <= Duration::from_millis(2500),
+        "ready {ready_after:?} after the dependency recovered (interval 2 s + timeout 500 ms)"
+    );
 }

@@ -121,6 +121,63 @@ impl Postgres {
         pg
     }
 
+    /// The postmaster and every process it forked (backends, background workers).
+    #[allow(dead_code)]
+    pub fn pids(&self) -> Vec<i32> {
+        let pid_file = std::fs::read_to_string(self.dir.join("postmaster.pid")).unwrap();
+        let postmaster: i32 = pid_file.lines().next().unwrap().trim().parse().unwrap();
+        let mut pids = vec![postmaster];
+        for entry in std::fs::read_dir("/proc").unwrap().filter_map(Result::ok) {
+            let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else {
+                continue;
+            };
+            // pid (comm) state ppid …: comm may hold spaces, so split after the last ')'.
+            let ppid = stat
+                .rsplit_once(')')
+                .and_then(|(_, rest)| rest.split_whitespace().nth(1))
+                .and_then(|p| p.parse::<i32>().ok());
+            if ppid == Some(postmaster) {
+                pids.extend(
+                    entry
+                        .file_name()
+                        .to_str()
+                        .and_then(|p| p.parse::<i32>().ok()),
+                );
+            }
+        }
+        pids
+    }
+
+    /// Sends `signal` (e.g. `SIGSTOP`, `SIGCONT`) to the whole server.
+    #[allow(dead_code)]
+    pub fn signal(&self, signal: &str) {
+        for pid in self.pids() {
+            let _ = Command::new("kill")
+                .arg(format!("-{signal}"))
+                .arg(pid.to_string())
+                .status();
+        }
+    }
+
+    /// Restarts the server (every connection to it breaks).
+    #[allow(dead_code)]
+    pub fn restart(&self) {
+        let out = self
+            .as_postgres("pg_ctl")
+            .args(["-w", "-m", "fast", "-l"])
+            .arg(self.dir.join("log"))
+            .arg("-D")
+            .arg(&self.dir)
+            .arg("restart")
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "pg_ctl restart: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
     fn as_postgres(&self, tool: &str) -> Command {
         let mut c = Command::new("runuser");
         c.args(["-u", "postgres", "--"]).arg(self.bin.join(tool));
@@ -161,9 +218,21 @@ impl Redis {
         redis
     }
 
+    /// On this port (a restart).
+    #[allow(dead_code)]
+    pub fn start_on(port: u16) -> Redis {
+        let redis = Redis::start_with_port(port, &[]);
+        let url = format!("redis://127.0.0.1:{}", redis.port);
+        wait_until("Redis", || block_on(checks::redis(&url)).is_ok());
+        redis
+    }
+
     /// With more configuration (`--tls-port` is then the port: pass `--port 0`).
     pub fn start_with(extra: &[&str]) -> Redis {
-        let port = common::free_port();
+        Redis::start_with_port(common::free_port(), extra)
+    }
+
+    fn start_with_port(port: u16, extra: &[&str]) -> Redis {
         let tls = extra.contains(&"--tls-cert-file");
         let port_flag = if tls { "--tls-port" } else { "--port" };
         let mut args = vec![

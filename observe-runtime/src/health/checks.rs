@@ -41,7 +41,9 @@ pub async fn tcp(addr: &str) -> Result<(), String> {
 
 /// `GET url` and expects a 2xx status: HTTP/1.1 by hyper, over TLS for `https://`
 /// (feature `tls`, also on with `otlp` and `postgres`: rustls, the system's roots or
-/// `SSL_CERT_FILE`); IPv6 literals as `http://[::1]:8080/health`.
+/// `SSL_CERT_FILE`); IPv6 literals as `http://[::1]:8080/health`. The connection is
+/// kept alive between runs (one per URL) and replaced when the server closed it; a
+/// run that fails or times out closes it.
 ///
 /// ```
 /// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
@@ -50,8 +52,10 @@ pub async fn tcp(addr: &str) -> Result<(), String> {
 /// # });
 /// ```
 pub async fn http_get(url: &str) -> Result<(), String> {
-    use http_body_util::Empty;
-    use hyper_util::rt::TokioIo;
+    use http_body_util::{BodyExt, Empty, Limited};
+    use hyper::client::conn::http1::SendRequest;
+    type Sender = SendRequest<Empty<bytes::Bytes>>;
+    static IDLE: super::connect::Idle<Sender> = super::connect::Idle::new();
     let fail = |what: String| format!("GET {url}: {what}");
     let uri: hyper::Uri = url.parse().map_err(|e| fail(format!("{e}")))?;
     let tls = match uri.scheme_str() {
@@ -65,20 +69,54 @@ pub async fn http_get(url: &str) -> Result<(), String> {
         .clone();
     let (host, port) = host_and_port(authority.as_str());
     let port = port.unwrap_or(if tls { 443 } else { 80 });
-    let io = connect(&host, port, tls).await.map_err(fail)?;
-    let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(io))
-        .await
-        .map_err(|e| fail(e.to_string()))?;
-    let driver = tokio::spawn(connection);
     let path = uri.path_and_query().map_or("/", |p| p.as_str());
-    let request = hyper::Request::get(path)
-        .header(hyper::header::HOST, authority.as_str())
-        .header(hyper::header::USER_AGENT, "observe-health")
-        .body(Empty::<bytes::Bytes>::new())
-        .map_err(|e| fail(e.to_string()))?;
-    let response = sender.send_request(request).await;
-    driver.abort();
-    let status = response.map_err(|e| fail(with_sources(&e)))?.status();
+    let request = || {
+        hyper::Request::get(path)
+            .header(hyper::header::HOST, authority.as_str())
+            .header(hyper::header::USER_AGENT, "observe-health")
+            .body(Empty::<bytes::Bytes>::new())
+            .map_err(|e| fail(e.to_string()))
+    };
+    let connect_new = || async {
+        let io = connect(&host, port, tls).await.map_err(fail)?;
+        let (sender, connection) =
+            hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(io))
+                .await
+                .map_err(|e| fail(e.to_string()))?;
+        // Ends when the sender is dropped or the server closes the connection.
+        tokio::spawn(connection);
+        Ok::<Sender, String>(sender)
+    };
+    let kept = match IDLE.take(url) {
+        Some(mut sender) => sender.ready().await.is_ok().then_some(sender),
+        None => None,
+    };
+    let (mut sender, response) = match kept {
+        Some(mut sender) => match sender.send_request(request()?).await {
+            Ok(response) => (sender, response),
+            // The server closed the kept connection as the request went out: a new one.
+            Err(_) => {
+                let mut sender = connect_new().await?;
+                let response = sender.send_request(request()?).await;
+                (sender, response.map_err(|e| fail(with_sources(&e)))?)
+            }
+        },
+        None => {
+            let mut sender = connect_new().await?;
+            let response = sender.send_request(request()?).await;
+            (sender, response.map_err(|e| fail(with_sources(&e)))?)
+        }
+    };
+    let status = response.status();
+    // Read the (small) body so the connection can carry the next run's request.
+    if Limited::new(response.into_body(), 64 * 1024)
+        .collect()
+        .await
+        .is_ok()
+        && sender.ready().await.is_ok()
+    {
+        IDLE.put(url, sender);
+    }
     if status.is_success() {
         Ok(())
     } else {
@@ -151,7 +189,9 @@ fn available_bytes(_: &Path) -> std::io::Result<u64> {
 
 /// Redis `PING` at `url`: `redis://[[user]:password@]host[:port]`, or `rediss://` for
 /// TLS (feature `tls`); `AUTH user password` (an ACL user) or `AUTH password` first
-/// when the URL has them (percent-decoded); expects `+PONG`. Speaks RESP directly.
+/// when the URL has them (percent-decoded); expects `+PONG`. Speaks RESP directly. The
+/// connection is kept between runs (one per URL: the next run sends only `PING`) and
+/// replaced when it broke; a run that fails or times out closes it.
 ///
 /// ```
 /// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
@@ -182,6 +222,16 @@ pub async fn redis(url: &str) -> Result<(), String> {
     let port = port.unwrap_or(6379);
     let target = super::connect::display(&host, port);
     let fail = |what: String| format!("redis {target}: {what}");
+    static IDLE: super::connect::Idle<Box<dyn super::connect::Io>> = super::connect::Idle::new();
+    if let Some(mut stream) = IDLE.take(url)
+        && resp_exchange(&mut stream, "*1\r\n$4\r\nPING\r\n", 1)
+            .await
+            .is_ok_and(|last| last == "+PONG")
+    {
+        IDLE.put(url, stream);
+        return Ok(());
+    }
+    // No kept connection, or it broke (or answered oddly): a new one, authenticated.
     let mut stream = connect(&host, port, tls).await.map_err(|e| {
         fail(
             e.split_once(": ")
@@ -203,40 +253,49 @@ pub async fn redis(url: &str) -> Result<(), String> {
         (None, None) => {}
     }
     command.push_str(&bulk(&["PING"]));
-    stream
-        .write_all(command.as_bytes())
-        .await
-        .map_err(|e| fail(e.to_string()))?;
     let expected_lines = if user.is_some() || password.is_some() {
         2
     } else {
         1
     };
-    let mut reply = Vec::new();
-    let mut buf = [0u8; 128];
-    while reply.windows(2).filter(|w| *w == b"\r\n").count() < expected_lines {
-        let n = stream
-            .read(&mut buf)
-            .await
-            .map_err(|e| fail(e.to_string()))?;
-        if n == 0 {
-            return Err(fail("connection closed".into()));
-        }
-        reply.extend_from_slice(&buf[..n]);
-        if reply.len() > 8192 {
-            return Err(fail("reply too long".into()));
-        }
-    }
-    let reply = String::from_utf8_lossy(&reply);
-    let last = reply.lines().last().unwrap_or_default();
-    if let Some(err) = reply.lines().find(|l| l.starts_with('-')) {
-        return Err(fail(err[1..].to_owned()));
-    }
+    let last = resp_exchange(&mut stream, &command, expected_lines)
+        .await
+        .map_err(fail)?;
     if last == "+PONG" {
+        IDLE.put(url, stream);
         Ok(())
     } else {
         Err(fail(format!("unexpected reply {last:?}")))
     }
+}
+
+/// Sends `command`, reads `lines` reply lines; the last line, or the first error reply.
+async fn resp_exchange(
+    stream: &mut Box<dyn super::connect::Io>,
+    command: &str,
+    lines: usize,
+) -> Result<String, String> {
+    stream
+        .write_all(command.as_bytes())
+        .await
+        .map_err(|e| e.to_string())?;
+    let mut reply = Vec::new();
+    let mut buf = [0u8; 128];
+    while reply.windows(2).filter(|w| *w == b"\r\n").count() < lines {
+        let n = stream.read(&mut buf).await.map_err(|e| e.to_string())?;
+        if n == 0 {
+            return Err("connection closed".into());
+        }
+        reply.extend_from_slice(&buf[..n]);
+        if reply.len() > 8192 {
+            return Err("reply too long".into());
+        }
+    }
+    let reply = String::from_utf8_lossy(&reply);
+    if let Some(err) = reply.lines().find(|l| l.starts_with('-')) {
+        return Err(err[1..].to_owned());
+    }
+    Ok(reply.lines().last().unwrap_or_default().to_owned())
 }
 
 /// `%XX` escapes decoded (URL user info, OTLP header values); anything else kept.
@@ -293,11 +352,14 @@ pub(crate) fn with_sources(error: &dyn std::error::Error) -> String {
     text
 }
 
-/// Connects with `config` (a libpq-style string or a `postgres://` URL), runs
-/// `SELECT 1`, and disconnects (feature `postgres`). `sslmode=prefer` (the default) or
-/// `require` use TLS (rustls; the server's certificate is verified against the system's
-/// roots or `SSL_CERT_FILE`), `disable` does not. Prefer [`postgres`] with your pool's
-/// client when you have one.
+/// Runs `SELECT 1` over a connection made with `config` (a libpq-style string or a
+/// `postgres://` URL) and kept between runs (feature `postgres`): one connection per
+/// distinct `config`, not one per run. A connection that broke (server restarted,
+/// network reset) is replaced at once and the query retried; one whose run failed or
+/// timed out is closed, so the next run connects afresh. `sslmode=prefer` (the default)
+/// or `require` use TLS (rustls; the server's certificate is verified against the
+/// system's roots or `SSL_CERT_FILE`), `disable` does not. [`postgres`] checks a client
+/// of your own pool instead.
 ///
 /// ```no_run
 /// # async fn demo() {
@@ -306,29 +368,50 @@ pub(crate) fn with_sources(error: &dyn std::error::Error) -> String {
 /// ```
 #[cfg(feature = "postgres")]
 pub async fn postgres_connect(config: &str) -> Result<(), String> {
+    static IDLE: super::connect::Idle<tokio_postgres::Client> = super::connect::Idle::new();
+    let (client, reused) = match IDLE.take(config).filter(|c| !c.is_closed()) {
+        Some(client) => (client, true),
+        None => (connect_postgres(config).await?, false),
+    };
+    let (client, result) = match postgres(&client).await {
+        // The kept connection had broken (e.g. the server restarted): connect again.
+        Err(_) if reused && client.is_closed() => {
+            let client = connect_postgres(config).await?;
+            let result = postgres(&client).await;
+            (client, result)
+        }
+        result => (client, result),
+    };
+    if result.is_ok() {
+        IDLE.put(config, client);
+    }
+    result
+}
+
+/// A new client for `config`; its connection is driven by a task on the current runtime
+/// and closes when the client is dropped.
+#[cfg(feature = "postgres")]
+async fn connect_postgres(config: &str) -> Result<tokio_postgres::Client, String> {
     let config: tokio_postgres::Config = config
         .parse()
         .map_err(|e| format!("postgres: {}", with_sources(&e)))?;
     let connect_error =
         |e: tokio_postgres::Error| format!("postgres: connect: {}", with_sources(&e));
-    let client = if config.get_ssl_mode() == tokio_postgres::config::SslMode::Disable {
+    if config.get_ssl_mode() == tokio_postgres::config::SslMode::Disable {
         let (client, connection) = config
             .connect(tokio_postgres::NoTls)
             .await
             .map_err(connect_error)?;
-        (client, tokio::spawn(async move { drop(connection.await) }))
+        tokio::spawn(async move { drop(connection.await) });
+        Ok(client)
     } else {
         let tls = tokio_postgres_rustls::MakeRustlsConnect::new(
             (*super::connect::client_config()).clone(),
         );
         let (client, connection) = config.connect(tls).await.map_err(connect_error)?;
-        (client, tokio::spawn(async move { drop(connection.await) }))
-    };
-    let (client, driver) = client;
-    let result = postgres(&client).await;
-    drop(client);
-    let _ = driver.await;
-    result
+        tokio::spawn(async move { drop(connection.await) });
+        Ok(client)
+    }
 }
 
 /// The PostgreSQL client crate the check is built with (feature `postgres`), so your

@@ -75,3 +75,40 @@ pub(crate) fn client_config() -> std::sync::Arc<rustls::ClientConfig> {
         })
         .clone()
 }
+
+/// Connections kept between a built-in check's runs, by target and runtime (a
+/// connection is driven by the runtime it was made on: taken to another, it would never
+/// be woken). A run takes its connection out and puts it back only when it worked, so a
+/// run that failed, or was cancelled at its timeout, drops (closes) it and the next run
+/// connects afresh.
+pub(crate) struct Idle<V>(std::sync::Mutex<Option<std::collections::HashMap<String, V>>>);
+
+impl<V> Idle<V> {
+    pub(crate) const fn new() -> Self {
+        Idle(std::sync::Mutex::new(None))
+    }
+
+    fn key(target: &str) -> Option<String> {
+        let runtime = tokio::runtime::Handle::try_current().ok()?.id();
+        Some(format!("{runtime} {target}"))
+    }
+
+    pub(crate) fn take(&self, target: &str) -> Option<V> {
+        let key = Self::key(target)?;
+        self.0
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .as_mut()
+            .and_then(|idle| idle.remove(&key))
+    }
+
+    pub(crate) fn put(&self, target: &str, value: V) {
+        if let Some(key) = Self::key(target) {
+            self.0
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .get_or_insert_with(std::collections::HashMap::new)
+                .insert(key, value);
+        }
+    }
+}

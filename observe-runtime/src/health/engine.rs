@@ -29,7 +29,9 @@ pub const DEFAULT_TTL: Duration = Duration::from_secs(1);
 /// assert!(observe_runtime::health::DEFAULT_BUDGET < std::time::Duration::from_secs(1));
 /// ```
 pub const DEFAULT_BUDGET: Duration = Duration::from_millis(800);
-/// Longest wait before retrying a failing check.
+/// Longest wait before the background schedule retries a failing check (the wait
+/// doubles per failure from the check's lifetime, with jitter). Probes do not wait for
+/// it: they re-run a failing check once per lifetime.
 ///
 /// ```
 /// assert_eq!(observe_runtime::health::MAX_BACKOFF.as_secs(), 30);

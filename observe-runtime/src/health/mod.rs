@@ -5,7 +5,8 @@
 //! - **Readiness** (`/readyz`) runs every check concurrently; a critical failure is 503,
 //!   non-critical failures only are 200 `degraded`. Results are cached (a check's
 //!   `interval`, or 1 s) and concurrent probes share one run, so probes cannot stampede
-//!   a dependency; failing checks back off.
+//!   a dependency; a failing check is re-run once per lifetime while probes ask, so
+//!   recovery shows within one interval, and the background schedule backs off.
 //! - **Start-up** (`/startupz`) fails until the application calls
 //!   [`Health::mark_started`] and every `startup` check has passed once.
 

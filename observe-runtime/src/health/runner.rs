@@ -61,9 +61,28 @@ pub(super) fn ttl(def: &CheckDef) -> Duration {
     def.interval.unwrap_or(DEFAULT_TTL)
 }
 
+/// The ceiling of the wait before the background schedule retries a failing check:
+/// its lifetime doubled per consecutive failure, at most [`MAX_BACKOFF`].
 pub(super) fn backoff(def: &CheckDef, failures: u32) -> Duration {
     let exp = failures.saturating_sub(1).min(6);
     (ttl(def) * 2u32.pow(exp)).min(MAX_BACKOFF)
+}
+
+/// `ceiling` with "equal jitter": uniformly in [ceiling/2, ceiling], so replicas that
+/// failed together (a shared database blip) do not retry in lockstep.
+pub(super) fn jittered(ceiling: Duration) -> Duration {
+    use std::hash::{BuildHasher, Hasher};
+    // A fresh RandomState is seeded per instance from the OS (then incremented): enough
+    // to spread retries, no generator to keep.
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u128(
+        SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default()
+            .as_nanos(),
+    );
+    let unit = (h.finish() >> 11) as f64 / (1u64 << 53) as f64;
+    ceiling / 2 + ceiling.mul_f64(unit / 2.0)
 }
 
 pub(super) fn report(rt: &TrackedCheck, st: &State) -> CheckReport {
@@ -146,9 +165,11 @@ pub(super) async fn evaluate(
             .last
             .as_ref()
             .map(|l| now.saturating_duration_since(l.at));
+        // A result younger than the check's lifetime is served as it is. Backoff spaces
+        // only the background schedule's retries: a probe re-runs a failing check once
+        // per lifetime, so recovery shows within one interval plus the check's timeout.
         let fresh = age.is_some_and(|a| a < ttl(rt.def));
-        let backing_off = st.retry_at.is_some_and(|t| now < t);
-        if fresh || backing_off {
+        if fresh {
             return report(rt, &st);
         }
         let rx = match &st.in_flight {
@@ -308,7 +329,7 @@ pub(super) fn record(inner: &Inner, i: usize, obs: Observation) {
         } else {
             st.consecutive_failures += 1;
             st.consecutive_successes = 0;
-            st.retry_at = Some(obs.at + backoff(def, st.consecutive_failures));
+            st.retry_at = Some(obs.at + jittered(backoff(def, st.consecutive_failures)));
         }
         let before = st.reported;
         st.reported = match before {
