@@ -44,8 +44,9 @@ pub mod health {
         set_stale_after as set_liveness_stale_after, stale_after as liveness_stale_after,
     };
     pub use observe_runtime::health::{
-        CheckReport, CheckState, DEFAULT_BUDGET, DEFAULT_TTL, Health, HealthBuilder, HealthError,
-        HealthStatus, IntoHealthStatus, MAX_BACKOFF, Overall, Probe, StateMap, Transition,
+        CheckReport, CheckState, DEFAULT_BUDGET, DEFAULT_FLUSH_TIMEOUT, DEFAULT_TTL, Health,
+        HealthBuilder, HealthError, HealthStatus, IntoHealthStatus, MAX_BACKOFF, Overall, Probe,
+        StateMap, Transition,
     };
     #[cfg(feature = "actix")]
     pub use observe_runtime::http::{

@@ -711,6 +711,77 @@ fn grpc_export_loses_nothing_at_shutdown() {
     let _ = std::fs::remove_file(&out);
 }
 
+/// Issue 15, item 8: a collector that accepts connections and never answers. After
+/// SIGTERM the service exits within the drain (0 here) plus the flush budget (5 s by
+/// default), not after the exporters' own timeouts (36 s before), and the spans, log
+/// records and metric points it could not send are counted and logged once each.
+#[cfg(feature = "otlp-metrics")]
+#[test]
+fn a_collector_that_never_answers_cannot_hold_shutdown() {
+    if std::env::var("OBSERVE_OTLP_CHILD").is_ok() {
+        return;
+    }
+    // Accepts, reads nothing, answers nothing; keeps every connection open.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let held = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let keep = held.clone();
+    std::thread::spawn(move || {
+        for stream in listener.incoming().take(50).flatten() {
+            keep.lock().unwrap().push(stream);
+        }
+    });
+    let (mut child, addr) = start_service(&[
+        (
+            "OTEL_EXPORTER_OTLP_ENDPOINT",
+            format!("http://127.0.0.1:{port}"),
+        ),
+        ("OBSERVE_LOG_FORMAT", "json".into()),
+        ("OTEL_EXPORTER_OTLP_TIMEOUT", "30000".into()),
+    ]);
+    const N: usize = 20;
+    for _ in 0..N {
+        assert_eq!(common::http_get(addr, "/hello", "").0, 200);
+    }
+    let started = Instant::now();
+    stop_service(&mut child);
+    let took = started.elapsed();
+    assert!(
+        took < Duration::from_millis(6500),
+        "exit took {took:?} after SIGTERM (flush budget 5 s)"
+    );
+    assert!(
+        took >= Duration::from_millis(4500),
+        "exit took only {took:?}: the collector was not waited for at all"
+    );
+    let lines = child.lines();
+    for (signal, what) in [
+        ("traces", "spans"),
+        ("logs", "log records"),
+        ("metrics", "metric data points"),
+    ] {
+        let said: Vec<&String> = lines
+            .iter()
+            .filter(|l| l.contains(&format!("{what} dropped (shutdown_timeout)")))
+            .collect();
+        assert_eq!(said.len(), 1, "one line for {signal}: {lines:#?}");
+        let line: serde_json::Value = serde_json::from_str(said[0]).unwrap();
+        let dropped = line["fields"]["dropped"]
+            .as_u64()
+            .or_else(|| line["dropped"].as_u64())
+            .unwrap_or_else(|| panic!("a count: {line}"));
+        if signal == "traces" {
+            assert!(dropped >= N as u64, "{dropped} spans counted, {N} requests");
+        } else {
+            assert!(dropped > 0, "{line}");
+        }
+    }
+    assert!(
+        !held.lock().unwrap().is_empty(),
+        "the exporters did connect"
+    );
+}
+
 /// `OTEL_TRACES_SAMPLER=always_off` (read by the SDK) and `OTEL_SDK_DISABLED=true` (which
 /// the SDK ignores and observe honours): the service runs, nothing is exported.
 #[test]

@@ -37,6 +37,15 @@ pub const DEFAULT_BUDGET: Duration = Duration::from_millis(800);
 /// assert_eq!(observe_runtime::health::MAX_BACKOFF.as_secs(), 30);
 /// ```
 pub const MAX_BACKOFF: Duration = Duration::from_secs(30);
+/// The default flush budget: how long telemetry may take to send what it holds once the
+/// server has stopped (`observe::init().flush_timeout`, `OBSERVE_FLUSH_TIMEOUT`); past
+/// it the process exits anyway and counts what was not sent. The generated manifest's
+/// `terminationGracePeriodSeconds` leaves room for it.
+///
+/// ```
+/// assert_eq!(observe_runtime::health::DEFAULT_FLUSH_TIMEOUT.as_secs(), 5);
+/// ```
+pub const DEFAULT_FLUSH_TIMEOUT: Duration = Duration::from_secs(5);
 
 pub(super) struct Inner {
     pub(super) checks: Vec<TrackedCheck>,

@@ -24,7 +24,7 @@ pub use builder::{HealthBuilder, HealthError};
 #[doc(hidden)]
 pub use definition::{CHECKS, CheckDef, CheckFuture, StateType, run_blocking};
 pub use definition::{HealthStatus, IntoHealthStatus, StateMap};
-pub use engine::{DEFAULT_BUDGET, DEFAULT_TTL, Health, MAX_BACKOFF};
+pub use engine::{DEFAULT_BUDGET, DEFAULT_FLUSH_TIMEOUT, DEFAULT_TTL, Health, MAX_BACKOFF};
 pub use report::{CheckReport, CheckState, Overall, Probe, Transition};
 #[cfg(feature = "otel")]
 pub(crate) use runner::Untraced;

@@ -4,7 +4,9 @@
 //!
 //! Reasons: `queue_full` (the batch queue was full: spans and log records are refused at
 //! the door, counted here, rather than dropped inside the SDK) and `export_failed` (the
-//! receiver was unreachable, refused the TLS handshake, or answered with an error).
+//! receiver was unreachable, refused the TLS handshake, or answered with an error) and
+//! `shutdown_timeout` (still queued or being sent when the flush budget ran out at
+//! shutdown: the process exits without waiting for a collector that does not answer).
 
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
@@ -17,7 +19,7 @@ use crate::exposition::{Family, Kind, label};
 pub(crate) const LOG_INTERVAL: Duration = Duration::from_secs(10);
 
 const SIGNALS: [&str; 3] = ["traces", "metrics", "logs"];
-const REASONS: [&str; 2] = ["queue_full", "export_failed"];
+const REASONS: [&str; 3] = ["queue_full", "export_failed", "shutdown_timeout"];
 
 /// Which signal lost data.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -34,20 +36,21 @@ pub(crate) enum Lost {
 pub(crate) enum Reason {
     QueueFull = 0,
     ExportFailed = 1,
+    ShutdownTimeout = 2,
 }
 
 /// When the last line was written, and what was counted since.
 type LastLine = (Option<Instant>, u64);
 
 struct Dropped {
-    counts: [[AtomicU64; 2]; 3],
+    counts: [[AtomicU64; 3]; 3],
     /// Per (signal, reason).
-    logged: Mutex<[[LastLine; 2]; 3]>,
+    logged: Mutex<[[LastLine; 3]; 3]>,
 }
 
 static DROPPED: Dropped = Dropped {
-    counts: [const { [const { AtomicU64::new(0) }; 2] }; 3],
-    logged: Mutex::new([[(None, 0); 2]; 3]),
+    counts: [const { [const { AtomicU64::new(0) }; 3] }; 3],
+    logged: Mutex::new([[(None, 0); 3]; 3]),
 };
 
 struct DroppedCollector;
@@ -63,7 +66,7 @@ impl Collector for DroppedCollector {
         let mut family = Family::new(
             "observe_telemetry_dropped_total",
             Kind::Counter,
-            "Telemetry observe could not deliver, by signal (traces: spans, metrics: data points, logs: log records) and reason (queue_full, export_failed).",
+            "Telemetry observe could not deliver, by signal (traces: spans, metrics: data points, logs: log records) and reason (queue_full, export_failed, shutdown_timeout).",
         );
         for (s, signal) in SIGNALS.iter().enumerate() {
             for (r, reason) in REASONS.iter().enumerate() {

@@ -3,7 +3,7 @@
 //! [`super::dropped`]), and the user's own span processors.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use opentelemetry_sdk::Resource;
@@ -37,19 +37,28 @@ impl Pending {
         capacity: usize,
         cause: Option<Cause>,
     ) -> Arc<Pending> {
-        Arc::new(Pending {
+        let pending = Arc::new(Pending {
             count: AtomicUsize::new(0),
             capacity,
             lost,
             variable,
             cause,
-        })
+        });
+        ALL_PENDING
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(Arc::downgrade(&pending));
+        pending
     }
 
     /// An export of `n` items ended with `result`: their places are free again, and a
     /// failure is counted and reported with the transport's cause when known.
     fn exported(&self, n: usize, result: &OTelSdkResult) {
         self.done(n);
+        if ABANDONED.load(Ordering::Acquire) {
+            // Already counted as `shutdown_timeout` when the flush budget ran out.
+            return;
+        }
         if let Err(error) = result {
             let cause = self
                 .cause
@@ -91,6 +100,34 @@ impl Pending {
             .fetch_update(Ordering::AcqRel, Ordering::Acquire, |c| {
                 Some(c.saturating_sub(n))
             });
+    }
+}
+
+/// Every batch processor's pending count, to say what a shutdown left unsent.
+static ALL_PENDING: std::sync::Mutex<Vec<std::sync::Weak<Pending>>> =
+    std::sync::Mutex::new(Vec::new());
+
+/// Set once the flush budget ran out: later outcomes of exports still running are not
+/// counted twice.
+static ABANDONED: AtomicBool = AtomicBool::new(false);
+
+/// The flush budget ran out at shutdown: whatever the batch processors still hold
+/// (queued, or in an export that has not returned) is counted as lost, reason
+/// `shutdown_timeout`, and logged once per signal.
+pub(super) fn abandon(budget: Duration) {
+    ABANDONED.store(true, Ordering::Release);
+    let detail = format!(
+        "not sent within the shutdown flush budget of {budget:?} (the collector did not \
+         answer); exiting without them"
+    );
+    for pending in ALL_PENDING
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .iter()
+        .filter_map(std::sync::Weak::upgrade)
+    {
+        let n = pending.count.swap(0, Ordering::AcqRel);
+        dropped::report(pending.lost, Reason::ShutdownTimeout, n as u64, &detail);
     }
 }
 

@@ -18,6 +18,8 @@ pub struct Telemetry {
     pub(super) resource: Resource,
     #[cfg(feature = "otlp-metrics")]
     pub(super) pusher: Option<metrics_push::Pusher>,
+    /// How long the shutdown may wait for exporters.
+    pub(super) flush_timeout: std::time::Duration,
 }
 
 impl Telemetry {
@@ -95,26 +97,68 @@ impl Telemetry {
 }
 
 impl Drop for Telemetry {
+    /// Flushes and shuts down on a thread of its own, waiting at most the flush budget:
+    /// a collector that accepts and never answers cannot hold the process past it. What
+    /// was still queued or being sent then is counted (`shutdown_timeout`) and logged.
     fn drop(&mut self) {
-        // Shutdown flushes the batch queue first; its errors still reach the log lines
-        // (the subscriber outlives the providers).
-        if let Some(p) = self.tracer_provider.take()
-            && let Err(e) = p.shutdown()
-        {
-            tracing::error!(target: "observe::telemetry", "shutting the tracer provider down failed: {e}");
-        }
-        // The last push reads the SDK's instruments too: before the meter provider stops.
-        #[cfg(feature = "otlp-metrics")]
-        if let Some(mut pusher) = self.pusher.take() {
-            pusher.shutdown();
-        }
-        if let Some(p) = self.meter_provider.take() {
-            let _ = p.shutdown();
-        }
-        // Last: the lines above may still be log records.
+        let tracer_provider = self.tracer_provider.take();
+        let meter_provider = self.meter_provider.take();
         #[cfg(feature = "otlp")]
-        if let Some(p) = self.logger_provider.take() {
-            let _ = p.shutdown();
+        let logger_provider = self.logger_provider.take();
+        #[cfg(feature = "otlp-metrics")]
+        let pusher = self.pusher.take();
+        let (done, finished) = std::sync::mpsc::channel::<()>();
+        let flush = move || {
+            // Spans and metrics at once, each with the whole budget. Shutdown flushes the
+            // batch queue first; its errors still reach the log lines (the subscriber
+            // outlives the providers).
+            let spans = std::thread::Builder::new()
+                .name("observe-flush-spans".into())
+                .spawn(move || {
+                    if let Some(p) = tracer_provider
+                        && let Err(e) = p.shutdown()
+                    {
+                        tracing::error!(target: "observe::telemetry", "shutting the tracer provider down failed: {e}");
+                    }
+                });
+            // The last push reads the SDK's instruments too: before the meter provider stops.
+            #[cfg(feature = "otlp-metrics")]
+            if let Some(mut pusher) = pusher {
+                pusher.shutdown();
+            }
+            if let Some(p) = meter_provider {
+                let _ = p.shutdown();
+            }
+            if let Ok(spans) = spans {
+                let _ = spans.join();
+            }
+            // Last: the lines above may still be log records.
+            #[cfg(feature = "otlp")]
+            if let Some(p) = logger_provider {
+                let _ = p.shutdown();
+            }
+            let _ = done.send(());
+        };
+        let spawned = std::thread::Builder::new()
+            .name("observe-flush".into())
+            .spawn(flush);
+        if spawned.is_err() {
+            return;
+        }
+        if let Err(std::sync::mpsc::RecvTimeoutError::Timeout) =
+            finished.recv_timeout(self.flush_timeout)
+        {
+            super::exporters::abandon(self.flush_timeout);
+            #[cfg(feature = "otlp-metrics")]
+            super::dropped::report(
+                super::dropped::Lost::MetricPoints,
+                super::dropped::Reason::ShutdownTimeout,
+                metrics_push::Pusher::abandon(),
+                &format_args!(
+                    "the last metrics push did not finish within the shutdown flush budget of {:?}",
+                    self.flush_timeout
+                ),
+            );
         }
     }
 }

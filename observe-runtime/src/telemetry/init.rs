@@ -90,6 +90,7 @@ pub fn init() -> Init {
         processors: Vec::new(),
         attributes: Vec::new(),
         trace_context: crate::propagation::W3cTraceContext::new(),
+        flush_timeout: None,
     }
 }
 
@@ -105,6 +106,7 @@ pub struct Init {
     processors: Vec<Box<dyn SpanProcessor>>,
     attributes: Vec<KeyValue>,
     trace_context: crate::propagation::W3cTraceContext,
+    flush_timeout: Option<std::time::Duration>,
 }
 
 impl std::fmt::Debug for Init {
@@ -121,6 +123,22 @@ impl std::fmt::Debug for Init {
 }
 
 impl Init {
+    /// How long dropping the guard may wait for exporters to send what they hold
+    /// (default [`DEFAULT_FLUSH_TIMEOUT`](crate::health::DEFAULT_FLUSH_TIMEOUT), 5 s;
+    /// `OBSERVE_FLUSH_TIMEOUT` in milliseconds when this is not called). Past it the
+    /// process goes on exiting: what was not sent is counted in
+    /// `observe_telemetry_dropped_total{reason="shutdown_timeout"}` and logged once, so a
+    /// collector that never answers cannot hold a pod past its grace period.
+    ///
+    /// ```
+    /// let init = observe_runtime::telemetry::init().flush_timeout(std::time::Duration::from_secs(3));
+    /// # let _ = init;
+    /// ```
+    pub fn flush_timeout(mut self, budget: std::time::Duration) -> Self {
+        self.flush_timeout = Some(budget);
+        self
+    }
+
     /// The service's name and version, used unless `OTEL_SERVICE_NAME` /
     /// `OTEL_RESOURCE_ATTRIBUTES` say otherwise.
     ///
@@ -260,6 +278,22 @@ impl Init {
     /// # let _ = tracer;
     /// ```
     pub fn install(self) -> Result<Telemetry, InitError> {
+        let flush_timeout = match self.flush_timeout {
+            Some(t) => t,
+            None => match env::var("OBSERVE_FLUSH_TIMEOUT") {
+                None => crate::health::DEFAULT_FLUSH_TIMEOUT,
+                Some(v) => v
+                    .parse::<u64>()
+                    .map(std::time::Duration::from_millis)
+                    .map_err(|_| {
+                        InitError::Env(EnvError {
+                            variable: "OBSERVE_FLUSH_TIMEOUT",
+                            value: v,
+                            expected: "a number of milliseconds",
+                        })
+                    })?,
+            },
+        };
         let disabled = env::sdk_disabled()?;
         let exporter = env::traces_exporter()?;
         let logs_exporter = env::logs_exporter()?;
@@ -444,6 +478,7 @@ impl Init {
             resource,
             #[cfg(feature = "otlp-metrics")]
             pusher,
+            flush_timeout,
         })
     }
 }

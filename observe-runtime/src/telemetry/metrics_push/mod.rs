@@ -14,6 +14,7 @@
 
 mod encode;
 
+use std::sync::atomic::Ordering;
 use std::sync::mpsc;
 use std::thread::JoinHandle;
 use std::time::{Duration, SystemTime};
@@ -74,6 +75,9 @@ fn headers() -> Vec<(String, String)> {
         .collect()
 }
 
+/// Data points in the push being sent (0 when none is).
+static PUSHING: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
 /// The running exporter; stopping it exports once more, then joins the thread.
 pub(crate) struct Pusher {
     stop: mpsc::Sender<()>,
@@ -115,7 +119,11 @@ impl Pusher {
                     for (k, v) in &headers {
                         post = post.header(k.as_str(), v.as_str());
                     }
-                    let failure = match post.send(&body[..]) {
+                    PUSHING.store(points as u64, Ordering::Release);
+                    let sent = post.send(&body[..]);
+                    // Zero unless the flush budget ran out meanwhile (then counted there).
+                    let points = PUSHING.swap(0, Ordering::AcqRel) as usize;
+                    let failure = match sent {
                         Ok(r) if r.status().is_success() => return,
                         Ok(r) => format!("{url} answered HTTP {}", r.status()),
                         Err(e) => format!("{url}: {}", with_sources(&e)),
@@ -143,6 +151,12 @@ impl Pusher {
             stop,
             thread: Some(thread),
         })
+    }
+
+    /// The points of a push in progress, if any: what a shutdown that cannot wait for it
+    /// loses.
+    pub(crate) fn abandon() -> u64 {
+        PUSHING.swap(0, Ordering::AcqRel)
     }
 
     /// Exports once more and waits for it.
