@@ -782,6 +782,63 @@ fn a_collector_that_never_answers_cannot_hold_shutdown() {
     );
 }
 
+/// Issue 15, item 5: 5,000 unparsable requests from a stranger. actix-http writes an
+/// ERROR line for each connection it gives up on; under `observe::init()` they are
+/// counted in `http_server_connection_errors_total{kind="malformed"}` and written as at
+/// most one line per 10 s, with the count.
+#[test]
+fn malformed_requests_are_counted_not_logged_one_by_one() {
+    if std::env::var("OBSERVE_OTLP_CHILD").is_ok() {
+        return;
+    }
+    use std::io::{Read, Write};
+    let (mut child, addr) = start_service(&[("OBSERVE_LOG_FORMAT", "json".into())]);
+    let started = Instant::now();
+    let mut sent = 0;
+    while sent < 5000 && started.elapsed() < Duration::from_secs(60) {
+        let Ok(mut s) = std::net::TcpStream::connect(addr) else {
+            continue;
+        };
+        let _ = s.write_all(b"GET /hello HTTP/1.1\r\nHost: x\r\nBad Header\x01: \x02\r\n\r\n");
+        let _ = s.set_read_timeout(Some(Duration::from_secs(2)));
+        let mut reply = Vec::new();
+        let _ = s.read_to_end(&mut reply);
+        if sent == 0 {
+            assert!(
+                reply.starts_with(b"HTTP/1.1 400"),
+                "{}",
+                String::from_utf8_lossy(&reply)
+            );
+        }
+        sent += 1;
+    }
+    assert_eq!(sent, 5000, "sent within 60 s");
+    let (_, _, text) = common::http_get(addr, "/metrics", "");
+    let counted = common::value(
+        &text,
+        "http_server_connection_errors_total",
+        &[("kind", "malformed")],
+    );
+    stop_service(&mut child);
+    let lines = child.lines();
+    let from_actix = lines
+        .iter()
+        .filter(|l| l.contains("actix_http::h1::dispatcher"))
+        .count();
+    let ours: Vec<&String> = lines
+        .iter()
+        .filter(|l| l.contains("HTTP connection error(s) of kind malformed"))
+        .collect();
+    assert_eq!(from_actix, 0, "actix's own lines are replaced");
+    assert!(counted >= 1000.0, "{counted} malformed requests counted of 5,000");
+    let took = started.elapsed().as_secs() as usize;
+    assert!(
+        !ours.is_empty() && ours.len() <= took / 10 + 1,
+        "{} lines in {took} s: {ours:#?}",
+        ours.len()
+    );
+}
+
 /// `OTEL_TRACES_SAMPLER=always_off` (read by the SDK) and `OTEL_SDK_DISABLED=true` (which
 /// the SDK ignores and observe honours): the service runs, nothing is exported.
 #[test]

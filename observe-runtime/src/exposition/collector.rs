@@ -42,9 +42,14 @@ impl<T: Collector + 'static> Registered<T> {
 pub(crate) fn register(collector: &'static dyn Collector) {
     let mut all = COLLECTORS.lock().unwrap_or_else(|p| p.into_inner());
     let ptr = collector as *const dyn Collector as *const ();
-    if !all
-        .iter()
-        .any(|c| std::ptr::eq(*c as *const dyn Collector as *const (), ptr))
+    // The same static registered twice is kept once. Zero-sized collectors all share
+    // one address, so for them the address says nothing: their `register` functions run
+    // once (a `Once`) instead.
+    let zero_sized = std::mem::size_of_val(collector) == 0;
+    if zero_sized
+        || !all
+            .iter()
+            .any(|c| std::ptr::eq(*c as *const dyn Collector as *const (), ptr))
     {
         all.push(collector);
     }
@@ -55,5 +60,35 @@ pub(crate) fn collect_all(out: &mut Vec<Family>) {
     let all: Vec<_> = COLLECTORS.lock().unwrap_or_else(|p| p.into_inner()).clone();
     for collector in all {
         collector.collect(out);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::exposition::Kind;
+
+    struct A;
+    struct B;
+    impl Collector for A {
+        fn collect(&self, out: &mut Vec<Family>) {
+            out.push(Family::new("zst_a_total", Kind::Counter, "a"));
+        }
+    }
+    impl Collector for B {
+        fn collect(&self, out: &mut Vec<Family>) {
+            out.push(Family::new("zst_b_total", Kind::Counter, "b"));
+        }
+    }
+
+    #[test]
+    fn zero_sized_collectors_are_all_kept() {
+        register(&A);
+        register(&B);
+        let mut out = Vec::new();
+        collect_all(&mut out);
+        for name in ["zst_a_total", "zst_b_total"] {
+            assert!(out.iter().any(|f| f.name == name), "{name} missing");
+        }
     }
 }

@@ -452,7 +452,18 @@ impl Init {
         };
         #[cfg(not(feature = "otlp"))]
         let appender: Option<tracing_subscriber::layer::Identity> = None;
-        let subscriber = Registry::default().with(logs).with(otel).with(appender);
+        #[cfg(feature = "actix")]
+        let connection_errors = {
+            crate::http::connection_errors::register();
+            layer::ConnectionErrors
+        };
+        #[cfg(not(feature = "actix"))]
+        let connection_errors = tracing_subscriber::layer::Identity::new();
+        let subscriber = Registry::default()
+            .with(logs)
+            .with(otel)
+            .with(appender)
+            .with(connection_errors);
         tracing::subscriber::set_global_default(subscriber)
             .map_err(|_| InitError::AlreadyInstalled)?;
 

@@ -191,3 +191,41 @@ where
         tracing::subscriber::Interest::sometimes()
     }
 }
+
+/// Takes actix-http's per-connection ERROR lines (one per unparsable request, slow
+/// request head or reset connection: anyone who can connect could flood the log with
+/// them) out of every layer, counts them in `http_server_connection_errors_total{kind}`,
+/// and writes instead at most one line per kind and interval, with the count.
+#[cfg(feature = "actix")]
+pub(crate) struct ConnectionErrors;
+
+#[cfg(feature = "actix")]
+impl<S: tracing::Subscriber> Layer<S> for ConnectionErrors {
+    fn event_enabled(
+        &self,
+        event: &tracing::Event<'_>,
+        _ctx: tracing_subscriber::layer::Context<'_, S>,
+    ) -> bool {
+        use crate::http::connection_errors;
+        let meta = event.metadata();
+        if *meta.level() != tracing::Level::ERROR
+            || meta.target() != connection_errors::DISPATCHER_TARGET
+        {
+            return true;
+        }
+        struct Message(String);
+        impl tracing::field::Visit for Message {
+            fn record_debug(&mut self, field: &tracing::field::Field, value: &dyn std::fmt::Debug) {
+                if field.name() == "message" {
+                    self.0 = format!("{value:?}");
+                }
+            }
+        }
+        let mut message = Message(String::new());
+        event.record(&mut message);
+        if let Some(line) = connection_errors::record(&message.0) {
+            tracing::warn!(target: "observe::http", "{line}");
+        }
+        false
+    }
+}
