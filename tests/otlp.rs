@@ -830,7 +830,10 @@ fn malformed_requests_are_counted_not_logged_one_by_one() {
         .filter(|l| l.contains("HTTP connection error(s) of kind malformed"))
         .collect();
     assert_eq!(from_actix, 0, "actix's own lines are replaced");
-    assert!(counted >= 1000.0, "{counted} malformed requests counted of 5,000");
+    assert!(
+        counted >= 1000.0,
+        "{counted} malformed requests counted of 5,000"
+    );
     let took = started.elapsed().as_secs() as usize;
     assert!(
         !ours.is_empty() && ours.len() <= took / 10 + 1,

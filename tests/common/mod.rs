@@ -344,3 +344,16 @@ impl Drop for Pki {
         let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
+
+/// Waits (10 s at most) until `addr` accepts connections.
+#[allow(dead_code)]
+pub fn wait_until_connects(addr: std::net::SocketAddr) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while std::net::TcpStream::connect(addr).is_err() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{addr} never listened"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}

@@ -45,7 +45,7 @@ pub(crate) fn register(collector: &'static dyn Collector) {
     // The same static registered twice is kept once. Zero-sized collectors all share
     // one address, so for them the address says nothing: their `register` functions run
     // once (a `Once`) instead.
-    let zero_sized = std::mem::size_of_val(collector) == 0;
+    let zero_sized = size_of_val(collector) == 0;
     if zero_sized
         || !all
             .iter()

@@ -309,6 +309,9 @@ where
         let mut traced = this.traced.take();
         let recording = match result {
             Ok(res) => {
+                if super::shutdown::DRAINING.load(std::sync::atomic::Ordering::Relaxed) {
+                    close_connection(res);
+                }
                 let route = res.request().match_pattern();
                 let status = res.status().as_u16();
                 if let Some(traced) = &mut traced {
@@ -334,6 +337,17 @@ where
             })
         })
     }
+}
+
+/// During the drain: the response asks the client to close its connection, so a
+/// kept-alive client reconnects (through the load balancer, elsewhere) instead of
+/// sending its next request on a connection the stop will close.
+#[cold]
+#[inline(never)]
+fn close_connection<B>(res: &mut ServiceResponse<B>) {
+    res.response_mut()
+        .head_mut()
+        .set_connection_type(actix_http::ConnectionType::Close);
 }
 
 /// A handler's error: actix turns it into a response after us, and its status is known

@@ -22,6 +22,11 @@ use std::time::Duration;
 
 use crate::health::Health;
 
+/// Set when a [`Shutdown`] begins its drain: observe's middleware then answers with
+/// `Connection: close`.
+pub(crate) static DRAINING: std::sync::atomic::AtomicBool =
+    std::sync::atomic::AtomicBool::new(false);
+
 type Hook = Box<dyn FnOnce() + Send>;
 
 /// The shutdown sequence; [`run`](Shutdown::run) serves until a signal, then drains.
@@ -322,6 +327,7 @@ impl Shutdown {
             name = &mut signal => {
                 let drain = self.drain_delay();
                 self.health.begin_shutdown();
+                DRAINING.store(true, std::sync::atomic::Ordering::Relaxed);
                 tracing::info!(
                     target: "observe::health",
                     signal = name,
