@@ -226,3 +226,75 @@ fn probes_are_answered_under_idle_and_slowloris_connections() {
     );
     admin.stop();
 }
+
+/// Issue 15, item 9: each actix worker's runtime and the admin server's, from tokio's
+/// stable runtime metrics: a worker that spent 0.9 s in a handler shows 0.9 s more busy
+/// time than before, while parks and alive tasks are there for every worker.
+#[test]
+fn runtime_saturation_per_worker_in_metrics() {
+    let admin = AdminServer::new().addr("127.0.0.1:0").start().unwrap();
+    let (app_addr, _) = common::serve_on_thread(|| {
+        let server = actix_web::HttpServer::new(|| {
+            actix_web::App::new()
+                .wrap(observe::Middleware::new())
+                .route(
+                    "/spin",
+                    actix_web::web::get().to(|| async {
+                        // Busy on the worker's thread (a blocking handler, on purpose).
+                        std::thread::sleep(Duration::from_millis(300));
+                        "spun"
+                    }),
+                )
+                .route(
+                    "/spawn",
+                    actix_web::web::get().to(|| async {
+                        tokio::spawn(tokio::time::sleep(Duration::from_secs(5)));
+                        "spawned"
+                    }),
+                )
+        })
+        .workers(1)
+        .disable_signals()
+        .bind("127.0.0.1:0")
+        .unwrap();
+        (server.addrs()[0], server.run())
+    });
+    common::wait_until_connects(app_addr);
+    let sample = |name: &str, worker: &str| {
+        let (_, _, text) = http_get(admin.local_addr(), "/metrics", "");
+        common::value(&text, name, &[("worker", worker)])
+    };
+    // The label is the worker thread's name (actix's `actix-rt|system:N|arbiter:M`); the
+    // test's app has one worker, started by now. The admin server's is `admin`.
+    assert_eq!(http_get(app_addr, "/spin", "").0, 200);
+    let (_, _, text) = http_get(admin.local_addr(), "/metrics", "");
+    let workers: Vec<&str> = text
+        .lines()
+        .filter_map(|l| l.strip_prefix("observe_runtime_busy_seconds_total{worker=\""))
+        .filter_map(|l| l.split('"').next())
+        .collect();
+    assert!(workers.contains(&"admin"), "{workers:?}");
+    let app_workers: Vec<&str> = workers.iter().copied().filter(|w| *w != "admin").collect();
+    assert_eq!(app_workers.len(), 1, "{workers:?}");
+    let app_worker = app_workers[0];
+    assert!(app_worker.starts_with("actix-rt|system:"), "{app_worker}");
+    let busy_before = sample("observe_runtime_busy_seconds_total", app_worker);
+    for _ in 0..3 {
+        assert_eq!(http_get(app_addr, "/spin", "").0, 200);
+    }
+    let busy = sample("observe_runtime_busy_seconds_total", app_worker) - busy_before;
+    assert!(
+        (0.85..3.0).contains(&busy),
+        "{busy} s busy for 0.9 s of handler work"
+    );
+    assert!(sample("observe_runtime_parks_total", app_worker) > 0.0);
+    assert!(sample("observe_runtime_parks_total", "admin") > 0.0);
+    // tokio counts tasks spawned on the runtime (actix's own connection tasks live in a
+    // LocalSet it does not count): one spawned by the handler shows on its worker.
+    assert_eq!(sample("observe_runtime_alive_tasks", app_worker), 0.0);
+    assert_eq!(http_get(app_addr, "/spawn", "").0, 200);
+    assert_eq!(sample("observe_runtime_alive_tasks", app_worker), 1.0);
+    assert!(sample("observe_runtime_alive_tasks", "admin") >= 0.0);
+    assert!(sample("observe_runtime_queue_depth", app_worker) >= 0.0);
+    admin.stop();
+}

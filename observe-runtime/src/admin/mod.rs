@@ -231,6 +231,7 @@ impl AdminServer {
                         ..
                     } = settings;
                     let server = HttpServer::new(move || {
+                        crate::metrics::workers::watch_current_runtime(Some("admin"));
                         App::new()
                             .wrap(Gate(ReadOnly))
                             .app_data(web::Data::new(ProfileLimit(max_profile_seconds)))

@@ -86,6 +86,8 @@ pub(crate) fn families(out: &mut Vec<Family>) {
         }
         out.extend([in_flight, total]);
     }
+    #[cfg(feature = "actix")]
+    runtime_families(out);
 
     let info = build_info_or_default();
     out.push(
@@ -105,6 +107,45 @@ pub(crate) fn families(out: &mut Vec<Family>) {
             1.0,
         ),
     );
+}
+
+/// Saturation of each actix worker's runtime and the admin server's: tokio's stable
+/// runtime metrics, read at scrape time. Gauges and counters with history, never a
+/// health signal.
+#[cfg(feature = "actix")]
+fn runtime_families(out: &mut Vec<Family>) {
+    let samples = workers::runtime_samples();
+    if samples.is_empty() {
+        return;
+    }
+    let mut busy = Family::new(
+        "observe_runtime_busy_seconds_total",
+        Kind::Counter,
+        "Time each server worker's runtime spent running tasks (tokio worker busy duration); its rate near 1 means the worker is saturated.",
+    );
+    let mut parks = Family::new(
+        "observe_runtime_parks_total",
+        Kind::Counter,
+        "Times each server worker's runtime parked for lack of work; a rate near zero under load means it never runs out of work.",
+    );
+    let mut alive = Family::new(
+        "observe_runtime_alive_tasks",
+        Kind::Gauge,
+        "Tasks spawned on each server worker's runtime and not finished (tokio::spawn; actix's connection tasks live in a LocalSet tokio does not count).",
+    );
+    let mut queued = Family::new(
+        "observe_runtime_queue_depth",
+        Kind::Gauge,
+        "Tasks waiting in each server worker's runtime queue; a depth that stays above zero means work waits for the worker.",
+    );
+    for s in samples {
+        let l = || vec![label("worker", s.worker.clone())];
+        busy.push(l(), s.busy_seconds);
+        parks.push(l(), s.parks as f64);
+        alive.push(l(), s.alive_tasks as f64);
+        queued.push(l(), s.queue_depth as f64);
+    }
+    out.extend([busy, parks, alive, queued]);
 }
 
 /// `process_*`, one family per sample.

@@ -212,6 +212,7 @@ where
         // watch this worker's event loop for liveness.
         let _ = store();
         crate::health::liveness::register_worker();
+        crate::metrics::workers::watch_current_runtime(None);
         ready(Ok(MiddlewareService {
             service,
             skip: self.skip.clone(),

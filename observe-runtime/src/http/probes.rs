@@ -46,6 +46,7 @@ pub fn configure(
 ) -> impl FnOnce(&mut web::ServiceConfig) + Clone {
     move |cfg: &mut web::ServiceConfig| {
         liveness::register_worker();
+        crate::metrics::workers::watch_current_runtime(None);
         let ctx = web::Data::new(Ctx { health, policy });
         cfg.app_data(ctx)
             .route("/livez", web::get().to(live))

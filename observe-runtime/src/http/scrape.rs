@@ -70,6 +70,7 @@ where
 
     fn new_transform(&self, service: S) -> Self::Future {
         crate::health::liveness::register_worker();
+        workers::watch_current_runtime(None);
         ready(Ok(WorkerMetricsService {
             service,
             slot: workers::slot_for_current_thread(),

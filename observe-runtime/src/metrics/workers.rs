@@ -1,10 +1,11 @@
 //! Requests in flight per server worker: the Rust counterpart of Go's goroutine count.
 //!
-//! tokio's runtime metrics do not see actix-web workers (each worker is its own
-//! current-thread runtime with a `LocalSet`), so a worker that is stuck or overloaded is
-//! invisible there. Each worker gets a slot here, named after its thread; the HTTP layer
-//! increments and decrements the slot of the worker it runs on. These are gauges with
-//! history in `/metrics`, never a health signal.
+//! Each actix-web worker is its own current-thread runtime with a `LocalSet`, so the
+//! application's main tokio runtime says nothing about them. Each worker gets a slot
+//! here, named after its thread; the HTTP layer increments and decrements the slot of the
+//! worker it runs on. Each worker's own runtime (and the admin server's) is also watched
+//! through tokio's stable runtime metrics: busy time, parks, alive tasks, queue depth.
+//! These are gauges and counters with history in `/metrics`, never a health signal.
 
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex};
@@ -87,4 +88,77 @@ pub(crate) fn samples() -> Vec<(String, i64, u64)> {
             )
         })
         .collect()
+}
+
+/// Runtimes watched for saturation: each actix worker's current-thread runtime (seen
+/// when the application factory runs on it) and the admin server's, by thread.
+#[cfg(all(feature = "actix", target_has_atomic = "64"))]
+static RUNTIMES: Mutex<
+    Vec<(
+        std::thread::ThreadId,
+        String,
+        tokio::runtime::RuntimeMetrics,
+    )>,
+> = Mutex::new(Vec::new());
+
+/// Watches the runtime the calling thread runs, under `label` (the thread's name when
+/// `None`). A thread is registered once: the first label wins. At most [`MAX_WORKERS`].
+#[cfg(feature = "actix")]
+pub(crate) fn watch_current_runtime(label: Option<&str>) {
+    #[cfg(target_has_atomic = "64")]
+    {
+        let Ok(handle) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        let thread = std::thread::current();
+        let mut runtimes = RUNTIMES.lock().unwrap_or_else(|p| p.into_inner());
+        if runtimes.len() >= MAX_WORKERS || runtimes.iter().any(|(id, ..)| *id == thread.id()) {
+            return;
+        }
+        let label = label.or(thread.name()).unwrap_or("unnamed").to_owned();
+        runtimes.push((thread.id(), label, handle.metrics()));
+    }
+    #[cfg(not(target_has_atomic = "64"))]
+    let _ = label;
+}
+
+/// One watched runtime's saturation, from tokio's stable runtime metrics.
+#[cfg(feature = "actix")]
+pub(crate) struct RuntimeSample {
+    pub(crate) worker: String,
+    /// Time its worker thread(s) spent running tasks, in all.
+    pub(crate) busy_seconds: f64,
+    /// Times its worker thread(s) parked for lack of work.
+    pub(crate) parks: u64,
+    /// Tasks spawned and not yet finished.
+    pub(crate) alive_tasks: usize,
+    /// Tasks waiting in its shared queue.
+    pub(crate) queue_depth: usize,
+}
+
+/// Every watched runtime's saturation now.
+#[cfg(feature = "actix")]
+pub(crate) fn runtime_samples() -> Vec<RuntimeSample> {
+    #[cfg(target_has_atomic = "64")]
+    {
+        let runtimes = RUNTIMES.lock().unwrap_or_else(|p| p.into_inner());
+        runtimes
+            .iter()
+            .map(|(_, worker, m)| {
+                let workers = 0..m.num_workers();
+                RuntimeSample {
+                    worker: worker.clone(),
+                    busy_seconds: workers
+                        .clone()
+                        .map(|w| m.worker_total_busy_duration(w).as_secs_f64())
+                        .sum(),
+                    parks: workers.map(|w| m.worker_park_count(w)).sum(),
+                    alive_tasks: m.num_alive_tasks(),
+                    queue_depth: m.global_queue_depth(),
+                }
+            })
+            .collect()
+    }
+    #[cfg(not(target_has_atomic = "64"))]
+    Vec::new()
 }
