@@ -239,6 +239,7 @@ impl AdminServer {
                     })
                     .workers(1)
                     .disable_signals()
+                    .on_connect(remember_peer_socket)
                     .max_connections(max_connections)
                     .backlog(1024)
                     .keep_alive(Duration::from_secs(5))
@@ -269,6 +270,18 @@ impl AdminServer {
             thread: Some(thread),
         })
     }
+}
+
+/// Keeps the connection's socket with it, so a running profile can notice its client
+/// going away.
+fn remember_peer_socket(connection: &dyn std::any::Any, data: &mut actix_web::dev::Extensions) {
+    #[cfg(all(feature = "pprof", unix))]
+    if let Some(tcp) = connection.downcast_ref::<actix_web::rt::net::TcpStream>() {
+        use std::os::fd::AsRawFd;
+        data.insert(crate::pprof::PeerSocket(tcp.as_raw_fd()));
+    }
+    #[cfg(not(all(feature = "pprof", unix)))]
+    let _ = (connection, data);
 }
 
 /// Raises the soft `RLIMIT_NOFILE` to `wanted` (at most the hard limit); never lowers it.

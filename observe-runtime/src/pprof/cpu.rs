@@ -2,12 +2,12 @@
 //! `/debug/pprof/profile?seconds=N&frequency=HZ` answers a gzipped `profile.proto` that
 //! `go tool pprof` reads; `/debug/pprof/flamegraph?seconds=N` the same sampling as an SVG.
 //!
-//! Safe by default: behind the admin access policy; one profile at a time (pprof-rs has
-//! one process-wide profiler, and a second `build()` would fail and overwrite the running
-//! one's blocklist), a second request gets 429 with `Retry-After`; `seconds` is bounded;
-//! libc, libgcc, pthread and vdso frames are blocklisted, as pprof-rs advises, to avoid
-//! deadlocks while sampling; dropping the request (the client went away) drops the
-//! profiler guard, which stops sampling.
+//! Safe by default: behind the admin access policy; one profile at a time (there is one
+//! process-wide CPU timer), a second request gets 429 with `Retry-After`; `seconds` is
+//! bounded; samples interrupted inside libc, libgcc, pthread or the vDSO are skipped, as
+//! pprof-rs advises, to avoid deadlocks while sampling; a client that goes away stops
+//! sampling within [`PEER_CHECK`] (the admin server keeps each connection's socket), and
+//! the sample buffer ([`super::sampler`]) is freed with it.
 
 use std::io::Write;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -52,6 +52,43 @@ impl Slot {
 impl Drop for Slot {
     fn drop(&mut self) {
         RUNNING.store(false, Ordering::Release);
+    }
+}
+
+/// How often a running profile looks whether its client is still there.
+const PEER_CHECK: Duration = Duration::from_millis(250);
+
+/// The socket of the admin connection a request came on (set by the admin server's
+/// `on_connect`), to notice a client that went away while its profile runs.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct PeerSocket(pub(crate) std::os::fd::RawFd);
+
+impl PeerSocket {
+    /// The peer closed or reset the connection: a peek reads end-of-stream or fails
+    /// with anything but "nothing yet".
+    fn gone(self) -> bool {
+        let mut byte = [0u8; 1];
+        // SAFETY: a non-blocking peek into a one-byte buffer on a socket the connection
+        // still owns (the connection outlives the request that reads it).
+        let n = unsafe {
+            libc::recv(
+                self.0,
+                byte.as_mut_ptr().cast(),
+                1,
+                libc::MSG_PEEK | libc::MSG_DONTWAIT,
+            )
+        };
+        match n {
+            0 => true,
+            n if n > 0 => false,
+            _ => {
+                let e = std::io::Error::last_os_error();
+                !matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::Interrupted
+                )
+            }
+        }
     }
 }
 
@@ -130,17 +167,32 @@ async fn sample(
 ) -> Result<(Params, pprof::Report), HttpResponse> {
     let p = params(req, max_seconds).map_err(bad)?;
     let _slot = Slot::take(p.seconds).ok_or_else(busy)?;
-    let guard = pprof::ProfilerGuardBuilder::default()
-        .frequency(p.frequency)
-        .blocklist(&["libc", "libgcc", "pthread", "vdso"])
-        .build()
+    #[cfg(not(target_os = "linux"))]
+    return Err(failed(
+        "could not start the CPU profiler",
+        "CPU profiles are taken on Linux only",
+    ));
+    #[cfg(target_os = "linux")]
+    let sampler = super::sampler::Sampler::start(p.frequency, p.seconds)
         .map_err(|e| failed("could not start the CPU profiler", e))?;
-    // If the client goes away, this future is dropped and so is the guard: sampling stops.
-    tokio::time::sleep(Duration::from_secs(p.seconds)).await;
-    let report = guard
-        .report()
-        .build()
-        .map_err(|e| failed("could not build the CPU profile", e))?;
+    // The client going away stops sampling: actix drops this future (and the sampler)
+    // only when it notices, so the admin server's peer socket is watched as well.
+    let peer = req.conn_data::<PeerSocket>().copied();
+    let until = tokio::time::Instant::now() + Duration::from_secs(p.seconds);
+    loop {
+        let now = tokio::time::Instant::now();
+        if now >= until {
+            break;
+        }
+        tokio::time::sleep((until - now).min(PEER_CHECK)).await;
+        if peer.is_some_and(|peer| peer.gone()) {
+            drop(sampler);
+            tracing::info!(target: "observe::pprof", "CPU profile abandoned: the client went away");
+            return Err(HttpResponse::BadRequest().finish());
+        }
+    }
+    let report = sampler.finish();
+    super::release_memory();
     Ok((p, report))
 }
 
@@ -148,6 +200,7 @@ async fn sample(
 /// from the leaf end of every sample.
 fn is_profiler_frame(name: &str) -> bool {
     name.starts_with("pprof::")
+        || name.starts_with("observe_runtime::pprof::sampler::")
         || name.starts_with("backtrace::")
         || name.contains("perf_signal_handler")
         || name == "__restore_rt"

@@ -176,5 +176,6 @@ pub(crate) fn dump() -> String {
             }
         }
     }
+    super::release_memory();
     out
 }
