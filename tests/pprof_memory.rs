@@ -97,3 +97,83 @@ fn sampling_stops_when_the_client_goes_away() {
     assert!(gone.elapsed() < Duration::from_millis(1500 + 1500));
     admin.stop();
 }
+
+/// Issue 15, item 4: 200 thread dumps while 8 threads allocate, take a lock and unwind
+/// (`catch_unwind`) in a loop: every dump answers, every thread keeps running, nothing
+/// hangs or crashes. (The handler only copies registers and waits; the walk happens on
+/// the requesting thread.)
+#[test]
+fn thread_dumps_under_allocation_locks_and_unwinding() {
+    use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+    use std::sync::{Arc, Mutex};
+    let _turn = ONE_AT_A_TIME.lock().unwrap_or_else(|p| p.into_inner());
+    let admin = AdminServer::new().addr("127.0.0.1:0").start().unwrap();
+    let addr = admin.local_addr();
+    // The workers' panics are on purpose: not printed. Any other is.
+    let hook = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        if !std::thread::current()
+            .name()
+            .is_some_and(|n| n.starts_with("stress-"))
+        {
+            hook(info);
+        }
+    }));
+    let stop = Arc::new(AtomicBool::new(false));
+    let rounds = Arc::new(AtomicU64::new(0));
+    let shared = Arc::new(Mutex::new(Vec::<u64>::new()));
+    let workers: Vec<_> = (0..8)
+        .map(|i| {
+            let (stop, rounds, shared) = (stop.clone(), rounds.clone(), shared.clone());
+            std::thread::Builder::new()
+                .name(format!("stress-{i}"))
+                .spawn(move || {
+                    for n in 0..50_000_000u64 {
+                        if stop.load(Ordering::Relaxed) {
+                            break;
+                        }
+                        let v: Vec<u64> = (0..(n % 64)).collect();
+                        shared.lock().unwrap().push(v.len() as u64);
+                        if n % 4 == 0 {
+                            let _ = std::panic::catch_unwind(|| {
+                                if v.len() < 1000 {
+                                    panic!("unwinding on purpose");
+                                }
+                            });
+                        }
+                        if n % 256 == 0 {
+                            shared.lock().unwrap().clear();
+                        }
+                        rounds.fetch_add(1, Ordering::Relaxed);
+                    }
+                })
+                .unwrap()
+        })
+        .collect();
+    let started = Instant::now();
+    let mut slowest = Duration::ZERO;
+    for i in 0..200 {
+        let t = Instant::now();
+        let (status, _, body) = common::http_get(addr, "/debug/pprof/threads", "");
+        slowest = slowest.max(t.elapsed());
+        assert_eq!(status, 200, "dump {i}: {body}");
+        assert!(body.contains("\"stress-"), "dump {i} lists the workers");
+        assert!(
+            started.elapsed() < Duration::from_secs(240),
+            "200 dumps take too long: {i} in {:?}",
+            started.elapsed()
+        );
+    }
+    let before = rounds.load(Ordering::Relaxed);
+    std::thread::sleep(Duration::from_millis(200));
+    assert!(
+        rounds.load(Ordering::Relaxed) > before,
+        "the workers still make progress"
+    );
+    stop.store(true, Ordering::Relaxed);
+    for w in workers {
+        w.join().expect("no worker crashed");
+    }
+    eprintln!("200 dumps in {:?}, slowest {slowest:?}", started.elapsed());
+    admin.stop();
+}

@@ -101,9 +101,10 @@ async fn heap_profile() -> HttpResponse {
 async fn thread_stacks() -> HttpResponse {
     // Up to 200 ms per thread that does not answer: off the admin worker.
     match web::block(crate::pprof::thread_dump).await {
-        Ok(text) => HttpResponse::Ok()
+        Ok(Some(text)) => HttpResponse::Ok()
             .content_type("text/plain; charset=utf-8")
             .body(text),
+        Ok(None) => crate::pprof::busy(),
         Err(e) => HttpResponse::InternalServerError()
             .content_type("text/plain; charset=utf-8")
             .body(format!("the thread dump failed: {e}\n")),

@@ -4,6 +4,7 @@
 
 pub(crate) mod access;
 mod client;
+#[cfg(feature = "otel")]
 pub(crate) mod connection_errors;
 mod middleware;
 pub(crate) mod probes;
@@ -16,6 +17,7 @@ mod shutdown;
 pub use crate::propagation::{outgoing_headers, trace_id};
 pub use access::{AccessPolicy, ConfigError, Decision};
 pub use client::{ClientSpan, MAX_CLIENT_ADDRESSES, Propagate, Traced};
+#[cfg(feature = "otel")]
 pub use connection_errors::LOG_INTERVAL as CONNECTION_ERRORS_LOG_INTERVAL;
 pub use middleware::{
     DEFAULT_SKIP_PATHS, Middleware, MiddlewareFuture, MiddlewareService, TimedBody,

@@ -140,7 +140,7 @@ fn params(req: &HttpRequest, max_seconds: u64) -> Result<Params, String> {
     Ok(p)
 }
 
-pub(super) fn busy() -> HttpResponse {
+pub(crate) fn busy() -> HttpResponse {
     let retry = RUNNING_UNTIL
         .load(Ordering::Relaxed)
         .saturating_sub(now_secs())
