@@ -90,19 +90,30 @@ pub(crate) fn samples() -> Vec<(String, i64, u64)> {
         .collect()
 }
 
+/// A watched runtime: its worker thread, label, metrics, and a token that dies with
+/// the thread (a stopped server's workers leave `/metrics`).
+#[cfg(all(feature = "actix", target_has_atomic = "64"))]
+struct Watched {
+    thread: std::thread::ThreadId,
+    label: String,
+    metrics: tokio::runtime::RuntimeMetrics,
+    alive: std::sync::Weak<()>,
+}
+
 /// Runtimes watched for saturation: each actix worker's current-thread runtime (seen
 /// when the application factory runs on it) and the admin server's, by thread.
 #[cfg(all(feature = "actix", target_has_atomic = "64"))]
-static RUNTIMES: Mutex<
-    Vec<(
-        std::thread::ThreadId,
-        String,
-        tokio::runtime::RuntimeMetrics,
-    )>,
-> = Mutex::new(Vec::new());
+static RUNTIMES: Mutex<Vec<Watched>> = Mutex::new(Vec::new());
+
+#[cfg(all(feature = "actix", target_has_atomic = "64"))]
+thread_local! {
+    /// Dropped when the worker thread ends.
+    static ALIVE: Arc<()> = Arc::new(());
+}
 
 /// Watches the runtime the calling thread runs, under `label` (the thread's name when
-/// `None`). A thread is registered once: the first label wins. At most [`MAX_WORKERS`].
+/// `None`; a label already in use gets `-2`, `-3`, …). A thread is registered once: the
+/// first label wins. At most [`MAX_WORKERS`] at a time; ended threads leave.
 #[cfg(feature = "actix")]
 pub(crate) fn watch_current_runtime(label: Option<&str>) {
     #[cfg(target_has_atomic = "64")]
@@ -112,11 +123,23 @@ pub(crate) fn watch_current_runtime(label: Option<&str>) {
         };
         let thread = std::thread::current();
         let mut runtimes = RUNTIMES.lock().unwrap_or_else(|p| p.into_inner());
-        if runtimes.len() >= MAX_WORKERS || runtimes.iter().any(|(id, ..)| *id == thread.id()) {
+        runtimes.retain(|w| w.alive.strong_count() > 0);
+        if runtimes.len() >= MAX_WORKERS || runtimes.iter().any(|w| w.thread == thread.id()) {
             return;
         }
-        let label = label.or(thread.name()).unwrap_or("unnamed").to_owned();
-        runtimes.push((thread.id(), label, handle.metrics()));
+        let wanted = label.or(thread.name()).unwrap_or("unnamed");
+        let mut label = wanted.to_owned();
+        let mut n = 1;
+        while runtimes.iter().any(|w| w.label == label) {
+            n += 1;
+            label = format!("{wanted}-{n}");
+        }
+        runtimes.push(Watched {
+            thread: thread.id(),
+            label,
+            metrics: handle.metrics(),
+            alive: ALIVE.with(Arc::downgrade),
+        });
     }
     #[cfg(not(target_has_atomic = "64"))]
     let _ = label;
@@ -141,13 +164,15 @@ pub(crate) struct RuntimeSample {
 pub(crate) fn runtime_samples() -> Vec<RuntimeSample> {
     #[cfg(target_has_atomic = "64")]
     {
-        let runtimes = RUNTIMES.lock().unwrap_or_else(|p| p.into_inner());
+        let mut runtimes = RUNTIMES.lock().unwrap_or_else(|p| p.into_inner());
+        runtimes.retain(|w| w.alive.strong_count() > 0);
         runtimes
             .iter()
-            .map(|(_, worker, m)| {
+            .map(|w| {
+                let m = &w.metrics;
                 let workers = 0..m.num_workers();
                 RuntimeSample {
-                    worker: worker.clone(),
+                    worker: w.label.clone(),
                     busy_seconds: workers
                         .clone()
                         .map(|w| m.worker_total_busy_duration(w).as_secs_f64())
