@@ -563,10 +563,7 @@ fn grpc_spans_and_logs_over_mutual_tls_with_gzip() {
     let pki = common::Pki::new("otlp-grpc");
     let (_receiver, port, out) = start_receiver_with("grpc-receiver", &tls_args(&pki));
     let mut env = tls_env(&pki, &pki.ca, &port);
-    env.extend([
-        ("OTEL_EXPORTER_OTLP_PROTOCOL", "grpc".to_owned()),
-        ("OTEL_METRICS_EXPORTER", "none".to_owned()),
-    ]);
+    env.extend([("OTEL_EXPORTER_OTLP_PROTOCOL", "grpc".to_owned())]);
     let (mut child, addr) = start_service(&env);
     for _ in 0..5 {
         assert_eq!(common::http_get(addr, "/hello", "").0, 200);
@@ -575,6 +572,11 @@ fn grpc_spans_and_logs_over_mutual_tls_with_gzip() {
     let all = records(&out);
     let servers: Vec<_> = all.iter().filter(|r| r["name"] == "GET /hello").collect();
     assert_eq!(servers.len(), 5, "every span arrived over gRPC and TLS");
+    assert!(
+        all.iter()
+            .any(|r| r["metric"] == "http_server_request_duration_seconds"),
+        "the metrics push arrived over gRPC and TLS"
+    );
     let hellos: Vec<_> = all.iter().filter(|r| r["log"] == "saying hello").collect();
     assert_eq!(hellos.len(), 5, "every log record arrived: {hellos:?}");
     assert!(
@@ -694,20 +696,36 @@ fn grpc_export_loses_nothing_at_shutdown() {
         ),
         ("OTEL_EXPORTER_OTLP_PROTOCOL", "grpc".into()),
         ("OTEL_EXPORTER_OTLP_HEADERS", "x-api-key=grpc-secret".into()),
-        ("OTEL_METRICS_EXPORTER", "none".into()),
     ]);
     const N: usize = 50;
     for _ in 0..N {
         assert_eq!(common::http_get(addr, "/hello", "").0, 200);
     }
     stop_service(&mut child);
-    let spans = records(&out);
+    let all = records(&out);
+    let spans: Vec<&serde_json::Value> = all.iter().filter(|r| r.get("name").is_some()).collect();
     let hellos = spans.iter().filter(|s| s["name"] == "GET /hello").count();
     assert_eq!(
         hellos, N,
         "one server span per request over gRPC, none lost"
     );
     assert!(spans.iter().all(|s| s["api_key"] == "grpc-secret"));
+    // The metrics push too speaks gRPC when the protocol says so (it used to POST
+    // OTLP/HTTP to the gRPC port): the final push carries the 50 requests.
+    let duration = all
+        .iter()
+        .find(|r| r["metric"] == "http_server_request_duration_seconds")
+        .unwrap_or_else(|| panic!("no metrics over gRPC in {} records", all.len()));
+    assert_eq!(duration["api_key"], "grpc-secret");
+    assert_eq!(duration["kind"], "histogram");
+    let hello_count: u64 = duration["points"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|p| p["http_route"] == "/hello")
+        .map(|p| p["count"].as_u64().unwrap())
+        .sum();
+    assert_eq!(hello_count, N as u64);
     let _ = std::fs::remove_file(&out);
 }
 

@@ -17,7 +17,7 @@ OpenTelemetry packages (opentelemetry-proto, opentelemetry-sdk).
         A request with `Content-Encoding: gzip` is decompressed first (and recorded
         as {"gzip": path}).
     otel_peer.py grpc-receiver OUT.jsonl
-        An OTLP/gRPC TraceService and LogsService on 127.0.0.1 (a free port, printed as
+        An OTLP/gRPC TraceService, LogsService and MetricsService on 127.0.0.1 (a free port, printed as
         "PORT <n>"), decoding with the official definitions and generated gRPC stubs; one
         JSON line per span or log record, as above, with the request's `x-api-key`
         metadata and {"grpc_encoding": ...} when the request was compressed.
@@ -64,6 +64,41 @@ def log_record(record, resource, scope, api_key):
         "service_name": resource.get("service.name"),
         "api_key": api_key,
     }
+
+
+def metric_records(request):
+    """One JSON-ready record per metric of an ExportMetricsServiceRequest."""
+    for rm in request.resource_metrics:
+        resource = {a.key: a.value.string_value for a in rm.resource.attributes}
+        for sm in rm.scope_metrics:
+            for m in sm.metrics:
+                kind = m.WhichOneof("data")
+                points = []
+                for p in getattr(m, kind).data_points:
+                    point = {a.key: a.value.string_value for a in p.attributes}
+                    if kind == "histogram":
+                        point.update(
+                            count=p.count,
+                            sum=p.sum,
+                            bucket_counts=list(p.bucket_counts),
+                            explicit_bounds=list(p.explicit_bounds),
+                        )
+                    elif kind in ("sum", "gauge"):
+                        point["value"] = (
+                            p.as_double if p.WhichOneof("value") == "as_double" else p.as_int
+                        )
+                    points.append(point)
+                record = {
+                    "metric": m.name,
+                    "kind": kind,
+                    "unit": m.unit,
+                    "scope": sm.scope.name,
+                    "resource": resource,
+                    "points": points,
+                }
+                if kind == "sum":
+                    record["monotonic"] = m.sum.is_monotonic
+                yield record
 
 
 def tls_options(args):
@@ -145,37 +180,8 @@ def receiver(out_path, args):
         def metrics(self, body):
             request = metrics_service_pb2.ExportMetricsServiceRequest()
             request.ParseFromString(body)
-            for rm in request.resource_metrics:
-                resource = {a.key: a.value.string_value for a in rm.resource.attributes}
-                for sm in rm.scope_metrics:
-                    for m in sm.metrics:
-                        kind = m.WhichOneof("data")
-                        points = []
-                        for p in getattr(m, kind).data_points:
-                            point = {a.key: a.value.string_value for a in p.attributes}
-                            if kind == "histogram":
-                                point.update(
-                                    count=p.count,
-                                    sum=p.sum,
-                                    bucket_counts=list(p.bucket_counts),
-                                    explicit_bounds=list(p.explicit_bounds),
-                                )
-                            elif kind in ("sum", "gauge"):
-                                point["value"] = (
-                                    p.as_double if p.WhichOneof("value") == "as_double" else p.as_int
-                                )
-                            points.append(point)
-                        record = {
-                            "metric": m.name,
-                            "kind": kind,
-                            "unit": m.unit,
-                            "scope": sm.scope.name,
-                            "resource": resource,
-                            "points": points,
-                        }
-                        if kind == "sum":
-                            record["monotonic"] = m.sum.is_monotonic
-                        append(record)
+            for record in metric_records(request):
+                append(record)
             self.reply(metrics_service_pb2.ExportMetricsServiceResponse())
 
         def do_GET(self):
@@ -227,6 +233,7 @@ def grpc_receiver(out_path, args):
 
     import grpc
     from opentelemetry.proto.collector.logs.v1 import logs_service_pb2, logs_service_pb2_grpc
+    from opentelemetry.proto.collector.metrics.v1 import metrics_service_pb2, metrics_service_pb2_grpc
     from opentelemetry.proto.collector.trace.v1 import trace_service_pb2, trace_service_pb2_grpc
 
     lock = threading.Lock()
@@ -266,8 +273,18 @@ def grpc_receiver(out_path, args):
             )
             return logs_service_pb2.ExportLogsServiceResponse()
 
+    class Metrics(metrics_service_pb2_grpc.MetricsServiceServicer):
+        def Export(self, request, context):
+            metadata = dict(context.invocation_metadata())
+            records = list(metric_records(request))
+            for record in records:
+                record["api_key"] = metadata.get("x-api-key")
+            write(records, metadata)
+            return metrics_service_pb2.ExportMetricsServiceResponse()
+
     server = grpc.server(futures.ThreadPoolExecutor(max_workers=4))
     trace_service_pb2_grpc.add_TraceServiceServicer_to_server(Traces(), server)
+    metrics_service_pb2_grpc.add_MetricsServiceServicer_to_server(Metrics(), server)
     logs_service_pb2_grpc.add_LogsServiceServicer_to_server(Logs(), server)
     cert, key, client_ca = tls_options(args)
     if cert:

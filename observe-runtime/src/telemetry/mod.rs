@@ -36,7 +36,7 @@
 //! | `OTEL_TRACES_SAMPLER`, `OTEL_TRACES_SAMPLER_ARG` | the SDK's samplers, e.g. `parentbased_traceidratio` with `0.1` |
 //! | `OTEL_PROPAGATORS` | `tracecontext`, `baggage`, `none` |
 //! | `OTEL_BSP_*` | the batch span processor's queue, batch size and delays |
-//! | `OTEL_METRICS_EXPORTER` | `otlp` (feature `otlp-metrics`: the `/metrics` store pushed over OTLP/HTTP), `prometheus` / `none`; unset: `otlp` when an endpoint is set and the feature is on |
+//! | `OTEL_METRICS_EXPORTER` | `otlp` (feature `otlp-metrics`: the `/metrics` store pushed over OTLP/HTTP, or OTLP/gRPC when the protocol is `grpc`), `prometheus` / `none`; unset: `otlp` when an endpoint is set and the feature is on |
 //! | `OTEL_METRIC_EXPORT_INTERVAL`, `OTEL_METRIC_EXPORT_TIMEOUT` | push period in ms (60 000); a last push happens at shutdown; the timeout unless `OTEL_EXPORTER_OTLP_(METRICS_)TIMEOUT` is set (10 000) |
 //! | `OTEL_BLRP_*` | the batch log processor's queue, batch size and delays |
 //! | `RUST_LOG` | log filter (`info` by default) |

@@ -3,8 +3,9 @@
 //! Every `OTEL_METRIC_EXPORT_INTERVAL` (default 60 s), and once more at shutdown, a thread
 //! of its own gathers the same families `/metrics` serves (function, HTTP, health,
 //! process, the user's `prometheus` metrics and OpenTelemetry instruments alike),
-//! converts them directly ([`encode`]) and POSTs an OTLP/HTTP protobuf
-//! `ExportMetricsServiceRequest` with the resource.
+//! converts them directly ([`encode`]) and sends an OTLP `ExportMetricsServiceRequest`
+//! with the resource: POSTed as OTLP/HTTP protobuf, or, with
+//! `OTEL_EXPORTER_OTLP_[METRICS_]PROTOCOL=grpc` (feature `grpc`), over OTLP/gRPC.
 //!
 //! Why not the SDK's periodic exporter: our store is not the SDK's (its data types
 //! cannot be built outside the SDK, and its only asynchronous instruments are counters
@@ -13,6 +14,8 @@
 //! carries both.
 
 mod encode;
+#[cfg(feature = "grpc")]
+mod grpc;
 
 use std::sync::atomic::Ordering;
 use std::sync::mpsc;
@@ -93,8 +96,16 @@ impl std::fmt::Debug for Pusher {
 impl Pusher {
     pub(crate) fn start(resource: &opentelemetry_sdk::Resource) -> Result<Pusher, InitError> {
         let interval = millis("OTEL_METRIC_EXPORT_INTERVAL", 60_000)?;
-        let url = tls::http_endpoint(Signal::Metrics);
         let headers = headers();
+        #[cfg(feature = "grpc")]
+        let mut over_grpc = if env::otlp_grpc(Signal::Metrics)? {
+            Some(grpc::GrpcPush::new(&headers)?)
+        } else {
+            None
+        };
+        #[cfg(not(feature = "grpc"))]
+        env::otlp_grpc(Signal::Metrics)?; // refuses `grpc` without the feature, saying so
+        let url = tls::http_endpoint(Signal::Metrics);
         let gzip = tls::gzip(Signal::Metrics)?;
         // Same TLS, timeout and compression settings as the other signals.
         let agent = tls::agent(Signal::Metrics)?;
@@ -104,10 +115,25 @@ impl Pusher {
         let thread = std::thread::Builder::new()
             .name("observe-otlp-metrics".into())
             .spawn(move || {
-                let push = || {
+                let mut push = || {
                     let families = crate::exposition::gather();
                     let points: usize = families.iter().map(|f| f.series.len()).sum();
                     let request = to_request(&families, resource.clone(), start, SystemTime::now());
+                    #[cfg(feature = "grpc")]
+                    if let Some(grpc) = &mut over_grpc {
+                        PUSHING.store(points as u64, Ordering::Release);
+                        let sent = grpc.send(request);
+                        let points = PUSHING.swap(0, Ordering::AcqRel);
+                        if let Err(failure) = sent {
+                            dropped::report(
+                                Lost::MetricPoints,
+                                Reason::ExportFailed,
+                                points,
+                                &failure,
+                            );
+                        }
+                        return;
+                    }
                     let mut body = request.encode_to_vec();
                     let mut post = agent
                         .post(&url)
