@@ -25,6 +25,8 @@ mod family;
 mod format;
 mod openmetrics;
 mod text;
+#[cfg(feature = "otel")]
+pub(crate) mod throttle;
 mod users;
 
 use std::collections::HashSet;

@@ -71,17 +71,11 @@ pub(super) fn backoff(def: &CheckDef, failures: u32) -> Duration {
 /// `ceiling` with "equal jitter": uniformly in [ceiling/2, ceiling], so replicas that
 /// failed together (a shared database blip) do not retry in lockstep.
 pub(super) fn jittered(ceiling: Duration) -> Duration {
-    use std::hash::{BuildHasher, Hasher};
-    // A fresh RandomState is seeded per instance from the OS (then incremented): enough
-    // to spread retries, no generator to keep.
-    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
-    h.write_u128(
-        SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap_or_default()
-            .as_nanos(),
-    );
-    let unit = (h.finish() >> 11) as f64 / (1u64 << 53) as f64;
+    use std::hash::BuildHasher;
+    // Each RandomState has keys of its own (seeded from the OS, then varied per
+    // instance), so hashing nothing gives a fresh random number: no generator to keep.
+    let random = std::collections::hash_map::RandomState::new().hash_one(());
+    let unit = (random >> 11) as f64 / (1u64 << 53) as f64;
     ceiling / 2 + ceiling.mul_f64(unit / 2.0)
 }
 

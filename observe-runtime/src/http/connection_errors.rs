@@ -7,9 +7,10 @@
 
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use crate::exposition::collector::{self, Collector};
+use crate::exposition::throttle::Throttle;
 use crate::exposition::{Family, Kind, label};
 
 /// At most one log line per kind in this interval.
@@ -33,13 +34,13 @@ pub(crate) const DISPATCHER_TARGET: &str = "actix_http::h1::dispatcher";
 
 struct Counts {
     counts: [AtomicU64; 5],
-    /// Per kind: when the last line was written, and what was counted since.
-    logged: Mutex<[(Option<Instant>, u64); 5]>,
+    /// Per kind: the log line's throttle.
+    logged: Mutex<[Throttle; 5]>,
 }
 
 static COUNTS: Counts = Counts {
     counts: [const { AtomicU64::new(0) }; 5],
-    logged: Mutex::new([(None, 0); 5]),
+    logged: Mutex::new([Throttle::NEW; 5]),
 };
 
 /// The kind of one of the dispatcher's error messages (`stream error: …`).
@@ -63,15 +64,7 @@ fn kind(message: &str) -> usize {
 pub(crate) fn record(message: &str) -> Option<String> {
     let k = kind(message);
     COUNTS.counts[k].fetch_add(1, Relaxed);
-    let mut logged = COUNTS.logged.lock().unwrap_or_else(|p| p.into_inner());
-    let (last, since) = &mut logged[k];
-    *since += 1;
-    let now = Instant::now();
-    if last.is_some_and(|t| now.duration_since(t) < LOG_INTERVAL) {
-        return None;
-    }
-    *last = Some(now);
-    let n = std::mem::take(since);
+    let n = COUNTS.logged.lock().unwrap_or_else(|p| p.into_inner())[k].note(1, LOG_INTERVAL)?;
     Some(format!(
         "{n} HTTP connection error(s) of kind {kind} since the last such line, the latest: \
          {message}; counted in http_server_connection_errors_total, logged at most every {}s",

@@ -8,6 +8,8 @@ mod heap;
 #[cfg(target_os = "linux")]
 mod sampler;
 #[cfg(target_os = "linux")]
+mod signal;
+#[cfg(target_os = "linux")]
 mod threads;
 
 pub(crate) use cpu::{PeerSocket, busy, flamegraph, profile};

@@ -19,6 +19,8 @@ use std::ptr;
 use std::sync::atomic::{AtomicPtr, AtomicUsize, Ordering};
 use std::time::SystemTime;
 
+use super::signal::{gettid, install, registers};
+
 /// Deepest stack recorded (pprof-rs' default too).
 pub(crate) const MAX_DEPTH: usize = 128;
 /// Most samples one profile keeps; past it samples are counted as dropped.
@@ -50,35 +52,6 @@ static ACTIVE: AtomicPtr<Buffer> = AtomicPtr::new(ptr::null_mut());
 /// Handlers running now; the buffer is freed only when none is.
 static IN_HANDLER: AtomicUsize = AtomicUsize::new(0);
 
-fn gettid() -> i32 {
-    // SAFETY: a syscall without arguments.
-    unsafe { libc::syscall(libc::SYS_gettid) as i32 }
-}
-
-#[cfg(target_arch = "x86_64")]
-fn interrupted_ip(context: *mut c_void) -> Option<usize> {
-    if context.is_null() {
-        return None;
-    }
-    // SAFETY: the kernel passes a valid ucontext_t to an SA_SIGINFO handler.
-    let regs = unsafe { &(*(context as *const libc::ucontext_t)).uc_mcontext.gregs };
-    Some(regs[libc::REG_RIP as usize] as usize)
-}
-
-#[cfg(target_arch = "aarch64")]
-fn interrupted_ip(context: *mut c_void) -> Option<usize> {
-    if context.is_null() {
-        return None;
-    }
-    // SAFETY: the kernel passes a valid ucontext_t to an SA_SIGINFO handler.
-    Some(unsafe { (*(context as *const libc::ucontext_t)).uc_mcontext.pc as usize })
-}
-
-#[cfg(not(any(target_arch = "x86_64", target_arch = "aarch64")))]
-fn interrupted_ip(_: *mut c_void) -> Option<usize> {
-    None
-}
-
 /// The `SIGPROF` handler: atomics, a stack walk into a slot claimed for this sample,
 /// nothing that allocates or locks.
 extern "C" fn on_sigprof(_: libc::c_int, _: *mut libc::siginfo_t, context: *mut c_void) {
@@ -87,7 +60,7 @@ extern "C" fn on_sigprof(_: libc::c_int, _: *mut libc::siginfo_t, context: *mut 
     if !buffer.is_null() {
         // SAFETY: non-null while `IN_HANDLER` counts us (see `Sampler::finish`).
         let buffer = unsafe { &*buffer };
-        let ip = interrupted_ip(context);
+        let ip = registers(context).map(|r| r[0] as usize);
         if ip.is_some_and(|ip| buffer.blocklist.iter().any(|&(lo, hi)| ip >= lo && ip < hi)) {
             buffer.blocked.fetch_add(1, Ordering::Relaxed);
         } else {
@@ -190,18 +163,9 @@ impl Sampler {
             frequency,
             started: SystemTime::now(),
         };
-        // SAFETY: a zeroed sigaction with our handler; then the process CPU-time timer.
+        install(libc::SIGPROF, on_sigprof)?;
+        // SAFETY: arms the process CPU-time timer.
         unsafe {
-            let mut action: libc::sigaction = std::mem::zeroed();
-            action.sa_sigaction = on_sigprof as *const () as usize;
-            action.sa_flags = libc::SA_SIGINFO | libc::SA_RESTART;
-            libc::sigemptyset(&mut action.sa_mask);
-            if libc::sigaction(libc::SIGPROF, &action, ptr::null_mut()) != 0 {
-                return Err(format!(
-                    "sigaction(SIGPROF): {}",
-                    std::io::Error::last_os_error()
-                ));
-            }
             ACTIVE.store(buffer, Ordering::SeqCst);
             let micros = (1_000_000 / frequency.max(1)) as libc::suseconds_t;
             let interval = libc::timeval {

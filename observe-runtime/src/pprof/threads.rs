@@ -20,6 +20,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicI32, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
+use super::signal::{gettid, registers};
 use framehop::{
     CacheNative, ExplicitModuleSectionInfo, MustNotAllocateDuringUnwind, UnwindRegsNative,
     Unwinder, UnwinderNative,
@@ -42,11 +43,6 @@ static LEFT: AtomicU64 = AtomicU64::new(0);
 /// Instruction pointer, stack pointer, frame pointer, link register (aarch64).
 static REGS: [AtomicU64; 4] = [const { AtomicU64::new(0) }; 4];
 
-fn gettid() -> i32 {
-    // SAFETY: a syscall without arguments.
-    unsafe { libc::syscall(libc::SYS_gettid) as i32 }
-}
-
 /// The signal used: a real-time one, above those glibc keeps for itself.
 fn signal() -> libc::c_int {
     libc::SIGRTMIN() + 7
@@ -62,33 +58,16 @@ fn monotonic_ns() -> i64 {
     ts.tv_sec * 1_000_000_000 + ts.tv_nsec
 }
 
-/// `(ip, sp, fp, lr)` of the interrupted code.
-#[cfg(target_arch = "x86_64")]
-fn registers(context: *mut c_void) -> [u64; 4] {
-    // SAFETY: the kernel passes a valid ucontext_t to an SA_SIGINFO handler.
-    let g = unsafe { &(*(context as *const libc::ucontext_t)).uc_mcontext.gregs };
-    [
-        g[libc::REG_RIP as usize] as u64,
-        g[libc::REG_RSP as usize] as u64,
-        g[libc::REG_RBP as usize] as u64,
-        0,
-    ]
-}
-
-#[cfg(target_arch = "aarch64")]
-fn registers(context: *mut c_void) -> [u64; 4] {
-    // SAFETY: the kernel passes a valid ucontext_t to an SA_SIGINFO handler.
-    let m = unsafe { &(*(context as *const libc::ucontext_t)).uc_mcontext };
-    [m.pc, m.sp, m.regs[29], m.regs[30]]
-}
-
 /// The handler: atomics, `clock_gettime` and `sched_yield` only.
 extern "C" fn on_signal(_: libc::c_int, _: *mut libc::siginfo_t, context: *mut c_void) {
     let session = SESSION.load(Ordering::SeqCst);
-    if context.is_null() || gettid() != TARGET.load(Ordering::SeqCst) {
+    if gettid() != TARGET.load(Ordering::SeqCst) {
         return;
     }
-    for (slot, value) in REGS.iter().zip(registers(context)) {
+    let Some(registers) = registers(context) else {
+        return;
+    };
+    for (slot, value) in REGS.iter().zip(registers) {
         slot.store(value, Ordering::Relaxed);
     }
     CAPTURED.store(session, Ordering::SeqCst);
@@ -104,20 +83,7 @@ extern "C" fn on_signal(_: libc::c_int, _: *mut libc::siginfo_t, context: *mut c
 fn install() -> Result<(), String> {
     static INSTALLED: std::sync::OnceLock<Result<(), String>> = std::sync::OnceLock::new();
     INSTALLED
-        .get_or_init(|| {
-            // SAFETY: a zeroed sigaction with our handler, SA_SIGINFO, and SA_RESTART so
-            // interrupted system calls resume where the platform allows.
-            unsafe {
-                let mut action: libc::sigaction = std::mem::zeroed();
-                action.sa_sigaction = on_signal as *const () as usize;
-                action.sa_flags = libc::SA_SIGINFO | libc::SA_RESTART;
-                libc::sigemptyset(&mut action.sa_mask);
-                if libc::sigaction(signal(), &action, std::ptr::null_mut()) != 0 {
-                    return Err(std::io::Error::last_os_error().to_string());
-                }
-            }
-            Ok(())
-        })
+        .get_or_init(|| super::signal::install(signal(), on_signal))
         .clone()
 }
 

@@ -10,9 +10,10 @@
 
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use crate::exposition::collector::{self, Collector};
+use crate::exposition::throttle::Throttle;
 use crate::exposition::{Family, Kind, label};
 
 /// At most one log line per signal and reason in this interval.
@@ -39,18 +40,15 @@ pub(crate) enum Reason {
     ShutdownTimeout = 2,
 }
 
-/// When the last line was written, and what was counted since.
-type LastLine = (Option<Instant>, u64);
-
 struct Dropped {
     counts: [[AtomicU64; 3]; 3],
     /// Per (signal, reason).
-    logged: Mutex<[[LastLine; 3]; 3]>,
+    logged: Mutex<[[Throttle; 3]; 3]>,
 }
 
 static DROPPED: Dropped = Dropped {
     counts: [const { [const { AtomicU64::new(0) }; 3] }; 3],
-    logged: Mutex::new([[(None, 0); 3]; 3]),
+    logged: Mutex::new([[Throttle::NEW; 3]; 3]),
 };
 
 struct DroppedCollector;
@@ -92,18 +90,9 @@ pub(crate) fn report(lost: Lost, reason: Reason, n: u64, detail: &dyn std::fmt::
         return;
     }
     DROPPED.counts[lost as usize][reason as usize].fetch_add(n, Relaxed);
-    let due = {
-        let mut logged = DROPPED.logged.lock().unwrap_or_else(|p| p.into_inner());
-        let (last, since) = &mut logged[lost as usize][reason as usize];
-        *since += n;
-        let now = Instant::now();
-        if last.is_none_or(|t| now.duration_since(t) >= LOG_INTERVAL) {
-            *last = Some(now);
-            Some(std::mem::take(since))
-        } else {
-            None
-        }
-    };
+    let due = DROPPED.logged.lock().unwrap_or_else(|p| p.into_inner())[lost as usize]
+        [reason as usize]
+        .note(n, LOG_INTERVAL);
     if let Some(since) = due {
         let what = match lost {
             Lost::Spans => "spans",
