@@ -574,3 +574,57 @@ fn boxed_futures_are_timed_and_classified_when_awaited() {
         .unwrap();
     assert!(info.is_async);
 }
+
+// ---- an `async fn`'s parameters and its span, when the future is dropped ----
+
+/// Records, when dropped, that it was and which span was current then.
+struct DropProbe(Arc<std::sync::Mutex<Vec<Option<String>>>>);
+
+impl Drop for DropProbe {
+    fn drop(&mut self) {
+        let current = tracing::Span::current()
+            .metadata()
+            .map(|m| m.name().to_owned());
+        self.0.lock().unwrap().push(current);
+    }
+}
+
+#[observe::instrumented]
+async fn holds_its_parameters(_unused: DropProbe, _: DropProbe, (_a, _b): (u8, DropProbe)) {
+    std::future::pending::<()>().await;
+}
+
+#[test]
+fn parameters_live_as_long_as_the_future_and_a_cancelled_body_drops_inside_its_span() {
+    let _subscriber = tracing::subscriber::set_default(tracing_subscriber::registry());
+    let drops = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let probe = || DropProbe(drops.clone());
+    // Never polled: nothing has started, nothing is dropped until the future is.
+    let future = holds_its_parameters(probe(), probe(), (1, probe()));
+    assert!(
+        drops.lock().unwrap().is_empty(),
+        "unused parameters live in the future"
+    );
+    drop(future);
+    assert_eq!(*drops.lock().unwrap(), vec![None, None, None]);
+    drops.lock().unwrap().clear();
+
+    // Polled once, then cancelled: the body (with the parameters) is dropped inside the
+    // call's span, as `tracing::Instrument` does.
+    let mut future = Box::pin(holds_its_parameters(probe(), probe(), (2, probe())));
+    let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+    assert!(future.as_mut().poll(&mut cx).is_pending());
+    assert!(drops.lock().unwrap().is_empty());
+    drop(future);
+    let name = Some("holds_its_parameters".to_owned());
+    assert_eq!(
+        *drops.lock().unwrap(),
+        vec![name.clone(), name.clone(), name]
+    );
+    assert_eq!(calls("holds_its_parameters", "cancelled"), 1.0);
+    assert_eq!(
+        tracing::Span::current().metadata(),
+        None,
+        "the span was left"
+    );
+}

@@ -38,16 +38,15 @@ pub mod telemetry;
 /// Items used by code that `observe`'s macros generate. Not a stable API.
 #[doc(hidden)]
 pub mod __private {
-    pub use crate::metrics::site::{
-        Cells, Classifier, ClassifyOther, ClassifyResult, DEFAULT_B, DEFAULT_BOUNDS_NS,
-        DEFAULT_BUCKETS, FnKind, Guard, Outcome, Site, SiteDyn, SiteMeta, Timed, bounds_ns,
-        outcome_from, timed,
+    pub use crate::metrics::call::{
+        Call, Timed, enter, enter_with_span, timed, timed_in, timed_now,
     };
-
-    pub use crate::metrics::callsite::{new_span, span_metadata};
     pub use crate::metrics::classify::result_outcome;
-    pub use tracing::callsite::DefaultCallsite as SpanCallsite;
-    pub use tracing::{Level, Metadata};
+    pub use crate::metrics::site::{
+        Classifier, ClassifyOther, ClassifyResult, DEFAULT_BOUNDS_NS, DEFAULT_BUCKETS, FnKind,
+        Outcome, Site, SiteMeta, SiteState, SpanSpec, bounds_ns, outcome_from,
+    };
+    pub use tracing::Level;
 
     pub use crate::health::CHECKS;
     #[cfg(feature = "heap")]

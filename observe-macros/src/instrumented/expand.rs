@@ -1,11 +1,12 @@
 //! Code generation for `#[instrumented]`: the wrapper around the user's untouched body
-//! (plain, `async`, `impl Future`, boxed future), with the statics (`statics.rs`) and the
-//! span (`span.rs`) it places; a few calls into `::observe::__private`.
+//! (plain, `async`, `impl Future`, boxed future), with the site `static` (`statics.rs`)
+//! and the span (`span.rs`) it places. Per function: one `static`, one call into
+//! `::observe::__private` on entry and one on exit, or one `Timed` future.
 
 use crate::common::types::mentions_impl_trait;
 use proc_macro2::TokenStream;
 use quote::{quote, quote_spanned};
-use syn::{ItemFn, ReturnType, Type};
+use syn::{FnArg, Pat, ReturnType, Type};
 
 use super::attr::Args;
 use super::{span, statics};
@@ -97,7 +98,78 @@ fn nameable_output(output: &ReturnType) -> TokenStream {
     }
 }
 
-pub fn instrumented(args: &Args, item: &ItemFn) -> TokenStream {
+/// The return type as a closure's return type annotation, when it can be written there
+/// as it is (no `impl Trait`, no reference or lifetime whose elision would differ).
+fn closure_output(output: &ReturnType) -> Option<TokenStream> {
+    match output {
+        ReturnType::Default => Some(quote!(())),
+        ReturnType::Type(_, ty) => {
+            let text = quote!(#ty).to_string();
+            let plain = !mentions_impl_trait(ty) && !text.contains('&') && !text.contains('\'');
+            plain.then(|| quote!(#ty))
+        }
+    }
+}
+
+/// Attributes that mean the same on `fn … -> impl Future` as on `async fn`: with only
+/// these beside ours, an `async fn` is rewritten to return its `Timed` future directly.
+/// Any other attribute (a route or runtime macro, say) may require an `async fn`.
+fn inert(attr: &syn::Attribute) -> bool {
+    const INERT: &[&str] = &[
+        "doc",
+        "allow",
+        "warn",
+        "deny",
+        "forbid",
+        "expect",
+        "must_use",
+        "inline",
+        "cold",
+        "deprecated",
+        "cfg",
+    ];
+    attr.path()
+        .get_ident()
+        .is_some_and(|i| INERT.iter().any(|n| i == n))
+}
+
+/// The signature of an `async fn` as a function returning `impl Future`, and the
+/// statements that move every parameter into the body's `async` block first (as an
+/// `async fn` does: a parameter lives as long as the future, used or not).
+fn desugar_async(sig: &syn::Signature) -> (TokenStream, TokenStream) {
+    let mut sig = sig.clone();
+    let mut moves = TokenStream::new();
+    for (index, arg) in sig.inputs.iter_mut().enumerate() {
+        match arg {
+            FnArg::Receiver(_) => moves.extend(quote!(let _observe_self = &self;)),
+            FnArg::Typed(typed) => match &mut *typed.pat {
+                Pat::Ident(ident) if ident.by_ref.is_none() && ident.subpat.is_none() => {
+                    let mutability = ident.mutability.take();
+                    let name = &ident.ident;
+                    moves.extend(quote!(let #mutability #name = #name;));
+                }
+                pat => {
+                    let original = pat.clone();
+                    let hidden = syn::Ident::new(
+                        &format!("__observe_arg{index}"),
+                        proc_macro2::Span::call_site(),
+                    );
+                    *pat = syn::parse_quote!(#hidden);
+                    moves.extend(quote!(let #hidden = #hidden; let #original = #hidden;));
+                }
+            },
+        }
+    }
+    sig.asyncness = None;
+    let output = match &sig.output {
+        ReturnType::Default => quote!(()),
+        ReturnType::Type(_, ty) => quote!(#ty),
+    };
+    sig.output = syn::parse_quote!(-> impl ::core::future::Future<Output = #output>);
+    (quote!(#sig), moves)
+}
+
+pub fn instrumented(args: &Args, item: &super::Function) -> TokenStream {
     let p = quote!(::observe::__private);
     let sig = &item.sig;
     let fn_name = args
@@ -107,28 +179,37 @@ pub fn instrumented(args: &Args, item: &ItemFn) -> TokenStream {
         .unwrap_or_else(|| sig.ident.to_string());
     let metrics_on = args.metrics.as_ref().is_none_or(|b| b.value);
     let span_on = args.span.as_ref().is_none_or(|b| b.value);
+    let own_span = span_on && !args.fields.is_empty();
     let is_async = sig.asyncness.is_some();
     let boxed_future = !is_async && returns_boxed_future(&sig.output);
     let wraps_future = !is_async && (boxed_future || returns_impl_future(&sig.output));
     let kind = if is_async || wraps_future {
-        quote!(Async)
+        "Async"
     } else {
-        quote!(Sync)
+        "Sync"
     };
 
-    let statics = if metrics_on {
-        statics::statics(args, sig, &fn_name, &kind)
+    // The site: always with metrics; without, only as the callsite of its span.
+    let site = if metrics_on || (span_on && !own_span) {
+        statics::site(
+            args,
+            sig,
+            &fn_name,
+            kind,
+            &span::spec(args, span_on),
+            metrics_on,
+        )
     } else {
         TokenStream::new()
     };
-
-    let span_def = if span_on {
-        span::span_def(args, &fn_name)
+    // The span the function opens itself: `span!` with `fields(…)`, else the site's.
+    let new_span = if own_span {
+        span::span_macro(args, &fn_name)
     } else {
-        TokenStream::new()
+        quote!(__OBSERVE.new_span())
     };
 
-    // --- what happens with the value, once the body has produced it ---
+    // --- how the value is classified, once the body has produced it ---
     let outcome = if let Some((_, path)) = &args.error_if {
         quote!(#p::outcome_from(!(#path)(&__observe_out)))
     } else if let Some((_, path)) = &args.ok_if {
@@ -143,38 +224,14 @@ pub fn instrumented(args: &Args, item: &ItemFn) -> TokenStream {
             (&#p::Classifier(&__observe_out)).__observe_outcome()
         }}
     };
-    let finish = if metrics_on && span_on {
-        // Inside the span: the call may become the bucket's exemplar.
-        quote!(__observe_guard.finish_traced(#outcome);)
-    } else if metrics_on {
-        quote!(__observe_guard.finish(#outcome);)
-    } else {
-        TokenStream::new()
-    };
-    let record_err = span::record_err(args);
-    let start = if metrics_on {
-        quote!(let __observe_guard = __OBSERVE_SITE.start();)
-    } else {
-        TokenStream::new()
-    };
-    let instrument = |fut: TokenStream| {
-        if span_on {
-            quote!(#p::tracing::Instrument::instrument(#fut, __observe_span))
-        } else {
-            fut
-        }
-    };
-
-    let block = &item.block;
-    let ret = nameable_output(&sig.output);
-    let body = if is_async && metrics_on && args.err.is_none() {
-        // One `Timed` future around the body: it finishes the call (inside the span, as
-        // `Instrument` polls it there) without a second `async` block.
-        let classify = if let Some((_, path)) = &args.error_if {
+    // The same as a function of `&Output` (for `Timed`); with `err`, it also records the
+    // error inside the span.
+    let classify = {
+        let plain = if let Some((_, path)) = &args.error_if {
             quote!(|__observe_out| #p::outcome_from(!(#path)(__observe_out)))
         } else if let Some((_, path)) = &args.ok_if {
             quote!(|__observe_out| #p::outcome_from((#path)(__observe_out)))
-        } else if declares_result(&sig.output) {
+        } else if declares_result(&sig.output) && args.err.is_none() {
             let at = result_span(&sig.output);
             quote_spanned!(at=> #p::result_outcome)
         } else {
@@ -184,78 +241,132 @@ pub fn instrumented(args: &Args, item: &ItemFn) -> TokenStream {
                 (&#p::Classifier(__observe_out)).__observe_outcome()
             })
         };
-        let timed = quote! {
-            #p::timed(
-                #p::typed_future::<#ret, _>(async move #block),
-                __observe_guard,
-                #classify,
-                #span_on,
-            )
-        };
-        let inner = instrument(timed);
-        quote! {{
-            #statics
-            #start
-            #span_def
-            #inner.await
-        }}
-    } else if is_async {
-        let typed = quote!(#p::typed_future::<#ret, _>(async move #block));
-        // The error and the call are recorded inside the span, so `Span::current()` is
-        // ours and the histogram's exemplar carries this call's span id.
-        let inner = instrument(quote! {
-            async move {
-                let __observe_out = #typed.await;
-                #record_err
-                #finish
-                __observe_out
-            }
-        });
-        quote! {{
-            #statics
-            #start
-            #span_def
-            #inner.await
-        }}
-    } else if wraps_future {
-        let inner = instrument(quote! {
-            async move {
-                #start
-                let __observe_out = __observe_future.await;
-                #record_err
-                #finish
-                __observe_out
-            }
-        });
-        let inner = if boxed_future {
-            quote!(::std::boxed::Box::pin(#inner))
+        if args.err.is_some() {
+            let record = span::record_err(args, quote!(__observe_out));
+            quote!(|__observe_out| {
+                #record
+                (#plain)(__observe_out)
+            })
         } else {
-            inner
-        };
-        quote! {{
-            #statics
-            #span_def
-            let __observe_future = #p::call(move || #block);
-            #inner
-        }}
-    } else {
-        let enter = if span_on {
-            quote!(let __observe_entered = __observe_span.enter();)
-        } else {
-            TokenStream::new()
-        };
-        quote! {{
-            #statics
-            #start
-            #span_def
-            #enter
-            let __observe_out = #p::call::<#ret, _>(move || #block);
-            #record_err
-            #finish
-            __observe_out
-        }}
+            plain
+        }
     };
+    let block = &item.block;
+    let ret = nameable_output(&sig.output);
     let attrs = &item.attrs;
     let vis = &item.vis;
+
+    if is_async && metrics_on && !own_span && attrs.iter().all(inert) {
+        // `async fn` → `fn … -> impl Future`: the `Timed` future is the function's
+        // future, with the body's `async` block the only state machine.
+        let (sig, moves) = desugar_async(sig);
+        // The moves, then the body's own statements, in one block (a body block as the
+        // tail of another would be linted as unnecessary braces).
+        let body = if moves.is_empty() {
+            quote!(#block)
+        } else {
+            let statements = block.stream();
+            quote!({ #moves #statements })
+        };
+        return quote! {
+            #(#attrs)* #vis #sig {
+                #site
+                #p::timed::<#ret, _>(&__OBSERVE, #classify, async move #body)
+            }
+        };
+    }
+
+    let body = if is_async && metrics_on {
+        let timed = if own_span {
+            quote!(#p::timed_in::<#ret, _>(&__OBSERVE, #classify, #new_span, async move #block))
+        } else {
+            quote!(#p::timed::<#ret, _>(&__OBSERVE, #classify, async move #block))
+        };
+        quote! {{
+            #site
+            #timed.await
+        }}
+    } else if is_async {
+        // Span only: the body inside its span, the error recorded there.
+        let record = span::record_err(args, quote!(&__observe_out));
+        quote! {{
+            #site
+            let __observe_span = #new_span;
+            #p::tracing::Instrument::instrument(
+                async move {
+                    let __observe_out = #p::typed_future::<#ret, _>(async move #block).await;
+                    #record
+                    __observe_out
+                },
+                __observe_span,
+            )
+            .await
+        }}
+    } else if wraps_future {
+        let future = if metrics_on {
+            let timed = if own_span {
+                quote!(#p::timed_in::<_, _>(&__OBSERVE, #classify, #new_span, __observe_future))
+            } else {
+                quote!(#p::timed_now::<_, _>(&__OBSERVE, #classify, __observe_future))
+            };
+            quote! {{
+                let __observe_future = #p::call(move || #block);
+                #timed
+            }}
+        } else {
+            let record = span::record_err(args, quote!(&__observe_out));
+            quote! {{
+                let __observe_span = #new_span;
+                let __observe_future = #p::call(move || #block);
+                #p::tracing::Instrument::instrument(
+                    async move {
+                        let __observe_out = __observe_future.await;
+                        #record
+                        __observe_out
+                    },
+                    __observe_span,
+                )
+            }}
+        };
+        let future = if boxed_future {
+            quote!(::std::boxed::Box::pin(#future))
+        } else {
+            future
+        };
+        quote! {{
+            #site
+            #future
+        }}
+    } else {
+        let run = match closure_output(&sig.output) {
+            Some(output) => quote!((move || -> #output #block)()),
+            None => quote!(#p::call::<#ret, _>(move || #block)),
+        };
+        let record = span::record_err(args, quote!(&__observe_out));
+        if metrics_on {
+            let enter = if own_span {
+                quote!(#p::enter_with_span(&__OBSERVE, #new_span))
+            } else {
+                quote!(#p::enter(&__OBSERVE))
+            };
+            quote! {{
+                #site
+                let __observe_call = #enter;
+                let __observe_out = #run;
+                #record
+                __observe_call.exit(#outcome);
+                __observe_out
+            }}
+        } else {
+            quote! {{
+                #site
+                let __observe_span = #new_span;
+                let __observe_entered = __observe_span.enter();
+                let __observe_out = #run;
+                #record
+                __observe_out
+            }}
+        }
+    };
     quote!(#(#attrs)* #vis #sig #body)
 }

@@ -1,16 +1,14 @@
-//! The span of an instrumented call: `tracing`'s `span!` with the function's name, level
-//! and fields, and the error record of `err`.
+//! The span of an instrumented call: the `SpanSpec` of its site (level and field names),
+//! or, with `fields(…)`, `tracing::span!` with the recorded values; and the error record
+//! of `err`.
 
 use proc_macro2::{Span, TokenStream};
 use quote::quote;
 
 use super::attr::{Args, Sigil};
 
-/// `let __observe_span = …;`: without `fields(…)`, two `const`-built statics (the
-/// metadata and its callsite) and one out-of-line call; with fields, `tracing::span!`.
-pub fn span_def(args: &Args, fn_name: &str) -> TokenStream {
-    let p = quote!(::observe::__private);
-    let level = match args.level.as_ref().map(|l| l.value().to_ascii_uppercase()) {
+fn level(args: &Args) -> syn::Ident {
+    match args.level.as_ref().map(|l| l.value().to_ascii_uppercase()) {
         Some(l) => syn::Ident::new(
             &l,
             args.level
@@ -18,7 +16,34 @@ pub fn span_def(args: &Args, fn_name: &str) -> TokenStream {
                 .map_or_else(Span::call_site, |l| l.span()),
         ),
         None => syn::Ident::new("INFO", Span::call_site()),
+    }
+}
+
+/// The site's `span` field, as text: `Some(SpanSpec { … })` when the site opens the span
+/// itself (spans on, no `fields(…)`), else `None`.
+pub fn spec(args: &Args, span_on: bool) -> String {
+    if !span_on || !args.fields.is_empty() {
+        return "::core::option::Option::None".to_owned();
+    }
+    let level = args
+        .level
+        .as_ref()
+        .map_or_else(|| "INFO".to_owned(), |l| l.value().to_ascii_uppercase());
+    let names = if args.err.is_some() {
+        "\"otel.status_code\""
+    } else {
+        ""
     };
+    format!(
+        "::core::option::Option::Some(::observe::__private::SpanSpec {{ \
+           level: ::observe::__private::Level::{level}, fields: &[{names}] }})"
+    )
+}
+
+/// With `fields(…)`: `tracing::span!` with the function's name, level and fields.
+pub fn span_macro(args: &Args, fn_name: &str) -> TokenStream {
+    let p = quote!(::observe::__private);
+    let level = level(args);
     let fields = args.fields.iter().map(|f| {
         let name = &f.name;
         match &f.value {
@@ -28,44 +53,29 @@ pub fn span_def(args: &Args, fn_name: &str) -> TokenStream {
             Some((Sigil::Display, e)) => quote!(#name = %#e),
         }
     });
-    if args.fields.is_empty() {
-        let names = args.err.map(|_| quote!("otel.status_code"));
-        return quote! {
-            static __OBSERVE_CALLSITE: #p::SpanCallsite = #p::SpanCallsite::new(&__OBSERVE_SPAN);
-            static __OBSERVE_SPAN: #p::Metadata<'static> = #p::span_metadata(
-                #fn_name,
-                ::core::module_path!(),
-                #p::Level::#level,
-                ::core::file!(),
-                ::core::line!(),
-                &[#names],
-                &__OBSERVE_CALLSITE,
-            );
-            let __observe_span = #p::new_span(&__OBSERVE_CALLSITE);
-        };
-    }
     let err_fields = args
         .err
         .map(|_| quote!(otel.status_code = #p::tracing::field::Empty,));
     quote! {
-        let __observe_span = #p::tracing::span!(
+        #p::tracing::span!(
             target: ::core::module_path!(),
             #p::tracing::Level::#level,
             #fn_name,
             #err_fields
             #(#fields,)*
-        );
+        )
     }
 }
 
-/// With `err`: an `Err` marks the current span as an error and logs it at ERROR.
-pub fn record_err(args: &Args) -> TokenStream {
+/// With `err`: when `out` (an expression of type `&Result<…>`) is an `Err`, marks the
+/// current span as an error and logs the error at ERROR.
+pub fn record_err(args: &Args, out: TokenStream) -> TokenStream {
     if args.err.is_none() {
         return TokenStream::new();
     }
     let p = quote!(::observe::__private);
     quote! {
-        if let ::core::result::Result::Err(__observe_error) = &__observe_out {
+        if let ::core::result::Result::Err(__observe_error) = #out {
             let __observe_current = #p::tracing::Span::current();
             __observe_current.record("otel.status_code", "ERROR");
             #p::tracing::event!(

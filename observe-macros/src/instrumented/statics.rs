@@ -1,57 +1,77 @@
-//! The statics of an instrumented call site: its zeroed cells, its `Site` (metadata and
-//! bounds, built in a `const` context) and its entry in the link-time slice.
+//! The one `static` of an instrumented function: its `Site` (labels, location, bucket
+//! bounds, span level and fields, and the run-time state), written as a struct literal
+//! so that nothing is evaluated per function at compile time, and placed in the
+//! link-time slice of call sites when the function has metrics.
 
-use proc_macro2::{Literal, TokenStream};
-use quote::{quote, quote_spanned};
+use proc_macro2::TokenStream;
 use syn::Signature;
 
 use super::attr::Args;
 
-/// `__OBSERVE_CELLS`, `__OBSERVE_SITE` and `__OBSERVE_REGISTERED`, for a function whose
-/// `function` label is `fn_name` and whose kind (`Sync` / `Async`) is `kind`.
-pub fn statics(args: &Args, sig: &Signature, fn_name: &str, kind: &TokenStream) -> TokenStream {
-    let p = quote!(::observe::__private);
-    let line = quote_spanned!(sig.ident.span()=> ::core::line!());
-    let (b, buckets, bounds) = match &args.buckets {
+/// `__OBSERVE`, for a function whose `function` label is `fn_name` and whose kind
+/// (`Sync` / `Async`) is `kind`; `span` is its `SpanSpec` expression (or `None`);
+/// registered (in the `SITES` slice) when `registered`.
+pub fn site(
+    args: &Args,
+    sig: &Signature,
+    fn_name: &str,
+    kind: &str,
+    span: &str,
+    registered: bool,
+) -> TokenStream {
+    const P: &str = "::observe::__private";
+    let (buckets, bounds) = match &args.buckets {
         None => (
-            quote!(#p::DEFAULT_B),
-            quote!(&#p::DEFAULT_BUCKETS),
-            quote!(#p::DEFAULT_BOUNDS_NS),
+            format!("&{P}::DEFAULT_BUCKETS"),
+            format!("&{P}::DEFAULT_BOUNDS_NS"),
         ),
         Some(buckets) => {
             let n = buckets.bounds.len() + 1;
-            let values = buckets
+            let list = buckets
                 .bounds
                 .iter()
-                .map(|b| Literal::f64_suffixed(b.value));
-            let list = quote!(&[#(#values),*]);
-            (quote!(#n), list.clone(), quote!(#p::bounds_ns::<#n>(#list)))
+                .map(|b| format!("{:?}f64", b.value))
+                .collect::<Vec<_>>()
+                .join(", ");
+            (
+                format!("&[{list}]"),
+                format!("&{P}::bounds_ns::<{n}>(&[{list}])"),
+            )
         }
     };
-    let keys = args.labels.iter().map(|l| &l.key);
-    let values = args.labels.iter().map(|l| &l.value);
-    quote! {
-        static __OBSERVE_CELLS: #p::Cells<{ #b }> = #p::Cells::new();
-        static __OBSERVE_SITE: #p::Site<{ #b }> = #p::Site::new(
-            #p::SiteMeta {
-                function: #fn_name,
-                module: ::core::module_path!(),
-                file: ::core::file!(),
-                line: #line,
-                labels: &[#((#keys, #values)),*],
-                buckets: #buckets,
-                kind: #p::FnKind::#kind,
-            },
-            #bounds,
-            &__OBSERVE_CELLS,
-        );
-        // The slice's own macro places the entry in its link section on every platform
+    let labels = args
+        .labels
+        .iter()
+        .map(|l| format!("({:?}, {:?})", l.key, l.value.value()))
+        .collect::<Vec<_>>()
+        .join(", ");
+    // Written as text and lexed by the compiler in one step: quoting the same ~100 tokens
+    // one by one was most of the macro's run time (proc macros run unoptimised in debug
+    // builds). The spans are the call site's, as `quote!` gives them.
+    let site = |line: &str| {
+        format!(
+            "static __OBSERVE: {P}::Site = {P}::Site {{ \
+               meta: {P}::SiteMeta {{ function: {fn_name:?}, module: ::core::module_path!(), \
+                 file: ::core::file!(), line: {line}, labels: &[{labels}], buckets: {buckets}, \
+                 kind: {P}::FnKind::{kind} }}, \
+               bounds_ns: {bounds}, span: {span}, state: {P}::SiteState::NEW }};"
+        )
+    };
+    // The line of the function's name (what `line!()` spanned there would give).
+    let line = match sig.ident.span().start().line {
+        0 => "::core::line!()".to_owned(),
+        line => format!("{line}u32"),
+    };
+    let text = if registered {
+        // The slice's own macro places the site in its link section on every platform
         // linkme supports (what `#[distributed_slice]` expands to, without its per-item
-        // type check: the type is fixed here, and the type check was a sixth of what an
-        // annotated function cost to compile).
-        #p::SITES! {
-            #![linkme_macro = #p::SITES]
-            static __OBSERVE_REGISTERED: &'static dyn #p::SiteDyn = &__OBSERVE_SITE;
-        }
-    }
+        // type check: the type is fixed here).
+        format!(
+            "{P}::SITES! {{ #![linkme_macro = {P}::SITES] {} }}",
+            site(&line)
+        )
+    } else {
+        site(&line)
+    };
+    crate::common::lex(&text)
 }

@@ -4,7 +4,7 @@
 use std::collections::HashSet;
 
 use syn::spanned::Spanned;
-use syn::{FnArg, ItemFn, Pat, ReturnType};
+use syn::{FnArg, Pat, ReturnType};
 
 use super::attr::Args;
 use crate::common::errors::Errors;
@@ -14,7 +14,7 @@ use crate::common::names::{RESERVED_LABELS, is_function_name, is_label_name};
 pub const LEVELS: &[&str] = &["trace", "debug", "info", "warn", "error"];
 
 /// Names of the function's simple parameters (`self` included), for `skip` and `fields`.
-fn param_names(item: &ItemFn) -> Vec<String> {
+fn param_names(item: &super::Function) -> Vec<String> {
     item.sig
         .inputs
         .iter()
@@ -28,7 +28,7 @@ fn param_names(item: &ItemFn) -> Vec<String> {
         .collect()
 }
 
-pub fn check(args: &Args, item: &ItemFn) -> syn::Result<()> {
+pub fn check(args: &Args, item: &super::Function) -> syn::Result<()> {
     let mut errors = Errors::default();
     let sig = &item.sig;
 

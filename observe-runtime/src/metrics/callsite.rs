@@ -1,56 +1,123 @@
-//! A function's span from statics built in a `const` context: what `#[instrumented]`
-//! emits instead of expanding `tracing::span!` in every function (a callsite static,
-//! interest caching and a value set per function: most of what annotated code cost to
-//! compile). The callsite registers itself with `tracing` on first use, as `span!`'s does.
+//! A function's span, from its [`Site`]: the site is the span's `tracing` callsite, and
+//! the span's metadata is built on the first call (what `tracing::span!` does with two
+//! `const`-built statics per call site, which were a large part of what an annotated
+//! function cost to compile). Registration with `tracing` and interest caching follow
+//! `tracing-core`'s `DefaultCallsite`.
 
-use tracing::callsite::{Callsite as _, DefaultCallsite, Identifier};
+use std::sync::atomic::Ordering::{AcqRel, Acquire, Relaxed, Release};
+
+use tracing::callsite::{Callsite, Identifier};
 use tracing::field::FieldSet;
 use tracing::level_filters::{LevelFilter, STATIC_MAX_LEVEL};
 use tracing::metadata::Kind;
-use tracing::{Level, Metadata, Span};
+use tracing::subscriber::Interest;
+use tracing::{Metadata, Span};
 
-/// The metadata of a function's span (`const`, so it lives in a `static`), its fields
-/// named, its callsite the `static` beside it.
-#[allow(clippy::too_many_arguments)]
-pub const fn span_metadata(
-    name: &'static str,
-    target: &'static str,
-    level: Level,
-    file: &'static str,
-    line: u32,
-    fields: &'static [&'static str],
-    callsite: &'static DefaultCallsite,
-) -> Metadata<'static> {
-    Metadata::new(
-        name,
-        target,
-        level,
-        Some(file),
-        Some(line),
-        Some(target),
-        FieldSet::new(fields, Identifier(callsite)),
-        Kind::SPAN,
-    )
+use super::site::Site;
+
+pub(super) const UNREGISTERED: u8 = 0;
+const REGISTERING: u8 = 1;
+const REGISTERED: u8 = 2;
+
+const INTEREST_NEVER: u8 = 0;
+const INTEREST_SOMETIMES: u8 = 1;
+const INTEREST_ALWAYS: u8 = 2;
+pub(super) const INTEREST_UNKNOWN: u8 = 0xFF;
+
+impl Callsite for Site {
+    fn set_interest(&self, interest: Interest) {
+        let interest = if interest.is_never() {
+            INTEREST_NEVER
+        } else if interest.is_always() {
+            INTEREST_ALWAYS
+        } else {
+            INTEREST_SOMETIMES
+        };
+        self.state.interest.store(interest, Release);
+    }
+
+    fn metadata(&self) -> &Metadata<'_> {
+        // Registered (and so asked) only after `span_metadata` has set it.
+        self.state
+            .span_meta
+            .get()
+            .expect("a site registers its callsite after building its span metadata")
+    }
 }
 
-/// The span of `callsite`, child of the current span, its fields unset (`Empty`), or a
-/// disabled span when no subscriber wants it: what `tracing::span!` does, out of line
-/// and shared by every function.
-#[inline(never)]
-pub fn new_span(callsite: &'static DefaultCallsite) -> Span {
-    let meta = callsite.metadata();
-    let level = *meta.level();
-    if level > STATIC_MAX_LEVEL || level > LevelFilter::current() {
-        return Span::new_disabled(meta);
+impl Site {
+    /// The metadata of this site's span (built on first use; the site is its callsite).
+    /// `None` for a site without a span.
+    fn span_metadata(&'static self) -> Option<&'static Metadata<'static>> {
+        let spec = self.span.as_ref()?;
+        Some(self.state.span_meta.get_or_init(|| {
+            Metadata::new(
+                self.meta.function,
+                self.meta.module,
+                spec.level,
+                Some(self.meta.file),
+                Some(self.meta.line),
+                Some(self.meta.module),
+                FieldSet::new(spec.fields, Identifier(self)),
+                Kind::SPAN,
+            )
+        }))
     }
-    let interest = callsite.interest();
-    if interest.is_never() {
-        return Span::new_disabled(meta);
+
+    /// The cached interest of subscribers in this site's span, registering the site with
+    /// `tracing` the first time.
+    fn interest(&'static self) -> Interest {
+        match self.state.interest.load(Relaxed) {
+            INTEREST_NEVER => Interest::never(),
+            INTEREST_SOMETIMES => Interest::sometimes(),
+            INTEREST_ALWAYS => Interest::always(),
+            _ => self.register(),
+        }
     }
-    if interest.is_always() || tracing::dispatcher::get_default(|d| d.enabled(meta)) {
-        let none: [(&tracing::field::Field, Option<&dyn tracing::Value>); 0] = [];
-        Span::new(meta, &meta.fields().value_set(&none))
-    } else {
-        Span::new_disabled(meta)
+
+    #[cold]
+    #[inline(never)]
+    fn register(&'static self) -> Interest {
+        match self
+            .state
+            .registration
+            .compare_exchange(UNREGISTERED, REGISTERING, AcqRel, Acquire)
+        {
+            Ok(_) => {
+                tracing::callsite::register(self);
+                self.state.registration.store(REGISTERED, Release);
+            }
+            Err(REGISTERED) => {}
+            // Another thread is registering it: ask the dispatcher this time.
+            Err(_) => return Interest::sometimes(),
+        }
+        match self.state.interest.load(Relaxed) {
+            INTEREST_NEVER => Interest::never(),
+            INTEREST_ALWAYS => Interest::always(),
+            _ => Interest::sometimes(),
+        }
+    }
+
+    /// A new span for one call of this site: a child of the current span, its fields
+    /// unset (`Empty`), or a disabled span when no subscriber wants it (what
+    /// `tracing::span!` does). [`Span::none()`] for a site without a span.
+    pub fn new_span(&'static self) -> Span {
+        let Some(meta) = self.span_metadata() else {
+            return Span::none();
+        };
+        let level = *meta.level();
+        if level > STATIC_MAX_LEVEL || level > LevelFilter::current() {
+            return Span::new_disabled(meta);
+        }
+        let interest = self.interest();
+        if interest.is_never() {
+            return Span::new_disabled(meta);
+        }
+        if interest.is_always() || tracing::dispatcher::get_default(|d| d.enabled(meta)) {
+            let none: [(&tracing::field::Field, Option<&dyn tracing::Value>); 0] = [];
+            Span::new(meta, &meta.fields().value_set(&none))
+        } else {
+            Span::new_disabled(meta)
+        }
     }
 }

@@ -12,7 +12,10 @@
 //! - histogram `_count` is the sum of the buckets;
 //! - the in-flight gauge is `started − (ok + error + cancelled)`.
 
-use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::OnceLock;
+use std::sync::atomic::{
+    AtomicPtr, AtomicU8, AtomicU64, Ordering::AcqRel, Ordering::Acquire, Ordering::Relaxed,
+};
 
 pub use super::classify::{Classifier, ClassifyOther, ClassifyResult, outcome_from};
 use super::clock;
@@ -20,98 +23,157 @@ use super::exemplar::{Exemplar, Slot};
 pub(crate) use super::meta::shard_index;
 pub use super::meta::{FnKind, Outcome, SHARDS, SiteMeta};
 
-/// One thread's share of a call site's counters, on cache lines of its own.
-#[repr(align(128))]
-pub struct Shard<const B: usize> {
-    started: AtomicU64,
-    outcomes: [AtomicU64; 3],
-    sum_ns: AtomicU64,
-    /// Non-cumulative bucket counts; the last one is `+Inf`.
-    buckets: [AtomicU64; B],
-}
-
-/// The zero-initialised counters of one call site (`B` buckets including `+Inf`).
-pub struct Cells<const B: usize> {
-    shards: [Shard<B>; SHARDS],
-    /// One exemplar per bucket, shared by all threads: read on every call, written at
-    /// most once a second (or a hundred times when unsampled), so never contended.
-    exemplars: [Slot; B],
-}
-
-impl<const B: usize> Cells<B> {
-    /// All counters at zero. `const`, so the `static` needs no lazy initialisation.
-    #[allow(clippy::new_without_default)]
-    pub const fn new() -> Self {
-        #[allow(clippy::declare_interior_mutable_const)]
-        const ZERO: AtomicU64 = AtomicU64::new(0);
-        #[allow(clippy::declare_interior_mutable_const)]
-        const fn shard<const B: usize>() -> Shard<B> {
-            Shard {
-                started: ZERO,
-                outcomes: [ZERO; 3],
-                sum_ns: ZERO,
-                buckets: [ZERO; B],
-            }
-        }
-        Cells {
-            shards: [const { shard::<B>() }; SHARDS],
-            exemplars: [const { Slot::new() }; B],
-        }
-    }
-
-    #[inline(always)]
-    fn local(&self) -> &Shard<B> {
-        // shard_index() < SHARDS by construction.
-        &self.shards[shard_index()]
-    }
-}
-
-/// A call site: metadata, bucket bounds in nanoseconds, and a pointer to its cells.
+/// A call site: what the macro knows about the function, its histogram bounds, its span's
+/// level and field names, and the state filled in at run time (its counters, allocated on
+/// the first call, and its span's metadata and cached interest).
 ///
-/// `B` is the number of buckets including `+Inf`; `bounds_ns[B - 1]` is `u64::MAX`.
-pub struct Site<const B: usize> {
-    meta: SiteMeta,
-    bounds_ns: [u64; B],
-    cells: &'static Cells<B>,
+/// Generated code builds one `static` of this type per function from a struct literal
+/// (no `const fn` to evaluate: that was most of what an annotated function cost to
+/// compile) and places it in the link-time [`SITES`](crate::registry::SITES) slice.
+pub struct Site {
+    /// The labels and the location.
+    pub meta: SiteMeta,
+    /// Bucket upper bounds in nanoseconds; the last one is `u64::MAX` (`+Inf`).
+    pub bounds_ns: &'static [u64],
+    /// The span of each call, or `None` (`span = false`, or a span the function builds
+    /// itself with `fields(…)`).
+    pub span: Option<SpanSpec>,
+    /// Run-time state; always [`SiteState::NEW`] in a `static`.
+    pub state: SiteState,
 }
 
-impl<const B: usize> Site<B> {
-    /// Builds a site; called in a `static` initialiser by the macro expansion.
-    pub const fn new(meta: SiteMeta, bounds_ns: [u64; B], cells: &'static Cells<B>) -> Self {
-        Site {
-            meta,
-            bounds_ns,
-            cells,
+/// The span a [`Site`] opens for each call: its level and its field names (all recorded
+/// later, or never: `Empty` when the span is created).
+pub struct SpanSpec {
+    /// The span's level.
+    pub level: tracing::Level,
+    /// The span's field names.
+    pub fields: &'static [&'static str],
+}
+
+/// The run-time state of a [`Site`].
+pub struct SiteState {
+    cells: AtomicPtr<Cells>,
+    pub(super) span_meta: OnceLock<tracing::Metadata<'static>>,
+    pub(super) interest: AtomicU8,
+    pub(super) registration: AtomicU8,
+}
+
+impl SiteState {
+    /// Nothing allocated, nothing registered.
+    #[allow(clippy::declare_interior_mutable_const)]
+    pub const NEW: SiteState = SiteState {
+        cells: AtomicPtr::new(std::ptr::null_mut()),
+        span_meta: OnceLock::new(),
+        interest: AtomicU8::new(super::callsite::INTEREST_UNKNOWN),
+        registration: AtomicU8::new(super::callsite::UNREGISTERED),
+    };
+}
+
+/// Words of a shard: `started`, the three outcomes, the sum, then the buckets.
+const STARTED: usize = 0;
+const OUTCOMES: usize = 1;
+const SUM: usize = 4;
+const BUCKETS: usize = 5;
+const WORDS_PER_LINE: usize = 16;
+
+/// One 128-byte line of counters: shards start on lines of their own, so two threads
+/// calling the same function write to different cache lines.
+#[repr(C, align(128))]
+struct Line([AtomicU64; WORDS_PER_LINE]);
+
+/// The counters of one call site, allocated on its first call: `SHARDS` shards of
+/// `stride` words each, and one exemplar slot per bucket.
+struct Cells {
+    lines: Box<[Line]>,
+    /// Words per shard (a multiple of [`WORDS_PER_LINE`]).
+    stride: usize,
+    /// One exemplar per bucket, shared by all threads: read on every traced call,
+    /// written at most once a second (or a hundred times when unsampled).
+    exemplars: Box<[Slot]>,
+}
+
+impl Cells {
+    fn new(buckets: usize) -> Cells {
+        let lines_per_shard = (BUCKETS + buckets).div_ceil(WORDS_PER_LINE);
+        Cells {
+            lines: (0..SHARDS * lines_per_shard)
+                .map(|_| Line([const { AtomicU64::new(0) }; WORDS_PER_LINE]))
+                .collect(),
+            stride: lines_per_shard * WORDS_PER_LINE,
+            exemplars: (0..buckets).map(|_| Slot::new()).collect(),
+        }
+    }
+
+    /// The words of shard `index` (`< SHARDS`).
+    #[inline(always)]
+    fn shard(&self, index: usize) -> &[AtomicU64] {
+        debug_assert!(index < SHARDS);
+        // SAFETY: `lines` holds `SHARDS * stride` words, contiguous (`Line` is `repr(C)`
+        // with no padding: 16 words are exactly 128 bytes); `index < SHARDS`.
+        unsafe {
+            std::slice::from_raw_parts(
+                (self.lines.as_ptr() as *const AtomicU64).add(index * self.stride),
+                self.stride,
+            )
+        }
+    }
+}
+
+impl Site {
+    /// The counters, allocated on the first call.
+    #[inline(always)]
+    fn cells(&'static self) -> &'static Cells {
+        let cells = self.state.cells.load(Acquire);
+        if cells.is_null() {
+            self.allocate_cells()
+        } else {
+            // SAFETY: set once, from a leaked `Box`, never freed.
+            unsafe { &*cells }
+        }
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn allocate_cells(&'static self) -> &'static Cells {
+        let fresh = Box::into_raw(Box::new(Cells::new(self.bounds_ns.len())));
+        match self
+            .state
+            .cells
+            .compare_exchange(std::ptr::null_mut(), fresh, AcqRel, Acquire)
+        {
+            // SAFETY: ours, leaked from now on.
+            Ok(_) => unsafe { &*fresh },
+            Err(theirs) => {
+                // Another thread was first: its cells are the site's.
+                // SAFETY: `fresh` was never shared.
+                drop(unsafe { Box::from_raw(fresh) });
+                // SAFETY: as in `cells`.
+                unsafe { &*theirs }
+            }
         }
     }
 
     /// Starts timing one call. The returned guard records the call when it is finished
     /// or dropped, on every exit path.
     #[inline(always)]
-    pub fn start(&'static self) -> Guard<B> {
-        self.cells.local().started.fetch_add(1, Relaxed);
+    pub fn start(&'static self) -> Guard {
+        let cells = self.cells();
+        cells.shard(shard_index())[STARTED].fetch_add(1, Relaxed);
         let start = clock::raw();
         Guard {
             site: self,
+            cells,
             start,
             #[cfg(feature = "inflight")]
             slot: super::inflight::enter(&self.meta, start),
         }
     }
 
-    /// Records one finished call; `exemplar` also offers it to the bucket's exemplar slot.
+    /// Whether each call opens a span from this site.
     #[inline(always)]
-    fn record(&self, start: u64, outcome: Outcome, exemplar: bool) {
-        let end = clock::raw();
-        let elapsed = clock::nanos_between(start, end);
-        let shard = self.cells.local();
-        let bucket = bucket_index(&self.bounds_ns, elapsed);
-        shard.outcomes[outcome as usize].fetch_add(1, Relaxed);
-        shard.buckets[bucket].fetch_add(1, Relaxed);
-        shard.sum_ns.fetch_add(elapsed, Relaxed);
-        if exemplar {
-            self.cells.exemplars[bucket].observe(end, elapsed);
-        }
+    pub fn traced(&self) -> bool {
+        self.span.is_some()
     }
 }
 
@@ -119,26 +181,26 @@ impl<const B: usize> Site<B> {
 /// `le`), found as the count of bounds below it, a branch-free loop over a small array.
 /// The last bound is `u64::MAX`, so the index is always in range.
 #[inline(always)]
-pub(crate) fn bucket_index<const B: usize>(bounds_ns: &[u64; B], elapsed: u64) -> usize {
+pub(crate) fn bucket_index(bounds_ns: &[u64], elapsed: u64) -> usize {
     bounds_ns
         .iter()
         .filter(|&&b| b < elapsed)
         .count()
-        .min(B - 1)
+        .min(bounds_ns.len().saturating_sub(1))
 }
 
 /// Records one call when finished or dropped. See [`Site::start`].
 #[must_use = "dropping the guard at once records a call of zero length"]
-pub struct Guard<const B: usize> {
-    site: &'static Site<B>,
+pub struct Guard {
+    site: &'static Site,
+    cells: &'static Cells,
     start: u64,
     #[cfg(feature = "inflight")]
     slot: u32,
 }
 
-impl<const B: usize> Guard<B> {
-    /// Records the call with the given outcome (no exemplar: `span = false` functions
-    /// stay leaf functions, which measured ~5 ns a call cheaper).
+impl Guard {
+    /// Records the call with the given outcome (no exemplar).
     #[inline(always)]
     pub fn finish(self, outcome: Outcome) {
         self.finish_with(outcome, false);
@@ -155,68 +217,33 @@ impl<const B: usize> Guard<B> {
         let this = std::mem::ManuallyDrop::new(self);
         #[cfg(feature = "inflight")]
         super::inflight::exit(this.slot);
-        this.site.record(this.start, outcome, exemplar);
+        this.record(outcome, exemplar);
     }
-}
 
-/// An `async` function's body with its call guard: polls the body, and when it is ready
-/// records the call with the outcome `classify` gives (inside the span, when `traced`,
-/// so it may become the bucket's exemplar). Dropped before that, the guard records the
-/// call as cancelled (or, while panicking, as an error). One small generic type instead
-/// of a second `async` block in every instrumented function.
-pub struct Timed<F: Future, const B: usize> {
-    // Dropped first: a cancelled body ends before its call is recorded.
-    future: F,
-    guard: Option<Guard<B>>,
-    classify: fn(&F::Output) -> Outcome,
-    traced: bool,
-}
-
-/// See [`Timed`].
-#[inline(always)]
-pub fn timed<F: Future, const B: usize>(
-    future: F,
-    guard: Guard<B>,
-    classify: fn(&F::Output) -> Outcome,
-    traced: bool,
-) -> Timed<F, B> {
-    Timed {
-        future,
-        guard: Some(guard),
-        classify,
-        traced,
-    }
-}
-
-impl<F: Future, const B: usize> Future for Timed<F, B> {
-    type Output = F::Output;
-
-    #[inline]
-    fn poll(
-        self: std::pin::Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<F::Output> {
-        // SAFETY: `future` is structurally pinned (never moved out of `self`, dropped in
-        // place); the other fields are not pinned and are only read or taken.
-        let this = unsafe { self.get_unchecked_mut() };
-        // SAFETY: see above.
-        let future = unsafe { std::pin::Pin::new_unchecked(&mut this.future) };
-        let out = std::task::ready!(future.poll(cx));
-        if let Some(guard) = this.guard.take() {
-            finish_call(guard, (this.classify)(&out), this.traced);
+    /// Adds the call to the counters of the calling thread's shard.
+    #[inline(always)]
+    fn record(&self, outcome: Outcome, exemplar: bool) {
+        let end = clock::raw();
+        let elapsed = clock::nanos_between(self.start, end);
+        let shard = self.cells.shard(shard_index());
+        let bucket = bucket_index(self.site.bounds_ns, elapsed);
+        // SAFETY: `stride >= BUCKETS + bounds_ns.len()` and `bucket < bounds_ns.len()`;
+        // `outcome as usize < 3`.
+        unsafe {
+            shard
+                .get_unchecked(OUTCOMES + outcome as usize)
+                .fetch_add(1, Relaxed);
+            shard.get_unchecked(BUCKETS + bucket).fetch_add(1, Relaxed);
         }
-        std::task::Poll::Ready(out)
+        shard[SUM].fetch_add(elapsed, Relaxed);
+        if exemplar {
+            // SAFETY: one slot per bucket.
+            unsafe { self.cells.exemplars.get_unchecked(bucket) }.observe(end, elapsed);
+        }
     }
 }
 
-/// [`Timed`]'s recording, out of line: one copy per bucket count, not one inlined into
-/// every async function (which made release builds slower).
-#[inline(never)]
-fn finish_call<const B: usize>(guard: Guard<B>, outcome: Outcome, traced: bool) {
-    guard.finish_with(outcome, traced);
-}
-
-impl<const B: usize> Drop for Guard<B> {
+impl Drop for Guard {
     /// Reached only when `finish` was not: the call panicked (an error) or its future was
     /// dropped before completion (cancelled).
     #[cold]
@@ -228,7 +255,7 @@ impl<const B: usize> Drop for Guard<B> {
         };
         #[cfg(feature = "inflight")]
         super::inflight::exit(self.slot);
-        self.site.record(self.start, outcome, false);
+        self.record(outcome, false);
     }
 }
 
@@ -249,6 +276,7 @@ pub struct Snapshot {
 
 impl Snapshot {
     /// Calls that have finished (the histogram `_count`).
+    #[cfg(test)]
     pub fn count(&self) -> u64 {
         self.buckets.iter().sum()
     }
@@ -275,7 +303,7 @@ impl Snapshot {
     }
 }
 
-/// Object-safe view of a [`Site`] for the registry (the link-time slice holds these).
+/// Object-safe view of a call site for the registry.
 pub trait SiteDyn: Sync {
     /// The site's metadata.
     fn meta(&self) -> &SiteMeta;
@@ -283,33 +311,42 @@ pub trait SiteDyn: Sync {
     fn snapshot(&self) -> Snapshot;
 }
 
-impl<const B: usize> SiteDyn for Site<B> {
+impl SiteDyn for Site {
     fn meta(&self) -> &SiteMeta {
         &self.meta
     }
 
     fn snapshot(&self) -> Snapshot {
+        let buckets = self.bounds_ns.len();
         let mut snap = Snapshot {
-            buckets: vec![0; B],
+            buckets: vec![0; buckets],
+            exemplars: vec![None; buckets],
             ..Snapshot::default()
         };
+        let cells = self.state.cells.load(Acquire);
+        if cells.is_null() {
+            return snap; // never called
+        }
+        // SAFETY: as in `Site::cells`.
+        let cells = unsafe { &*cells };
         let mut started = 0u64;
         // Finished counts are read before `started`, so in-flight never goes negative.
-        for shard in &self.cells.shards {
-            for (total, cell) in snap.outcomes.iter_mut().zip(&shard.outcomes) {
+        for index in 0..SHARDS {
+            let shard = cells.shard(index);
+            for (total, cell) in snap.outcomes.iter_mut().zip(&shard[OUTCOMES..SUM]) {
                 *total += cell.load(Relaxed);
             }
-            for (total, cell) in snap.buckets.iter_mut().zip(&shard.buckets) {
+            for (total, cell) in snap.buckets.iter_mut().zip(&shard[BUCKETS..]) {
                 *total += cell.load(Relaxed);
             }
-            snap.sum_ns += shard.sum_ns.load(Relaxed);
+            snap.sum_ns += shard[SUM].load(Relaxed);
         }
-        for shard in &self.cells.shards {
-            started += shard.started.load(Relaxed);
+        for index in 0..SHARDS {
+            started += cells.shard(index)[STARTED].load(Relaxed);
         }
         let finished: u64 = snap.outcomes.iter().sum();
         snap.in_flight = started.saturating_sub(finished);
-        snap.exemplars = self.cells.exemplars.iter().map(Slot::get).collect();
+        snap.exemplars = cells.exemplars.iter().map(Slot::get).collect();
         snap
     }
 }
@@ -388,9 +425,9 @@ mod tests {
         assert_eq!((a.sum_ns, a.in_flight), (15, 3));
     }
 
-    static CELLS: Cells<2> = Cells::new();
-    static SITE: Site<2> = Site::new(
-        SiteMeta {
+    static BOUNDS: [u64; 2] = bounds_ns::<2>(&[3600.0]);
+    static SITE: Site = Site {
+        meta: SiteMeta {
             function: "unit",
             module: "unit",
             file: file!(),
@@ -399,9 +436,35 @@ mod tests {
             buckets: &[3600.0],
             kind: FnKind::Async,
         },
-        bounds_ns::<2>(&[3600.0]),
-        &CELLS,
-    );
+        bounds_ns: &BOUNDS,
+        span: None,
+        state: SiteState::NEW,
+    };
+
+    #[test]
+    fn a_site_never_called_has_no_cells_and_reads_as_zeros() {
+        static IDLE: Site = Site {
+            meta: SiteMeta {
+                function: "idle",
+                module: "unit",
+                file: file!(),
+                line: line!(),
+                labels: &[],
+                buckets: &DEFAULT_BUCKETS,
+                kind: FnKind::Sync,
+            },
+            bounds_ns: &DEFAULT_BOUNDS_NS,
+            span: None,
+            state: SiteState::NEW,
+        };
+        let snap = IDLE.snapshot();
+        assert!(IDLE.state.cells.load(Relaxed).is_null());
+        assert_eq!(snap.buckets, vec![0; DEFAULT_B]);
+        assert_eq!(snap.exemplars.len(), DEFAULT_B);
+        IDLE.start().finish(Outcome::Ok);
+        assert!(!IDLE.state.cells.load(Relaxed).is_null());
+        assert_eq!(IDLE.snapshot().count(), 1);
+    }
 
     #[test]
     fn guards_record_every_exit_and_in_flight_returns_to_zero() {

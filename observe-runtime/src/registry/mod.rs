@@ -1,6 +1,6 @@
 //! The link-time registry of instrumented functions.
 //!
-//! `#[instrumented]` places a `&'static dyn SiteDyn` in the `SITES` distributed slice
+//! `#[instrumented]` places its function's [`Site`] in the `SITES` distributed slice
 //! (`linkme`), so the list of every instrumented function in the binary exists before
 //! `main` runs: no registration call, no lock, nothing registered twice however many
 //! threads call the function, and every series is exposed at zero on the first scrape.
@@ -16,13 +16,13 @@ use std::fmt;
 
 use once_cell::sync::Lazy;
 
-use crate::metrics::site::{FnKind, SiteDyn, SiteMeta, Snapshot};
+use crate::metrics::site::{FnKind, Site, SiteDyn, SiteMeta, Snapshot};
 
 /// Every `#[instrumented]` call site linked into the binary (the macro adds each one;
 /// generated code names it as `observe::__private::SITES`).
 #[doc(hidden)]
 #[linkme::distributed_slice]
-pub static SITES: [&'static dyn SiteDyn];
+pub static SITES: [Site];
 
 /// One instrumented function, as listed by [`functions`].
 ///
@@ -157,7 +157,7 @@ pub(crate) struct Plan {
 }
 
 static PLAN: Lazy<Plan> = Lazy::new(|| {
-    let plan = build_plan(SITES.iter().copied());
+    let plan = build_plan(SITES.iter().map(|site| site as &'static dyn SiteDyn));
     for conflict in &plan.conflicts {
         tracing::error!(target: "observe", "{conflict}");
     }

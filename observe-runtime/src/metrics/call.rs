@@ -1,0 +1,247 @@
+//! One instrumented call, as generated code drives it: [`enter`] and [`Call::exit`] around
+//! a synchronous body, [`Timed`] around a future. Both are compiled here, once, not in
+//! every annotated function: the code the macro emits per function is a `static`, one
+//! call on entry and one on exit (or one generic future type per `async` function).
+
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use tracing::Span;
+use tracing::span::{Entered, EnteredSpan};
+
+use super::meta::Outcome;
+use super::site::{Guard, Site};
+
+/// A synchronous call in progress: its timing guard and, when the site has a span, the
+/// span, entered. Dropped without [`Call::exit`] (a panic), the call counts as an error.
+#[must_use = "a call is recorded by `exit`"]
+pub struct Call {
+    guard: Guard,
+    span: Option<EnteredSpan>,
+}
+
+/// Starts a synchronous call of `site`: counts it as started, starts its clock and opens
+/// and enters its span.
+#[inline(never)]
+pub fn enter(site: &'static Site) -> Call {
+    let guard = site.start();
+    let span = site.span.is_some().then(|| site.new_span().entered());
+    Call { guard, span }
+}
+
+/// Starts a synchronous call of `site` inside `span`, a span the function built itself
+/// (`fields(…)`).
+#[inline(never)]
+pub fn enter_with_span(site: &'static Site, span: Span) -> Call {
+    Call {
+        guard: site.start(),
+        span: Some(span.entered()),
+    }
+}
+
+impl Call {
+    /// Records the call with `outcome`, inside its span (where the call may become its
+    /// bucket's exemplar), then leaves and closes the span.
+    #[inline(never)]
+    pub fn exit(self, outcome: Outcome) {
+        let Call { guard, span } = self;
+        if span.is_some() {
+            guard.finish_traced(outcome);
+        } else {
+            guard.finish(outcome);
+        }
+        drop(span);
+    }
+}
+
+/// An instrumented function's future: polls the body inside the call's span and, when the
+/// body is ready, records the call with the outcome `classify` gives, still inside the
+/// span (so it may become the bucket's exemplar). Dropped before that, the call counts as
+/// cancelled (or, while panicking, as an error), and the body is dropped inside the span.
+///
+/// The call starts on the first poll, as an `async fn`'s body does. Everything but the
+/// body's own polling is out of line and not generic, and the type has no `Drop` of its
+/// own (its fields' drops do the work, in declaration order): one `async` function
+/// instantiates only `poll` and the drop glue.
+pub struct Timed<F: Future> {
+    /// Dropped first: enters the span of a call still in flight.
+    head: Head,
+    future: F,
+    /// Dropped last: records a call still in flight as cancelled, and leaves its span.
+    progress: Progress,
+    classify: fn(&F::Output) -> Outcome,
+}
+
+/// The span of a [`Timed`] call (opened on the first poll, at the call, or by the
+/// function itself with `fields(…)`), and whether the call is in flight.
+struct Head {
+    span: Span,
+    in_flight: bool,
+}
+
+/// The rest of a [`Timed`] call's state.
+struct Progress {
+    site: &'static Site,
+    guard: Option<Guard>,
+    span_pending: bool,
+    started: bool,
+    traced: bool,
+    in_flight: bool,
+}
+
+thread_local! {
+    /// Spans entered while the body of a cancelled call is dropped (nested cancellations
+    /// stack): pushed by `Head`'s drop, popped by `Progress`'s, on this thread, in one
+    /// drop of one `Timed`.
+    static DROPPING: std::cell::RefCell<Vec<EnteredSpan>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+impl Drop for Head {
+    fn drop(&mut self) {
+        if self.in_flight {
+            let span = std::mem::replace(&mut self.span, Span::none()).entered();
+            DROPPING.with(|stack| stack.borrow_mut().push(span));
+        }
+    }
+}
+
+impl Drop for Progress {
+    fn drop(&mut self) {
+        if self.in_flight {
+            // Leaves the span the head entered (after the body, before the guard records
+            // the cancelled call).
+            let span = DROPPING.with(|stack| stack.borrow_mut().pop());
+            drop(span);
+        }
+    }
+}
+
+/// A call not started yet: its span given, or opened on the first poll (`None`).
+#[inline(never)]
+fn pending(site: &'static Site, span: Option<Span>) -> (Head, Progress) {
+    let span_pending = span.is_none();
+    (
+        Head {
+            span: span.unwrap_or_else(Span::none),
+            in_flight: false,
+        },
+        Progress {
+            site,
+            guard: None,
+            span_pending,
+            started: false,
+            traced: site.span.is_some(),
+            in_flight: false,
+        },
+    )
+}
+
+/// On the first poll: starts the call (and opens its span, if that waits for the first
+/// poll too).
+#[inline(never)]
+fn start(head: &mut Head, progress: &mut Progress) {
+    progress.started = true;
+    if progress.span_pending {
+        head.span = progress.site.new_span();
+    }
+    progress.guard = Some(progress.site.start());
+    progress.in_flight = true;
+    head.in_flight = true;
+}
+
+/// Records a finished call (inside its span: it may become the bucket's exemplar).
+#[inline(never)]
+fn finish(progress: &mut Progress, outcome: Outcome) {
+    progress.in_flight = false;
+    if let Some(guard) = progress.guard.take() {
+        if progress.traced {
+            guard.finish_traced(outcome);
+        } else {
+            guard.finish(outcome);
+        }
+    }
+}
+
+/// Enters `span` (out of line: `Span::enter` is inlined wherever it is called).
+#[inline(never)]
+fn enter_span(span: &Span) -> Entered<'_> {
+    span.enter()
+}
+
+/// The future of an `async fn` of `site`: its span opens on the first poll, as it would
+/// in the body of the `async fn`. `R` names the output so that `?` in the body infers its
+/// conversion from the declared return type.
+#[inline]
+pub fn timed<R, F: Future<Output = R>>(
+    site: &'static Site,
+    classify: fn(&R) -> Outcome,
+    future: F,
+) -> Timed<F> {
+    let (head, progress) = pending(site, None);
+    Timed {
+        head,
+        future,
+        progress,
+        classify,
+    }
+}
+
+/// The future returned by a function of `site` that returns a future: its span opens now,
+/// when the function is called (a child of the caller's span), and the call starts on
+/// the first poll.
+#[inline]
+pub fn timed_now<R, F: Future<Output = R>>(
+    site: &'static Site,
+    classify: fn(&R) -> Outcome,
+    future: F,
+) -> Timed<F> {
+    let (head, progress) = pending(site, Some(site.new_span()));
+    Timed {
+        head,
+        future,
+        progress,
+        classify,
+    }
+}
+
+/// The future of a function of `site` whose span the function builds itself
+/// (`fields(…)`).
+#[inline]
+pub fn timed_in<R, F: Future<Output = R>>(
+    site: &'static Site,
+    classify: fn(&R) -> Outcome,
+    span: Span,
+    future: F,
+) -> Timed<F> {
+    let (head, mut progress) = pending(site, Some(span));
+    progress.traced = true;
+    Timed {
+        head,
+        future,
+        progress,
+        classify,
+    }
+}
+
+impl<F: Future> Future for Timed<F> {
+    type Output = F::Output;
+
+    #[inline(never)]
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<F::Output> {
+        // SAFETY: `future` is structurally pinned: never moved out of `self`, dropped in
+        // place with it; the other fields are not pinned.
+        let this = unsafe { self.get_unchecked_mut() };
+        if !this.progress.started {
+            start(&mut this.head, &mut this.progress);
+        }
+        let entered = enter_span(&this.head.span);
+        // SAFETY: see above.
+        let future = unsafe { Pin::new_unchecked(&mut this.future) };
+        let out = std::task::ready!(future.poll(cx));
+        finish(&mut this.progress, (this.classify)(&out));
+        drop(entered);
+        this.head.in_flight = false;
+        Poll::Ready(out)
+    }
+}
