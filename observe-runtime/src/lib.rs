@@ -39,12 +39,14 @@ pub mod telemetry;
 #[doc(hidden)]
 pub mod __private {
     pub use crate::metrics::call::{
-        Call, Timed, enter, enter_with_span, timed, timed_in, timed_now,
+        Call, Timed, enter, enter_untraced, enter_with_span, exit_untraced, timed, timed_in,
+        timed_now,
     };
     pub use crate::metrics::classify::result_outcome;
     pub use crate::metrics::site::{
-        Classifier, ClassifyOther, ClassifyResult, DEFAULT_BOUNDS_NS, DEFAULT_BUCKETS, FnKind,
-        Outcome, Site, SiteMeta, SiteState, SpanSpec, bounds_ns, outcome_from,
+        ASYNC, ASYNC_UNTRACED, Classifier, ClassifyOther, ClassifyResult, DEFAULT_BOUNDS_NS,
+        DEFAULT_BUCKETS, FnKind, Outcome, SYNC, SYNC_UNTRACED, Site, SiteMeta, SiteOptions,
+        SiteState, SpanSpec, bounds_ns, outcome_from,
     };
     pub use tracing::Level;
 

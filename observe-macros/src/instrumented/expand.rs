@@ -203,30 +203,34 @@ pub fn instrumented(args: &Args, item: &super::Function) -> TokenStream {
         TokenStream::new()
     };
     // The span the function opens itself: `span!` with `fields(…)`, else the site's.
-    let new_span = if own_span {
-        span::span_macro(args, &fn_name)
-    } else {
-        quote!(__OBSERVE.new_span())
+    let new_span = || {
+        if own_span {
+            span::span_macro(args, &fn_name)
+        } else {
+            quote!(__OBSERVE.new_span())
+        }
     };
 
     // --- how the value is classified, once the body has produced it ---
-    let outcome = if let Some((_, path)) = &args.error_if {
-        quote!(#p::outcome_from(!(#path)(&__observe_out)))
-    } else if let Some((_, path)) = &args.ok_if {
-        quote!(#p::outcome_from((#path)(&__observe_out)))
-    } else if declares_result(&sig.output) {
-        let at = result_span(&sig.output);
-        quote_spanned!(at=> #p::result_outcome(&__observe_out))
-    } else {
-        quote! {{
-            #[allow(unused_imports)]
-            use #p::{ClassifyOther as _, ClassifyResult as _};
-            (&#p::Classifier(&__observe_out)).__observe_outcome()
-        }}
+    let outcome = || {
+        if let Some((_, path)) = &args.error_if {
+            quote!(#p::outcome_from(!(#path)(&__observe_out)))
+        } else if let Some((_, path)) = &args.ok_if {
+            quote!(#p::outcome_from((#path)(&__observe_out)))
+        } else if declares_result(&sig.output) {
+            let at = result_span(&sig.output);
+            quote_spanned!(at=> #p::result_outcome(&__observe_out))
+        } else {
+            quote! {{
+                #[allow(unused_imports)]
+                use #p::{ClassifyOther as _, ClassifyResult as _};
+                (&#p::Classifier(&__observe_out)).__observe_outcome()
+            }}
+        }
     };
     // The same as a function of `&Output` (for `Timed`); with `err`, it also records the
     // error inside the span.
-    let classify = {
+    let classify = || {
         let plain = if let Some((_, path)) = &args.error_if {
             quote!(|__observe_out| #p::outcome_from(!(#path)(__observe_out)))
         } else if let Some((_, path)) = &args.ok_if {
@@ -260,6 +264,7 @@ pub fn instrumented(args: &Args, item: &super::Function) -> TokenStream {
         // `async fn` → `fn … -> impl Future`: the `Timed` future is the function's
         // future, with the body's `async` block the only state machine.
         let (sig, moves) = desugar_async(sig);
+        let classify_tokens = classify();
         // The moves, then the body's own statements, in one block (a body block as the
         // tail of another would be linted as unnecessary braces).
         let body = if moves.is_empty() {
@@ -271,12 +276,13 @@ pub fn instrumented(args: &Args, item: &super::Function) -> TokenStream {
         return quote! {
             #(#attrs)* #vis #sig {
                 #site
-                #p::timed::<#ret, _>(&__OBSERVE, #classify, async move #body)
+                #p::timed::<#ret, _>(&__OBSERVE, #classify_tokens, async move #body)
             }
         };
     }
 
     let body = if is_async && metrics_on {
+        let (classify, new_span) = (classify(), new_span());
         let timed = if own_span {
             quote!(#p::timed_in::<#ret, _>(&__OBSERVE, #classify, #new_span, async move #block))
         } else {
@@ -289,6 +295,7 @@ pub fn instrumented(args: &Args, item: &super::Function) -> TokenStream {
     } else if is_async {
         // Span only: the body inside its span, the error recorded there.
         let record = span::record_err(args, quote!(&__observe_out));
+        let new_span = new_span();
         quote! {{
             #site
             let __observe_span = #new_span;
@@ -304,7 +311,9 @@ pub fn instrumented(args: &Args, item: &super::Function) -> TokenStream {
         }}
     } else if wraps_future {
         let future = if metrics_on {
+            let classify = classify();
             let timed = if own_span {
+                let new_span = new_span();
                 quote!(#p::timed_in::<_, _>(&__OBSERVE, #classify, #new_span, __observe_future))
             } else {
                 quote!(#p::timed_now::<_, _>(&__OBSERVE, #classify, __observe_future))
@@ -315,6 +324,7 @@ pub fn instrumented(args: &Args, item: &super::Function) -> TokenStream {
             }}
         } else {
             let record = span::record_err(args, quote!(&__observe_out));
+            let new_span = new_span();
             quote! {{
                 let __observe_span = #new_span;
                 let __observe_future = #p::call(move || #block);
@@ -343,8 +353,19 @@ pub fn instrumented(args: &Args, item: &super::Function) -> TokenStream {
             None => quote!(#p::call::<#ret, _>(move || #block)),
         };
         let record = span::record_err(args, quote!(&__observe_out));
-        if metrics_on {
+        let outcome = outcome();
+        if metrics_on && !span_on {
+            // No span: the guard alone.
+            quote! {{
+                #site
+                let __observe_guard = #p::enter_untraced(&__OBSERVE);
+                let __observe_out = #run;
+                #p::exit_untraced(__observe_guard, #outcome);
+                __observe_out
+            }}
+        } else if metrics_on {
             let enter = if own_span {
+                let new_span = new_span();
                 quote!(#p::enter_with_span(&__OBSERVE, #new_span))
             } else {
                 quote!(#p::enter(&__OBSERVE))
@@ -358,6 +379,7 @@ pub fn instrumented(args: &Args, item: &super::Function) -> TokenStream {
                 __observe_out
             }}
         } else {
+            let new_span = new_span();
             quote! {{
                 #site
                 let __observe_span = #new_span;

@@ -19,11 +19,26 @@ fn level(args: &Args) -> syn::Ident {
     }
 }
 
-/// The site's `span` field, as text: `Some(SpanSpec { … })` when the site opens the span
-/// itself (spans on, no `fields(…)`), else `None`.
+/// The `span` option of a site that opens no span itself.
+pub const NONE: &str = "::core::option::Option::None";
+
+/// The `span` option of the runtime's shared options (`INFO`, no fields).
+pub fn spec_default() -> String {
+    spec_text("INFO", "")
+}
+
+fn spec_text(level: &str, names: &str) -> String {
+    format!(
+        "::core::option::Option::Some(::observe::__private::SpanSpec {{ \
+           level: ::observe::__private::Level::{level}, fields: &[{names}] }})"
+    )
+}
+
+/// The site's `span` option, as text: `Some(SpanSpec { … })` when the site opens the span
+/// itself (spans on, no `fields(…)`), else [`NONE`].
 pub fn spec(args: &Args, span_on: bool) -> String {
     if !span_on || !args.fields.is_empty() {
-        return "::core::option::Option::None".to_owned();
+        return NONE.to_owned();
     }
     let level = args
         .level
@@ -34,10 +49,7 @@ pub fn spec(args: &Args, span_on: bool) -> String {
     } else {
         ""
     };
-    format!(
-        "::core::option::Option::Some(::observe::__private::SpanSpec {{ \
-           level: ::observe::__private::Level::{level}, fields: &[{names}] }})"
-    )
+    spec_text(&level, names)
 }
 
 /// With `fields(…)`: `tracing::span!` with the function's name, level and fields.

@@ -20,41 +20,49 @@ pub fn site(
     registered: bool,
 ) -> TokenStream {
     const P: &str = "::observe::__private";
-    let (buckets, bounds) = match &args.buckets {
-        None => (
-            format!("&{P}::DEFAULT_BUCKETS"),
-            format!("&{P}::DEFAULT_BOUNDS_NS"),
-        ),
-        Some(buckets) => {
-            let n = buckets.bounds.len() + 1;
-            let list = buckets
-                .bounds
-                .iter()
-                .map(|b| format!("{:?}f64", b.value))
-                .collect::<Vec<_>>()
-                .join(", ");
-            (
-                format!("&[{list}]"),
-                format!("&{P}::bounds_ns::<{n}>(&[{list}])"),
-            )
-        }
-    };
-    let labels = args
-        .labels
-        .iter()
-        .map(|l| format!("({:?}, {:?})", l.key, l.value.value()))
-        .collect::<Vec<_>>()
-        .join(", ");
-    // Written as text and lexed by the compiler in one step: quoting the same ~100 tokens
-    // one by one was most of the macro's run time (proc macros run unoptimised in debug
-    // builds). The spans are the call site's, as `quote!` gives them.
-    let site = |line: &str| {
+    // The options: one of the runtime's shared statics when the function sets none of
+    // its own (nothing per function for the compiler to evaluate), else a literal.
+    let untraced = span == super::span::NONE;
+    let shared = args.labels.is_empty()
+        && args.buckets.is_none()
+        && (untraced || span == super::span::spec_default());
+    let options = if shared {
+        let name = match (kind, untraced) {
+            ("Sync", false) => "SYNC",
+            ("Sync", true) => "SYNC_UNTRACED",
+            (_, false) => "ASYNC",
+            (_, true) => "ASYNC_UNTRACED",
+        };
+        format!("&{P}::{name}")
+    } else {
+        let (buckets, bounds) = match &args.buckets {
+            None => (
+                format!("&{P}::DEFAULT_BUCKETS"),
+                format!("&{P}::DEFAULT_BOUNDS_NS"),
+            ),
+            Some(buckets) => {
+                let n = buckets.bounds.len() + 1;
+                let list = buckets
+                    .bounds
+                    .iter()
+                    .map(|b| format!("{:?}f64", b.value))
+                    .collect::<Vec<_>>()
+                    .join(", ");
+                (
+                    format!("&[{list}]"),
+                    format!("&{P}::bounds_ns::<{n}>(&[{list}])"),
+                )
+            }
+        };
+        let labels = args
+            .labels
+            .iter()
+            .map(|l| format!("({:?}, {:?})", l.key, l.value.value()))
+            .collect::<Vec<_>>()
+            .join(", ");
         format!(
-            "static __OBSERVE: {P}::Site = {P}::Site {{ \
-               meta: {P}::SiteMeta {{ function: {fn_name:?}, module: ::core::module_path!(), \
-                 file: ::core::file!(), line: {line}, labels: &[{labels}], buckets: {buckets}, \
-                 kind: {P}::FnKind::{kind} }}, \
-               bounds_ns: {bounds}, span: {span}, state: {P}::SiteState::NEW }};"
+            "&{P}::SiteOptions {{ kind: {P}::FnKind::{kind}, labels: &[{labels}], \
+               buckets: {buckets}, bounds_ns: {bounds}, span: {span} }}"
         )
     };
     // The line of the function's name (what `line!()` spanned there would give).
@@ -62,16 +70,22 @@ pub fn site(
         0 => "::core::line!()".to_owned(),
         line => format!("{line}u32"),
     };
+    // Written as text and lexed by the compiler in one step (quoting the same tokens one
+    // by one was most of the macro's run time: proc macros run unoptimised in debug
+    // builds). The spans are the call site's, as `quote!` gives them.
+    let site = format!(
+        "static __OBSERVE: {P}::Site = {P}::Site {{ \
+           meta: {P}::SiteMeta {{ function: {fn_name:?}, module: ::core::module_path!(), \
+             file: ::core::file!(), line: {line}, options: {options} }}, \
+           state: {P}::SiteState::NEW }};"
+    );
     let text = if registered {
         // The slice's own macro places the site in its link section on every platform
         // linkme supports (what `#[distributed_slice]` expands to, without its per-item
         // type check: the type is fixed here).
-        format!(
-            "{P}::SITES! {{ #![linkme_macro = {P}::SITES] {} }}",
-            site(&line)
-        )
+        format!("{P}::SITES! {{ #![linkme_macro = {P}::SITES] {site} }}")
     } else {
-        site(&line)
+        site
     };
     crate::common::lex(&text)
 }

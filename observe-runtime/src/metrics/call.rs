@@ -13,21 +13,36 @@ use tracing::span::{Entered, EnteredSpan};
 use super::meta::Outcome;
 use super::site::{Guard, Site};
 
-/// A synchronous call in progress: its timing guard and, when the site has a span, the
-/// span, entered. Dropped without [`Call::exit`] (a panic), the call counts as an error.
+/// A synchronous call in progress: its timing guard and its span, entered. Dropped
+/// without [`Call::exit`] (a panic), the call counts as an error.
 #[must_use = "a call is recorded by `exit`"]
 pub struct Call {
     guard: Guard,
-    span: Option<EnteredSpan>,
+    span: EnteredSpan,
 }
 
-/// Starts a synchronous call of `site`: counts it as started, starts its clock and opens
-/// and enters its span.
+/// Starts a synchronous call of `site`, a site with a span: counts it as started, starts
+/// its clock and opens and enters its span.
 #[inline(never)]
 pub fn enter(site: &'static Site) -> Call {
     let guard = site.start();
-    let span = site.span.is_some().then(|| site.new_span().entered());
-    Call { guard, span }
+    Call {
+        guard,
+        span: site.new_span().entered(),
+    }
+}
+
+/// Starts a synchronous call of `site`, a site without a span (`span = false`): only its
+/// timing guard.
+#[inline(never)]
+pub fn enter_untraced(site: &'static Site) -> Guard {
+    site.start()
+}
+
+/// Records a synchronous call of a site without a span (see [`enter_untraced`]).
+#[inline(never)]
+pub fn exit_untraced(guard: Guard, outcome: Outcome) {
+    guard.finish(outcome);
 }
 
 /// Starts a synchronous call of `site` inside `span`, a span the function built itself
@@ -36,7 +51,7 @@ pub fn enter(site: &'static Site) -> Call {
 pub fn enter_with_span(site: &'static Site, span: Span) -> Call {
     Call {
         guard: site.start(),
-        span: Some(span.entered()),
+        span: span.entered(),
     }
 }
 
@@ -46,11 +61,7 @@ impl Call {
     #[inline(never)]
     pub fn exit(self, outcome: Outcome) {
         let Call { guard, span } = self;
-        if span.is_some() {
-            guard.finish_traced(outcome);
-        } else {
-            guard.finish(outcome);
-        }
+        guard.finish_traced(outcome);
         drop(span);
     }
 }
@@ -131,7 +142,7 @@ fn pending(site: &'static Site, span: Option<Span>) -> (Head, Progress) {
             guard: None,
             span_pending,
             started: false,
-            traced: site.span.is_some(),
+            traced: site.traced(),
             in_flight: false,
         },
     )

@@ -37,11 +37,13 @@ impl Callsite for Site {
     }
 
     fn metadata(&self) -> &Metadata<'_> {
-        // Registered (and so asked) only after `span_metadata` has set it.
-        self.state
-            .span_meta
-            .get()
-            .expect("a site registers its callsite after building its span metadata")
+        let meta = self.state.span_meta.load(Acquire);
+        assert!(
+            !meta.is_null(),
+            "a site registers its callsite after building its span metadata"
+        );
+        // SAFETY: set once, from a leaked `Box`, never freed.
+        unsafe { &*meta }
     }
 }
 
@@ -49,19 +51,35 @@ impl Site {
     /// The metadata of this site's span (built on first use; the site is its callsite).
     /// `None` for a site without a span.
     fn span_metadata(&'static self) -> Option<&'static Metadata<'static>> {
-        let spec = self.span.as_ref()?;
-        Some(self.state.span_meta.get_or_init(|| {
-            Metadata::new(
-                self.meta.function,
-                self.meta.module,
-                spec.level,
-                Some(self.meta.file),
-                Some(self.meta.line),
-                Some(self.meta.module),
-                FieldSet::new(spec.fields, Identifier(self)),
-                Kind::SPAN,
-            )
-        }))
+        let spec = self.meta.options.span.as_ref()?;
+        let meta = self.state.span_meta.load(Acquire);
+        if !meta.is_null() {
+            // SAFETY: set once, from a leaked `Box`, never freed.
+            return Some(unsafe { &*meta });
+        }
+        let fresh = Box::into_raw(Box::new(Metadata::new(
+            self.meta.function,
+            self.meta.module,
+            spec.level,
+            Some(self.meta.file),
+            Some(self.meta.line),
+            Some(self.meta.module),
+            FieldSet::new(spec.fields, Identifier(self)),
+            Kind::SPAN,
+        )));
+        match self
+            .state
+            .span_meta
+            .compare_exchange(std::ptr::null_mut(), fresh, AcqRel, Acquire)
+        {
+            // SAFETY: ours, leaked from now on (one per site).
+            Ok(_) => Some(unsafe { &*fresh }),
+            Err(theirs) => {
+                // SAFETY: `fresh` was never shared; `theirs` as above.
+                drop(unsafe { Box::from_raw(fresh) });
+                Some(unsafe { &*theirs })
+            }
+        }
     }
 
     /// The cached interest of subscribers in this site's span, registering the site with

@@ -26,9 +26,7 @@ static CLAIMING: SiteMeta = SiteMeta {
     module: "",
     file: "",
     line: 0,
-    labels: &[],
-    buckets: &[],
-    kind: meta::FnKind::Sync,
+    options: &super::site::SYNC_UNTRACED,
 };
 
 struct Slot {

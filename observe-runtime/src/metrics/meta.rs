@@ -43,7 +43,8 @@ pub enum FnKind {
     Async,
 }
 
-/// What the macro knows about a call site, fixed at compile time.
+/// What the macro knows about a call site, fixed at compile time: what differs from one
+/// function to the next, and its options.
 #[derive(Debug)]
 pub struct SiteMeta {
     /// Value of the `function` label (the function name, or the `name = "…"` option).
@@ -54,15 +55,53 @@ pub struct SiteMeta {
     pub file: &'static str,
     /// Source line of the function name.
     pub line: u32,
+    /// Kind, labels, buckets and span: one of the shared `static`s (`SYNC`, `ASYNC`, …)
+    /// unless the function sets options of its own.
+    pub options: &'static SiteOptions,
+}
+
+/// The options of a call site, shared by every function that uses the same ones.
+#[derive(Debug)]
+pub struct SiteOptions {
+    /// Sync or async.
+    pub kind: FnKind,
     /// Static labels from `labels(key = "value", …)`, in source order.
     pub labels: &'static [(&'static str, &'static str)],
     /// Histogram upper bounds in seconds, strictly increasing, without `+Inf`.
     pub buckets: &'static [f64],
-    /// Sync or async.
-    pub kind: FnKind,
+    /// The same bounds in nanoseconds, with `u64::MAX` (`+Inf`) last.
+    pub bounds_ns: &'static [u64],
+    /// The span of each call, or `None` (`span = false`, or a span the function builds
+    /// itself with `fields(…)`).
+    pub span: Option<SpanSpec>,
+}
+
+/// The span a site opens for each call: its level and its field names (all recorded
+/// later, or never: `Empty` when the span is created).
+#[derive(Debug)]
+pub struct SpanSpec {
+    /// The span's level.
+    pub level: tracing::Level,
+    /// The span's field names.
+    pub fields: &'static [&'static str],
 }
 
 impl SiteMeta {
+    /// Sync or async.
+    pub fn kind(&self) -> FnKind {
+        self.options.kind
+    }
+
+    /// The static labels.
+    pub fn labels(&self) -> &'static [(&'static str, &'static str)] {
+        self.options.labels
+    }
+
+    /// The histogram bounds in seconds.
+    pub fn buckets(&self) -> &'static [f64] {
+        self.options.buckets
+    }
+
     /// `file:line` of the definition, for error messages.
     pub fn location(&self) -> String {
         format!("{}:{}", self.file, self.line)

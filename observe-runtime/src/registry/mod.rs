@@ -66,7 +66,7 @@ pub fn functions() -> Vec<FunctionInfo> {
                 module: meta.module,
                 file: meta.file,
                 line: meta.line,
-                is_async: meta.kind == FnKind::Async,
+                is_async: meta.kind() == FnKind::Async,
             }
         })
         .collect();
@@ -169,7 +169,7 @@ pub(crate) fn plan() -> &'static Plan {
 }
 
 fn sorted_labels(meta: &SiteMeta) -> Vec<(&'static str, &'static str)> {
-    let mut labels = meta.labels.to_vec();
+    let mut labels = meta.labels().to_vec();
     labels.sort_unstable();
     labels
 }
@@ -199,11 +199,11 @@ pub(crate) fn build_plan(sites: impl Iterator<Item = &'static dyn SiteDyn>) -> P
             } else if first_labels != labels {
                 // Same names, different values: distinct series of one family.
                 continue;
-            } else if first.buckets != meta.buckets {
+            } else if first.buckets() != meta.buckets() {
                 "different histogram buckets"
             } else {
                 group.sites.push(site);
-                group.is_async |= meta.kind == FnKind::Async;
+                group.is_async |= meta.kind() == FnKind::Async;
                 continue 'sites;
             };
             conflicts.push(Conflict {
@@ -216,12 +216,12 @@ pub(crate) fn build_plan(sites: impl Iterator<Item = &'static dyn SiteDyn>) -> P
             continue 'sites;
         }
         let mut all = vec![("function", meta.function), ("module", meta.module)];
-        all.extend_from_slice(meta.labels);
+        all.extend_from_slice(meta.labels());
         groups.push(Group {
             sites: vec![site],
             labels: all,
-            buckets: meta.buckets,
-            is_async: meta.kind == FnKind::Async,
+            buckets: meta.buckets(),
+            is_async: meta.kind() == FnKind::Async,
         });
     }
     Plan { groups, conflicts }
