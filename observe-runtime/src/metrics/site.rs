@@ -29,7 +29,7 @@ pub use super::meta::{FnKind, Outcome, SHARDS, SiteMeta, SiteOptions, SpanSpec};
 /// Generated code builds one `static` of this type per function from a struct literal
 /// with as little in it as possible (what the compiler evaluates per function was most
 /// of what an annotated function cost to compile): the name, location and a reference to
-/// shared options; it is placed in the link-time [`SITES`](crate::registry::SITES) slice.
+/// shared options; it is placed in the link-time `SITES` slice (`crate::registry`).
 pub struct Site {
     /// The labels, location and options.
     pub meta: SiteMeta,
