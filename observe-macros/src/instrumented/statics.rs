@@ -74,10 +74,9 @@ pub fn site(
     // by one was most of the macro's run time: proc macros run unoptimised in debug
     // builds). The spans are the call site's, as `quote!` gives them.
     let site = format!(
-        "static __OBSERVE: {P}::Site = {P}::Site {{ \
-           meta: {P}::SiteMeta {{ function: {fn_name:?}, module: ::core::module_path!(), \
-             file: ::core::file!(), line: {line}, options: {options} }}, \
-           state: {P}::SiteState::NEW }};"
+        "static __OBSERVE: {P}::Site = {P}::Site {{ function: {fn_name:?}, \
+           module: ::core::module_path!(), file: ::core::file!(), line: {line}, \
+           options: {options}, state: {P}::SiteState::NEW }};"
     );
     let text = if registered {
         // The slice's own macro places the site in its link section on every platform

@@ -15,14 +15,13 @@ use tracing::{Metadata, Span};
 
 use super::site::Site;
 
-pub(super) const UNREGISTERED: u8 = 0;
+use super::meta::UNREGISTERED;
 const REGISTERING: u8 = 1;
 const REGISTERED: u8 = 2;
 
 const INTEREST_NEVER: u8 = 0;
 const INTEREST_SOMETIMES: u8 = 1;
 const INTEREST_ALWAYS: u8 = 2;
-pub(super) const INTEREST_UNKNOWN: u8 = 0xFF;
 
 impl Callsite for Site {
     fn set_interest(&self, interest: Interest) {
@@ -51,19 +50,19 @@ impl Site {
     /// The metadata of this site's span (built on first use; the site is its callsite).
     /// `None` for a site without a span.
     fn span_metadata(&'static self) -> Option<&'static Metadata<'static>> {
-        let spec = self.meta.options.span.as_ref()?;
+        let spec = self.options.span.as_ref()?;
         let meta = self.state.span_meta.load(Acquire);
         if !meta.is_null() {
             // SAFETY: set once, from a leaked `Box`, never freed.
             return Some(unsafe { &*meta });
         }
         let fresh = Box::into_raw(Box::new(Metadata::new(
-            self.meta.function,
-            self.meta.module,
+            self.function,
+            self.module,
             spec.level,
-            Some(self.meta.file),
-            Some(self.meta.line),
-            Some(self.meta.module),
+            Some(self.file),
+            Some(self.line),
+            Some(self.module),
             FieldSet::new(spec.fields, Identifier(self)),
             Kind::SPAN,
         )));

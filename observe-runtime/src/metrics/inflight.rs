@@ -27,6 +27,7 @@ static CLAIMING: SiteMeta = SiteMeta {
     file: "",
     line: 0,
     options: &super::site::SYNC_UNTRACED,
+    state: meta::SiteState::NEW,
 };
 
 struct Slot {

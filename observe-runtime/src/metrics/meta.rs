@@ -3,7 +3,7 @@
 //! in-flight table both build on this; it depends on neither.
 
 use std::cell::Cell;
-use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
+use std::sync::atomic::{AtomicPtr, AtomicU8, AtomicUsize, Ordering::Relaxed};
 
 /// Number of shards per call site. A thread keeps its shard for life; threads are dealt
 /// shards round-robin, so up to this many threads never share a cache line.
@@ -43,8 +43,13 @@ pub enum FnKind {
     Async,
 }
 
-/// What the macro knows about a call site, fixed at compile time: what differs from one
-/// function to the next, and its options.
+/// A call site: what the macro knows about the function (what differs from one function
+/// to the next, and a reference to its options) and the state filled in at run time.
+///
+/// Generated code builds one `static` of this type per function from a struct literal
+/// with as little in it as possible (what the compiler evaluates per function was most of
+/// what an annotated function cost to compile), placed in the link-time `SITES` slice
+/// (`crate::registry`). `Site` (in `site.rs`) is the same type, with the hot path.
 #[derive(Debug)]
 pub struct SiteMeta {
     /// Value of the `function` label (the function name, or the `name = "…"` option).
@@ -58,6 +63,36 @@ pub struct SiteMeta {
     /// Kind, labels, buckets and span: one of the shared `static`s (`SYNC`, `ASYNC`, …)
     /// unless the function sets options of its own.
     pub options: &'static SiteOptions,
+    /// Run-time state; always [`SiteState::NEW`] in a `static`.
+    pub state: SiteState,
+}
+
+/// The run-time state of a call site: its counters (allocated on the first call), its
+/// span's metadata (built on the first call) and the span's registration and cached
+/// interest.
+#[derive(Debug)]
+pub struct SiteState {
+    /// The site's `Cells` (`site.rs`), or null before the first call.
+    pub(crate) cells: AtomicPtr<()>,
+    pub(crate) span_meta: AtomicPtr<tracing::Metadata<'static>>,
+    pub(crate) interest: AtomicU8,
+    pub(crate) registration: AtomicU8,
+}
+
+/// `SiteState::registration` before the span's callsite is registered with `tracing`.
+pub(crate) const UNREGISTERED: u8 = 0;
+/// `SiteState::interest` before `tracing` has said anything.
+pub(crate) const INTEREST_UNKNOWN: u8 = 0xFF;
+
+impl SiteState {
+    /// Nothing allocated, nothing registered.
+    #[allow(clippy::declare_interior_mutable_const)]
+    pub const NEW: SiteState = SiteState {
+        cells: AtomicPtr::new(std::ptr::null_mut()),
+        span_meta: AtomicPtr::new(std::ptr::null_mut()),
+        interest: AtomicU8::new(INTEREST_UNKNOWN),
+        registration: AtomicU8::new(UNREGISTERED),
+    };
 }
 
 /// The options of a call site, shared by every function that uses the same ones.

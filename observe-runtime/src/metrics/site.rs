@@ -12,82 +12,41 @@
 //! - histogram `_count` is the sum of the buckets;
 //! - the in-flight gauge is `started − (ok + error + cancelled)`.
 
-use std::sync::atomic::{
-    AtomicPtr, AtomicU8, AtomicU64, Ordering::AcqRel, Ordering::Acquire, Ordering::Relaxed,
-};
+use std::sync::atomic::{AtomicU64, Ordering::AcqRel, Ordering::Acquire, Ordering::Relaxed};
 
 pub use super::classify::{Classifier, ClassifyOther, ClassifyResult, outcome_from};
 use super::clock;
 use super::exemplar::{Exemplar, Slot};
 pub(crate) use super::meta::shard_index;
-pub use super::meta::{FnKind, Outcome, SHARDS, SiteMeta, SiteOptions, SpanSpec};
+pub use super::meta::{FnKind, Outcome, SHARDS, SiteMeta, SiteOptions, SiteState, SpanSpec};
 
-/// A call site: what the macro knows about the function and the state filled in at run
-/// time (its counters, allocated on the first call, and its span's metadata and cached
-/// interest).
-///
-/// Generated code builds one `static` of this type per function from a struct literal
-/// with as little in it as possible (what the compiler evaluates per function was most
-/// of what an annotated function cost to compile): the name, location and a reference to
-/// shared options; it is placed in the link-time `SITES` slice (`crate::registry`).
-pub struct Site {
-    /// The labels, location and options.
-    pub meta: SiteMeta,
-    /// Run-time state; always [`SiteState::NEW`] in a `static`.
-    pub state: SiteState,
-}
-
-/// The run-time state of a [`Site`].
-pub struct SiteState {
-    cells: AtomicPtr<Cells>,
-    pub(super) span_meta: AtomicPtr<tracing::Metadata<'static>>,
-    pub(super) interest: AtomicU8,
-    pub(super) registration: AtomicU8,
-}
-
-impl SiteState {
-    /// Nothing allocated, nothing registered.
-    #[allow(clippy::declare_interior_mutable_const)]
-    pub const NEW: SiteState = SiteState {
-        cells: AtomicPtr::new(std::ptr::null_mut()),
-        span_meta: AtomicPtr::new(std::ptr::null_mut()),
-        interest: AtomicU8::new(super::callsite::INTEREST_UNKNOWN),
-        registration: AtomicU8::new(super::callsite::UNREGISTERED),
-    };
-}
+/// A call site (see [`SiteMeta`], the same type): here, its hot path.
+pub type Site = SiteMeta;
 
 /// The options of a sync function with none of its own.
-pub static SYNC: SiteOptions = SiteOptions {
-    kind: FnKind::Sync,
-    labels: &[],
-    buckets: &DEFAULT_BUCKETS,
-    bounds_ns: &DEFAULT_BOUNDS_NS,
-    span: Some(SpanSpec {
-        level: tracing::Level::INFO,
-        fields: &[],
-    }),
-};
+pub static SYNC: SiteOptions = DEFAULTS;
 
 /// The options of an async function with none of its own.
 pub static ASYNC: SiteOptions = SiteOptions {
     kind: FnKind::Async,
-    ..SYNC_COPY
+    ..DEFAULTS
 };
 
 /// The options of a sync function with `span = false` and no other option.
 pub static SYNC_UNTRACED: SiteOptions = SiteOptions {
     span: None,
-    ..SYNC_COPY
+    ..DEFAULTS
 };
 
 /// The options of an async function with `span = false` and no other option.
 pub static ASYNC_UNTRACED: SiteOptions = SiteOptions {
     kind: FnKind::Async,
     span: None,
-    ..SYNC_COPY
+    ..DEFAULTS
 };
 
-const SYNC_COPY: SiteOptions = SiteOptions {
+/// Sync, no labels, the default buckets, an `INFO` span without fields.
+const DEFAULTS: SiteOptions = SiteOptions {
     kind: FnKind::Sync,
     labels: &[],
     buckets: &DEFAULT_BUCKETS,
@@ -156,20 +115,21 @@ impl Site {
         if cells.is_null() {
             self.allocate_cells()
         } else {
-            // SAFETY: set once, from a leaked `Box`, never freed.
-            unsafe { &*cells }
+            // SAFETY: set once, from a leaked `Box<Cells>`, never freed.
+            unsafe { &*cells.cast::<Cells>() }
         }
     }
 
     #[cold]
     #[inline(never)]
     fn allocate_cells(&'static self) -> &'static Cells {
-        let fresh = Box::into_raw(Box::new(Cells::new(self.meta.options.bounds_ns.len())));
-        match self
-            .state
-            .cells
-            .compare_exchange(std::ptr::null_mut(), fresh, AcqRel, Acquire)
-        {
+        let fresh = Box::into_raw(Box::new(Cells::new(self.options.bounds_ns.len())));
+        match self.state.cells.compare_exchange(
+            std::ptr::null_mut(),
+            fresh.cast::<()>(),
+            AcqRel,
+            Acquire,
+        ) {
             // SAFETY: ours, leaked from now on.
             Ok(_) => unsafe { &*fresh },
             Err(theirs) => {
@@ -177,7 +137,7 @@ impl Site {
                 // SAFETY: `fresh` was never shared.
                 drop(unsafe { Box::from_raw(fresh) });
                 // SAFETY: as in `cells`.
-                unsafe { &*theirs }
+                unsafe { &*theirs.cast::<Cells>() }
             }
         }
     }
@@ -193,17 +153,17 @@ impl Site {
         Guard {
             cells,
             shard: shard.as_ptr(),
-            bounds_ns: self.meta.options.bounds_ns,
+            bounds_ns: self.options.bounds_ns,
             start,
             #[cfg(feature = "inflight")]
-            slot: super::inflight::enter(&self.meta, start),
+            slot: super::inflight::enter(self, start),
         }
     }
 
     /// Whether each call opens a span from this site.
     #[inline(always)]
     pub fn traced(&self) -> bool {
-        self.meta.options.span.is_some()
+        self.options.span.is_some()
     }
 }
 
@@ -348,11 +308,11 @@ pub trait SiteDyn: Sync {
 
 impl SiteDyn for Site {
     fn meta(&self) -> &SiteMeta {
-        &self.meta
+        self
     }
 
     fn snapshot(&self) -> Snapshot {
-        let buckets = self.meta.options.bounds_ns.len();
+        let buckets = self.options.bounds_ns.len();
         let mut snap = Snapshot {
             buckets: vec![0; buckets],
             exemplars: vec![None; buckets],
@@ -363,7 +323,7 @@ impl SiteDyn for Site {
             return snap; // never called
         }
         // SAFETY: as in `Site::cells`.
-        let cells = unsafe { &*cells };
+        let cells = unsafe { &*cells.cast::<Cells>() };
         let mut started = 0u64;
         // Finished counts are read before `started`, so in-flight never goes negative.
         for index in 0..SHARDS {
@@ -469,26 +429,22 @@ mod tests {
         span: None,
     };
     static SITE: Site = Site {
-        meta: SiteMeta {
-            function: "unit",
-            module: "unit",
-            file: file!(),
-            line: line!(),
-            options: &OPTIONS,
-        },
+        function: "unit",
+        module: "unit",
+        file: file!(),
+        line: line!(),
+        options: &OPTIONS,
         state: SiteState::NEW,
     };
 
     #[test]
     fn a_site_never_called_has_no_cells_and_reads_as_zeros() {
         static IDLE: Site = Site {
-            meta: SiteMeta {
-                function: "idle",
-                module: "unit",
-                file: file!(),
-                line: line!(),
-                options: &SYNC_UNTRACED,
-            },
+            function: "idle",
+            module: "unit",
+            file: file!(),
+            line: line!(),
+            options: &SYNC_UNTRACED,
             state: SiteState::NEW,
         };
         let snap = IDLE.snapshot();
