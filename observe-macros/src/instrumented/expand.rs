@@ -191,14 +191,7 @@ pub fn instrumented(args: &Args, item: &super::Function) -> TokenStream {
 
     // The site: always with metrics; without, only as the callsite of its span.
     let site = if metrics_on || (span_on && !own_span) {
-        statics::site(
-            args,
-            sig,
-            &fn_name,
-            kind,
-            &span::spec(args, span_on),
-            metrics_on,
-        )
+        statics::site(args, sig, &fn_name, kind, &span::spec(args), metrics_on)
     } else {
         TokenStream::new()
     };

@@ -19,26 +19,25 @@ fn level(args: &Args) -> syn::Ident {
     }
 }
 
-/// The `span` option of a site that opens no span itself.
-pub const NONE: &str = "::core::option::Option::None";
-
-/// The `span` option of the runtime's shared options (`INFO`, no fields).
-pub fn spec_default() -> String {
-    spec_text("INFO", "")
+/// Whether the site opens the span itself: spans on, no `fields(…)` (then `span!` does).
+pub fn site_opens_span(args: &Args) -> bool {
+    args.span.as_ref().is_none_or(|b| b.value) && args.fields.is_empty()
 }
 
-fn spec_text(level: &str, names: &str) -> String {
-    format!(
-        "::core::option::Option::Some(::observe::__private::SpanSpec {{ \
-           level: ::observe::__private::Level::{level}, fields: &[{names}] }})"
-    )
+/// Whether the site's span is the shared options' one: `INFO`, no `err` field.
+pub fn is_default(args: &Args) -> bool {
+    args.err.is_none()
+        && args
+            .level
+            .as_ref()
+            .is_none_or(|l| l.value().eq_ignore_ascii_case("info"))
 }
 
 /// The site's `span` option, as text: `Some(SpanSpec { … })` when the site opens the span
-/// itself (spans on, no `fields(…)`), else [`NONE`].
-pub fn spec(args: &Args, span_on: bool) -> String {
-    if !span_on || !args.fields.is_empty() {
-        return NONE.to_owned();
+/// itself, else `None`.
+pub fn spec(args: &Args) -> String {
+    if !site_opens_span(args) {
+        return "::core::option::Option::None".to_owned();
     }
     let level = args
         .level
@@ -49,7 +48,10 @@ pub fn spec(args: &Args, span_on: bool) -> String {
     } else {
         ""
     };
-    spec_text(&level, names)
+    format!(
+        "::core::option::Option::Some(::observe::__private::SpanSpec {{ \
+           level: ::observe::__private::Level::{level}, fields: &[{names}] }})"
+    )
 }
 
 /// With `fields(…)`: `tracing::span!` with the function's name, level and fields.

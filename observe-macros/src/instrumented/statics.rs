@@ -22,10 +22,10 @@ pub fn site(
     const P: &str = "::observe::__private";
     // The options: one of the runtime's shared statics when the function sets none of
     // its own (nothing per function for the compiler to evaluate), else a literal.
-    let untraced = span == super::span::NONE;
+    let untraced = !super::span::site_opens_span(args);
     let shared = args.labels.is_empty()
         && args.buckets.is_none()
-        && (untraced || span == super::span::spec_default());
+        && (untraced || super::span::is_default(args));
     let options = if shared {
         let name = match (kind, untraced) {
             ("Sync", false) => "SYNC",

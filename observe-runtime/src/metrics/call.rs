@@ -207,13 +207,7 @@ pub fn timed_now<R, F: Future<Output = R>>(
     classify: fn(&R) -> Outcome,
     future: F,
 ) -> Timed<F> {
-    let (head, progress) = pending(site, Some(site.new_span()));
-    Timed {
-        head,
-        future,
-        progress,
-        classify,
-    }
+    timed_in_span(site, classify, site.new_span(), site.traced(), future)
 }
 
 /// The future of a function of `site` whose span the function builds itself
@@ -225,8 +219,21 @@ pub fn timed_in<R, F: Future<Output = R>>(
     span: Span,
     future: F,
 ) -> Timed<F> {
+    timed_in_span(site, classify, span, true, future)
+}
+
+/// A future whose span is already open (`timed` keeps its own literal: an `async fn`
+/// instantiates one generic constructor, not two).
+#[inline]
+fn timed_in_span<R, F: Future<Output = R>>(
+    site: &'static Site,
+    classify: fn(&R) -> Outcome,
+    span: Span,
+    traced: bool,
+    future: F,
+) -> Timed<F> {
     let (head, mut progress) = pending(site, Some(span));
-    progress.traced = true;
+    progress.traced = traced;
     Timed {
         head,
         future,

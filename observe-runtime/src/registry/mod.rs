@@ -16,7 +16,7 @@ use std::fmt;
 
 use once_cell::sync::Lazy;
 
-use crate::metrics::site::{FnKind, Site, SiteDyn, SiteMeta, Snapshot};
+use crate::metrics::site::{FnKind, Site, SiteMeta, Snapshot};
 
 /// Every `#[instrumented]` call site linked into the binary (the macro adds each one;
 /// generated code names it as `observe::__private::SITES`).
@@ -60,7 +60,7 @@ pub fn functions() -> Vec<FunctionInfo> {
     let mut all: Vec<FunctionInfo> = SITES
         .iter()
         .map(|site| {
-            let meta = site.meta();
+            let meta: &SiteMeta = site;
             FunctionInfo {
                 function: meta.function,
                 module: meta.module,
@@ -134,7 +134,7 @@ pub fn validate() -> Result<(), Vec<Conflict>> {
 
 /// Sites that share one series identity, merged on exposition.
 pub(crate) struct Group {
-    pub sites: Vec<&'static dyn SiteDyn>,
+    pub sites: Vec<&'static Site>,
     /// `function`, `module`, then the static labels.
     pub labels: Vec<(&'static str, &'static str)>,
     pub buckets: &'static [f64],
@@ -157,7 +157,7 @@ pub(crate) struct Plan {
 }
 
 static PLAN: Lazy<Plan> = Lazy::new(|| {
-    let plan = build_plan(SITES.iter().map(|site| site as &'static dyn SiteDyn));
+    let plan = build_plan(SITES.iter());
     for conflict in &plan.conflicts {
         tracing::error!(target: "observe", "{conflict}");
     }
@@ -174,20 +174,19 @@ fn sorted_labels(meta: &SiteMeta) -> Vec<(&'static str, &'static str)> {
     labels
 }
 
-pub(crate) fn build_plan(sites: impl Iterator<Item = &'static dyn SiteDyn>) -> Plan {
-    let mut sites: Vec<&'static dyn SiteDyn> = sites.collect();
+pub(crate) fn build_plan(sites: impl Iterator<Item = &'static Site>) -> Plan {
+    let mut sites: Vec<&'static Site> = sites.collect();
     // Deterministic order: the exposed site of a conflict is the first by location.
     sites.sort_by(|a, b| {
-        let (a, b) = (a.meta(), b.meta());
         (a.module, a.function, a.file, a.line).cmp(&(b.module, b.function, b.file, b.line))
     });
     let mut groups: Vec<Group> = Vec::new();
     let mut conflicts = Vec::new();
     'sites: for site in sites {
-        let meta = site.meta();
+        let meta: &SiteMeta = site;
         let labels = sorted_labels(meta);
         for group in &mut groups {
-            let first = group.sites[0].meta();
+            let first: &SiteMeta = group.sites[0];
             if first.function != meta.function || first.module != meta.module {
                 continue;
             }
