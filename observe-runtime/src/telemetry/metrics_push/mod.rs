@@ -115,6 +115,8 @@ impl Pusher {
         let thread = std::thread::Builder::new()
             .name("observe-otlp-metrics".into())
             .spawn(move || {
+                // Mutable only for the gRPC client.
+                #[cfg_attr(not(feature = "grpc"), allow(unused_mut))]
                 let mut push = || {
                     let families = crate::exposition::gather();
                     let points: usize = families.iter().map(|f| f.series.len()).sum();
