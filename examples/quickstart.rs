@@ -9,6 +9,9 @@
 //! curl localhost:6060/livez
 //! curl localhost:6060/readyz?verbose
 //! curl localhost:6060/debug/pprof/
+//! curl localhost:6060/debug/observe/            # the status page (open it in a browser)
+//! curl localhost:6060/debug/observe/rules.yml   # alerting rules for the objectives
+//! cargo run --example quickstart -- --observe-print dashboard > dashboard.json
 //! ```
 
 use std::time::Duration;
@@ -33,8 +36,19 @@ impl std::fmt::Display for PayError {
     }
 }
 
+/// What the business promises about charges: 99.9 % succeed, 99 % within 250 ms.
+const CHARGES: observe::slo::Objective = observe::slo::Objective::new("charges")
+    .success_rate(99.9)
+    .latency(0.25, 99.0);
+
+/// What the charge endpoint promises its callers: 99.5 % without a server error, 95 %
+/// within 100 ms.
+const CHARGE_API: observe::slo::Objective = observe::slo::Objective::new("charge-api")
+    .success_rate(99.5)
+    .latency(0.1, 95.0);
+
 /// The business function: its calls, errors and latency are what the service is about.
-#[observe::instrumented(err, fields(amount))]
+#[observe::instrumented(err, fields(amount), objective = CHARGES)]
 async fn charge(amount: u64) -> Result<u64, PayError> {
     if amount == 0 {
         return Err(PayError::Empty);
@@ -68,8 +82,22 @@ fn disk() -> observe::health::HealthStatus {
     observe::health::checks::disk_free("/", 50 << 20, 500 << 20)
 }
 
+/// The HTTP middleware: each route's series at zero from start-up, and the charge
+/// endpoint's objective.
+fn middleware() -> observe::Middleware {
+    observe::Middleware::new()
+        .routes(["GET /", "GET /charge/{amount}"])
+        .objective("GET /charge/{amount}", CHARGE_API)
+}
+
 fn main() -> std::io::Result<()> {
     observe::build_info!();
+    // `--observe-print rules` / `--observe-print dashboard`: the generated Prometheus rules
+    // or Grafana dashboard on stdout, then exit (once every objective is attached).
+    let middleware = middleware();
+    if observe::slo::print_requested() {
+        return Ok(());
+    }
     // First: providers, propagator and log subscriber, in that order. Without an OTLP
     // endpoint the service runs offline and spans show in the log output.
     let telemetry = match observe::init().install() {
@@ -79,13 +107,13 @@ fn main() -> std::io::Result<()> {
             std::process::exit(2);
         }
     };
-    actix_web::rt::System::new().block_on(serve())?;
+    actix_web::rt::System::new().block_on(serve(middleware))?;
     // Last, after the server has stopped: flush every span still in the batch queue.
     drop(telemetry);
     Ok(())
 }
 
-async fn serve() -> std::io::Result<()> {
+async fn serve(middleware: observe::Middleware) -> std::io::Result<()> {
     let health = observe::health::Health::builder()
         .build()
         .unwrap_or_else(|errors| {
@@ -116,10 +144,9 @@ async fn serve() -> std::io::Result<()> {
         .drain(Duration::from_secs(1))
         .graceful_timeout(Duration::from_secs(5));
     let server = shutdown
-        .server(HttpServer::new(|| {
+        .server(HttpServer::new(move || {
             App::new()
-                // Each route's series at zero from start-up.
-                .wrap(observe::Middleware::new().routes(["GET /", "GET /charge/{amount}"]))
+                .wrap(middleware.clone())
                 .wrap(observe::metrics::WorkerMetrics)
                 .service(index)
                 .service(charge_handler)

@@ -13,6 +13,36 @@ pub use observe_runtime::telemetry::{Telemetry, init, spawn};
 #[cfg(feature = "otel")]
 pub use observe_runtime::telemetry::{opentelemetry, opentelemetry_sdk};
 
+/// Service-level objectives: the [`Objective`](crate::slo::Objective) a function
+/// (`#[instrumented(objective = …)]`) or a route ([`Middleware::objective`]) is held to,
+/// and what observe generates from them: Prometheus rules, a Grafana dashboard and a
+/// status page (served by the admin server under `/debug/observe/`).
+///
+/// ```
+/// use observe::slo::Objective;
+///
+/// pub const CHARGE: Objective = Objective::new("charge").success_rate(99.9).latency(0.25, 99.0);
+///
+/// #[observe::instrumented(objective = CHARGE)]
+/// fn charge(amount: u64) -> Result<u64, String> {
+///     if amount == 0 { Err("nothing to charge".into()) } else { Ok(amount) }
+/// }
+///
+/// let _ = charge(5);
+/// let metrics = observe::metrics::render();
+/// assert!(metrics.contains(r#"objective_name="charge",objective_percentile="99.9",result="ok"} 1"#));
+/// assert!(metrics.contains(r#"objective_latency_threshold="0.25",objective_percentile="99",le="0.25"} 1"#));
+/// assert!(observe::slo::rules_yaml().contains("alert: ErrorBudgetBurn"));
+/// ```
+///
+/// [`Middleware::objective`]: https://docs.rs/observe/latest/observe/struct.Middleware.html#method.objective
+pub mod slo {
+    pub use observe_runtime::metrics::{Objective, RouteObjective, route_objectives};
+    pub use observe_runtime::slo::{
+        Slo, Source, dashboard_json, objectives, print_requested, rules_yaml, status_html,
+    };
+}
+
 /// Metrics: what `/metrics` serves, and how to add to it.
 ///
 /// `#[instrumented]` functions, HTTP series, health checks, process and worker metrics,

@@ -135,6 +135,14 @@ fn non_loopback_peers_are_refused_unless_allowed() {
     assert_eq!(ns.get(port, "/livez", &[]).0, 200);
     assert_eq!(ns.get(port, "/healthz", &[]).0, 200);
     assert_eq!(ns.get(port, "/metrics", &[]).0, 200);
+    // The status page and the generated rules and dashboard: the same policy as pprof.
+    for path in [
+        "/debug/observe/",
+        "/debug/observe/rules.yml",
+        "/debug/observe/dashboard.json",
+    ] {
+        assert_eq!(ns.get(port, path, &[]).0, 403, "{path}");
+    }
     // A spoofed X-Forwarded-For from an untrusted peer changes nothing.
     let (status, _) = ns.get(port, "/debug/pprof/", &["X-Forwarded-For: 127.0.0.1"]);
     assert_eq!(status, 403);
@@ -152,6 +160,13 @@ fn non_loopback_peers_are_refused_unless_allowed() {
     let (status, _) = ns.get(
         port,
         "/debug/pprof/cmdline",
+        &["Authorization: Bearer s3cret-token"],
+    );
+    assert_eq!(status, 200);
+    assert_eq!(ns.get(port, "/debug/observe/", &[]).0, 401);
+    let (status, _) = ns.get(
+        port,
+        "/debug/observe/",
         &["Authorization: Bearer s3cret-token"],
     );
     assert_eq!(status, 200);
@@ -189,7 +204,7 @@ fn non_loopback_peers_are_refused_unless_allowed() {
     assert_eq!(ns.get(port, "/livez", &[]).0, 200);
 
     // Every denial above is counted, by reason (the counter is process-wide).
-    assert_eq!(denied("address", default.local_addr()), 4.0);
-    assert_eq!(denied("token", token.local_addr()), 2.0);
+    assert_eq!(denied("address", default.local_addr()), 7.0);
+    assert_eq!(denied("token", token.local_addr()), 3.0);
     drop((default, token, cidr, proxied, protected));
 }

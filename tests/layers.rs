@@ -9,6 +9,7 @@ const LAYERS: &[&str] = &[
     "registry",
     "exposition",
     "health",
+    "slo",
     "propagation",
     "http",
     "pprof",

@@ -11,6 +11,8 @@
 //! - [`exposition`]: the family model every source fills at scrape time, and its encoders
 //!   (Prometheus text, OpenMetrics); the user's own `prometheus` registries;
 //! - [`health`]: `#[health_check]` definitions and the engine that runs them (no actix);
+//! - [`slo`]: service-level objectives: generated Prometheus rules, Grafana dashboard and
+//!   status page;
 //! - `propagation` (features `actix` or `otel`): the W3C Trace Context propagator and the
 //!   header adapters;
 //! - `http` (feature `actix`): actix-web glue: the middleware and its series, the scrape
@@ -32,6 +34,7 @@ pub(crate) mod pprof;
 #[cfg(any(feature = "actix", feature = "otel"))]
 pub mod propagation;
 pub mod registry;
+pub mod slo;
 #[cfg(feature = "otel")]
 pub mod telemetry;
 
@@ -43,6 +46,7 @@ pub mod __private {
         timed_now,
     };
     pub use crate::metrics::classify::result_outcome;
+    pub use crate::metrics::objective::check_objective;
     pub use crate::metrics::site::{
         ASYNC, ASYNC_UNTRACED, Classifier, ClassifyOther, ClassifyResult, DEFAULT_BOUNDS_NS,
         DEFAULT_BUCKETS, FnKind, Outcome, SYNC, SYNC_UNTRACED, Site, SiteMeta, SiteOptions,

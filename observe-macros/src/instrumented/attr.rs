@@ -65,11 +65,24 @@ pub struct Args {
     pub err: Option<Span>,
     pub ok_if: Option<(Span, Path)>,
     pub error_if: Option<(Span, Path)>,
+    /// `objective = EXPR`: the keyword's span and the expression (a `const` path).
+    pub objective: Option<(Span, Expr)>,
 }
 
 const OPTIONS: &[&str] = &[
-    "name", "buckets", "labels", "metrics", "span", "level", "skip", "skip_all", "fields", "err",
-    "ok_if", "error_if",
+    "name",
+    "buckets",
+    "labels",
+    "metrics",
+    "span",
+    "level",
+    "skip",
+    "skip_all",
+    "fields",
+    "err",
+    "ok_if",
+    "error_if",
+    "objective",
 ];
 
 impl Parse for Args {
@@ -122,6 +135,10 @@ impl Parse for Args {
                 "error_if" => {
                     input.parse::<Token![=]>()?;
                     args.error_if = Some((key.span(), input.parse()?));
+                }
+                "objective" => {
+                    input.parse::<Token![=]>()?;
+                    args.objective = Some((key.span(), input.parse()?));
                 }
                 _ => unreachable!("parse_options passes known options only"),
             }

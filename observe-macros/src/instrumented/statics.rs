@@ -25,6 +25,7 @@ pub fn site(
     let untraced = !super::span::site_opens_span(args);
     let shared = args.labels.is_empty()
         && args.buckets.is_none()
+        && args.objective.is_none()
         && (untraced || super::span::is_default(args));
     let options = if shared {
         let name = match (kind, untraced) {
@@ -35,6 +36,12 @@ pub fn site(
         };
         format!("&{P}::{name}")
     } else {
+        let objective = match &args.objective {
+            None => "::core::option::Option::None".to_owned(),
+            Some((_, expr)) => {
+                format!("::core::option::Option::Some(&({}))", quote::quote!(#expr))
+            }
+        };
         let (buckets, bounds) = match &args.buckets {
             None => (
                 format!("&{P}::DEFAULT_BUCKETS"),
@@ -62,7 +69,8 @@ pub fn site(
             .join(", ");
         format!(
             "&{P}::SiteOptions {{ kind: {P}::FnKind::{kind}, labels: &[{labels}], \
-               buckets: {buckets}, bounds_ns: {bounds}, span: {span} }}"
+               buckets: {buckets}, bounds_ns: {bounds}, span: {span}, \
+               objective: {objective} }}"
         )
     };
     // The line of the function's name (what `line!()` spanned there would give).
@@ -86,5 +94,27 @@ pub fn site(
     } else {
         site
     };
-    crate::common::lex(&text)
+    let mut tokens = crate::common::lex(&text);
+    tokens.extend(objective_check(args));
+    tokens
+}
+
+/// For `objective = EXPR`: a `const` that checks, at compile time, that the objective has
+/// a target and that its latency threshold is one of the function's bucket bounds; its
+/// tokens carry the span of `EXPR`, so a failure is reported there.
+fn objective_check(args: &Args) -> TokenStream {
+    let Some((_, expr)) = &args.objective else {
+        return TokenStream::new();
+    };
+    let at = syn::spanned::Spanned::span(expr);
+    let buckets = match &args.buckets {
+        None => quote::quote_spanned!(at=> &::observe::__private::DEFAULT_BUCKETS),
+        Some(buckets) => {
+            let list = buckets.bounds.iter().map(|b| b.value);
+            quote::quote_spanned!(at=> &[#(#list),*])
+        }
+    };
+    quote::quote_spanned! {at=>
+        const _: () = ::observe::__private::check_objective(&(#expr), #buckets);
+    }
 }

@@ -144,6 +144,12 @@ pub fn check(args: &Args, item: &super::Function) -> syn::Result<()> {
         if let Some(l) = args.labels.first() {
             errors.at(l.key_span, "`labels` has no effect with `metrics = false`");
         }
+        if let Some((kw, _)) = &args.objective {
+            errors.at(
+                *kw,
+                "an objective is measured on the function's metrics, but `metrics = false`",
+            );
+        }
     }
     if !span_on {
         if let Some(level) = &args.level {

@@ -19,6 +19,62 @@ pub(super) fn routes(cfg: &mut web::ServiceConfig) {
         .default_service(web::to(pprof_unknown));
 }
 
+/// Mounts `/debug/observe` (inside the scope): the status page and the generated rules
+/// and dashboard of [`crate::slo`].
+pub(super) fn observe_routes(cfg: &mut web::ServiceConfig) {
+    cfg.service(read_only("/", status_page))
+        .service(read_only("", status_redirect))
+        .service(read_only("/rules.yml", rules_file))
+        .service(read_only("/dashboard.json", dashboard_file))
+        .default_service(web::to(observe_unknown));
+}
+
+async fn status_page() -> HttpResponse {
+    // Reads every source, as a scrape does: off the admin worker.
+    match web::block(crate::slo::status_html).await {
+        Ok(html) => HttpResponse::Ok()
+            .content_type("text/html; charset=utf-8")
+            .insert_header(("Cache-Control", "no-store"))
+            // Nothing to load from anywhere: say so to the browser too.
+            .insert_header((
+                "Content-Security-Policy",
+                "default-src 'none'; style-src 'unsafe-inline'; form-action 'none'; frame-ancestors 'none'",
+            ))
+            .body(html),
+        Err(e) => HttpResponse::InternalServerError()
+            .content_type("text/plain; charset=utf-8")
+            .body(format!("the status page failed: {e}\n")),
+    }
+}
+
+/// `/debug/observe` without its slash: relative links on the page need it.
+async fn status_redirect() -> HttpResponse {
+    HttpResponse::PermanentRedirect()
+        .insert_header(("Location", "/debug/observe/"))
+        .finish()
+}
+
+async fn rules_file() -> HttpResponse {
+    HttpResponse::Ok()
+        .content_type("application/yaml; charset=utf-8")
+        .body(crate::slo::rules_yaml())
+}
+
+async fn dashboard_file() -> HttpResponse {
+    HttpResponse::Ok()
+        .content_type("application/json")
+        .body(crate::slo::dashboard_json())
+}
+
+async fn observe_unknown(req: HttpRequest) -> HttpResponse {
+    HttpResponse::NotFound()
+        .content_type("text/plain; charset=utf-8")
+        .body(format!(
+            "no such page: {}; /debug/observe/ serves the status page, rules.yml and dashboard.json\n",
+            req.path()
+        ))
+}
+
 /// The profiles this build serves, one line each.
 const PROFILES: &[(&str, &str)] = &[
     (

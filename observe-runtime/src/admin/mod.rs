@@ -257,7 +257,7 @@ impl AdminServer {
             .map_err(|_| io::Error::other("admin server thread ended before it started serving"))?;
         tracing::info!(
             target: "observe::admin",
-            "admin server on http://{addr} (/metrics /livez /healthz{} /debug/pprof/)",
+            "admin server on http://{addr} (/metrics /livez /healthz{} /debug/pprof/ /debug/observe/)",
             if self.health.is_some() {
                 " /readyz /startupz"
             } else {
@@ -361,7 +361,9 @@ impl Drop for AdminHandle {
 }
 
 /// Mounts the admin endpoints on an application, behind `policy`: `/metrics`, the
-/// probes (readiness and start-up when `health` is given), and `/debug/pprof/*`.
+/// probes (readiness and start-up when `health` is given), `/debug/pprof/*`, and
+/// `/debug/observe/` (the status page, `rules.yml` and `dashboard.json` of
+/// [`crate::slo`]).
 ///
 /// ```
 /// use actix_web::App;
@@ -385,8 +387,13 @@ pub fn configure(
         }
         cfg.service(
             web::scope("/debug/pprof")
-                .wrap(access(policy))
+                .wrap(access(policy.clone()))
                 .configure(debug::routes),
+        );
+        cfg.service(
+            web::scope("/debug/observe")
+                .wrap(access(policy))
+                .configure(debug::observe_routes),
         );
     }
 }

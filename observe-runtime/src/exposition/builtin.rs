@@ -4,6 +4,8 @@
 use std::borrow::Cow;
 
 use super::family::{Family, Kind, Series, Str, label};
+use super::text::float;
+use crate::metrics::objective::percent_label;
 use crate::metrics::site::Outcome;
 use crate::metrics::{build_info_or_default, process, workers};
 use crate::registry;
@@ -38,18 +40,32 @@ pub(crate) fn families(out: &mut Vec<Family>) {
     let mut in_flight_total = 0;
     for (group, snap) in plan.groups.iter().zip(&snapshots) {
         let labels = site_labels(&group.labels);
+        // autometrics' objective labels: on the counter for a success-rate target, on
+        // the histogram for a latency target, so its published rules select them.
+        let (mut counter_labels, mut histogram_labels) = (labels.clone(), labels.clone());
+        if let Some(objective) = group.objective {
+            if let Some(percent) = objective.success_target() {
+                counter_labels.push(label("objective_name", objective.name()));
+                counter_labels.push(label("objective_percentile", percent_label(percent)));
+            }
+            if let Some((threshold, percent)) = objective.latency_target() {
+                histogram_labels.push(label("objective_name", objective.name()));
+                histogram_labels.push(label("objective_latency_threshold", float(threshold)));
+                histogram_labels.push(label("objective_percentile", percent_label(percent)));
+            }
+        }
         let outcomes: &[Outcome] = if group.is_async {
             &[Outcome::Ok, Outcome::Error, Outcome::Cancelled]
         } else {
             &[Outcome::Ok, Outcome::Error]
         };
         for &outcome in outcomes {
-            let mut with_result = labels.clone();
+            let mut with_result = counter_labels.clone();
             with_result.push(label("result", outcome.label()));
             calls.push(with_result, snap.outcomes[outcome as usize] as f64);
         }
         durations.series.push(Series::histogram(
-            labels.clone(),
+            histogram_labels,
             group.buckets,
             snap.buckets.iter().copied(),
             &snap.exemplars,

@@ -36,6 +36,9 @@ pub use family::{Bucket, Family, Kind, Origin, Series, Str, Value, label};
 pub use format::{Format, OPENMETRICS_CONTENT_TYPE, TEXT_CONTENT_TYPE};
 pub use users::register_registry;
 
+/// A number as the exposition writes it (`le="0.25"`), so a rule can name a bucket.
+pub(crate) use text::float as float_text;
+
 /// Every family, from every source, as one snapshot: what [`render_as`] encodes and the
 /// OTLP push converts.
 ///

@@ -2,9 +2,9 @@
 //! `health_check_failures_total{check, reason}`: one series set per declared check, so
 //! the cardinality is fixed by the code.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 use std::sync::Mutex;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use crate::exposition::collector::{Collector, Registered};
 use crate::exposition::{Family, Kind, Series, label};
@@ -19,6 +19,31 @@ struct CheckSeries {
     buckets: [u64; BUCKETS.len() + 1],
     sum: f64,
     failures: [u64; 3],
+    history: VecDeque<Run>,
+}
+
+/// How many runs of each check the status page shows.
+pub(crate) const HISTORY: usize = 30;
+
+/// One run of a check, as the status page shows it.
+#[derive(Clone, Debug)]
+pub(crate) struct Run {
+    pub at: SystemTime,
+    /// The run itself passed (the reported status may lag, by the thresholds).
+    pub passed: bool,
+    pub seconds: f64,
+    /// `error`, `timeout` or `panic` for a failed run.
+    pub reason: Option<&'static str>,
+}
+
+/// A check with its recent runs, oldest first.
+#[derive(Clone, Debug)]
+pub(crate) struct CheckView {
+    pub name: &'static str,
+    pub critical: bool,
+    /// The reported status (after thresholds), `None` before the first run.
+    pub up: Option<bool>,
+    pub runs: Vec<Run>,
 }
 
 const REASONS: [&str; 3] = ["error", "timeout", "panic"];
@@ -53,9 +78,32 @@ impl HealthMetrics {
         let i = BUCKETS.iter().filter(|&&b| b < secs).count();
         s.buckets[i] += 1;
         s.sum += secs;
-        if let Some(r) = reason.and_then(|r| REASONS.iter().position(|x| *x == r)) {
+        let reason = reason.and_then(|r| REASONS.iter().position(|x| *x == r));
+        if let Some(r) = reason {
             s.failures[r] += 1;
         }
+        if s.history.len() == HISTORY {
+            s.history.pop_front();
+        }
+        s.history.push_back(Run {
+            at: SystemTime::now(),
+            passed: reason.is_none(),
+            seconds: secs,
+            reason: reason.map(|r| REASONS[r]),
+        });
+    }
+
+    /// Every declared check with its recent runs, by name.
+    pub(crate) fn views(&self) -> Vec<CheckView> {
+        let all = self.checks.lock().unwrap_or_else(|p| p.into_inner());
+        all.iter()
+            .map(|(name, s)| CheckView {
+                name,
+                critical: s.critical,
+                up: s.up,
+                runs: s.history.iter().cloned().collect(),
+            })
+            .collect()
     }
 }
 

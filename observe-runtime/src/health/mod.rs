@@ -16,7 +16,7 @@ mod connect;
 mod definition;
 mod engine;
 pub mod liveness;
-mod metrics;
+pub(crate) mod metrics;
 mod report;
 mod runner;
 

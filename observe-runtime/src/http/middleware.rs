@@ -127,6 +127,50 @@ impl Middleware {
         self
     }
 
+    /// Attaches a service-level objective to a route, written `"METHOD /template"` as
+    /// in [`routes`](Middleware::routes) (the route is declared too). Its requests count
+    /// towards the objective: a 5xx response is an error (a 4xx is the client's), and the
+    /// latency target reads the `http_server_request_duration_seconds` bucket at its
+    /// threshold. The objective then appears in the generated alerting rules, dashboard
+    /// and status page (`observe::slo`). Process-wide, like the route declarations.
+    ///
+    /// The latency threshold must be one of the HTTP histogram's bucket bounds (the
+    /// defaults of `#[instrumented]`); if it is not, the latency target is dropped and
+    /// the error is logged (the success-rate target stays).
+    ///
+    /// ```
+    /// use observe_runtime::metrics::Objective;
+    /// const CHECKOUT: Objective = Objective::new("checkout").success_rate(99.5).latency(0.5, 99.0);
+    ///
+    /// let middleware = observe_runtime::http::Middleware::new().objective("POST /checkout", CHECKOUT);
+    /// let attached = observe_runtime::metrics::route_objectives();
+    /// assert!(attached.iter().any(|r| r.route == "/checkout" && r.objective == CHECKOUT));
+    /// # drop(middleware);
+    /// ```
+    pub fn objective(self, route: &str, objective: crate::metrics::Objective) -> Self {
+        let route = route.trim();
+        let (method, template) = route.split_once(' ').unwrap_or(("GET", route));
+        let method = actix_web::http::Method::from_bytes(method.trim().as_bytes())
+            .map_or("_OTHER", |m| METHODS[method_index_of(&m) as usize]);
+        let template = template.trim();
+        let mut objective = objective;
+        if let Some((threshold, _)) = objective.latency_target()
+            && !crate::metrics::site::DEFAULT_BUCKETS.contains(&threshold)
+        {
+            tracing::error!(
+                target: "observe",
+                "objective `{}` on {method} {template}: the latency threshold {threshold} s is \
+                 not one of the HTTP histogram's bucket bounds {:?}; its latency target is \
+                 ignored",
+                objective.name(),
+                crate::metrics::site::DEFAULT_BUCKETS,
+            );
+            objective = objective.without_latency();
+        }
+        crate::metrics::objective::attach_route(method, template, objective);
+        self.routes([format!("{method} {template}")])
+    }
+
     /// Replaces the paths that get no span (exact matches, or prefixes ending in `/`).
     /// Their metrics are recorded all the same.
     ///

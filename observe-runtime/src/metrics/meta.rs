@@ -109,6 +109,8 @@ pub struct SiteOptions {
     /// The span of each call, or `None` (`span = false`, or a span the function builds
     /// itself with `fields(…)`).
     pub span: Option<SpanSpec>,
+    /// The service-level objective its calls count towards (`objective = …`).
+    pub objective: Option<&'static super::objective::Objective>,
 }
 
 /// The span a site opens for each call: its level and its field names (all recorded
@@ -135,6 +137,11 @@ impl SiteMeta {
     /// The histogram bounds in seconds.
     pub fn buckets(&self) -> &'static [f64] {
         self.options.buckets
+    }
+
+    /// The objective, if the function has one.
+    pub fn objective(&self) -> Option<&'static super::objective::Objective> {
+        self.options.objective
     }
 
     /// `file:line` of the definition, for error messages.

@@ -11,11 +11,14 @@ pub(crate) mod exemplar;
 #[cfg(feature = "inflight")]
 pub(crate) mod inflight;
 pub(crate) mod meta;
+pub(crate) mod objective;
 pub(crate) mod process;
 pub(crate) mod site;
 pub(crate) mod workers;
 
 use std::sync::OnceLock;
+
+pub use objective::{Objective, RouteObjective, route_objectives};
 
 /// Identity of the running build, exposed as `build_info{…} 1`.
 ///

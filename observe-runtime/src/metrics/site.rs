@@ -55,6 +55,7 @@ const DEFAULTS: SiteOptions = SiteOptions {
         level: tracing::Level::INFO,
         fields: &[],
     }),
+    objective: None,
 };
 
 /// Words of a shard: `started`, the three outcomes, the sum, then the buckets.
@@ -416,6 +417,7 @@ mod tests {
         buckets: &[3600.0],
         bounds_ns: &BOUNDS,
         span: None,
+        objective: None,
     };
     static SITE: Site = Site {
         function: "unit",

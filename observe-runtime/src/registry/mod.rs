@@ -33,7 +33,7 @@ pub static SITES: [Site];
 /// let info = observe::registry::functions().into_iter().find(|f| f.function == "fetch").unwrap();
 /// assert!(info.is_async && info.line > 0 && !info.file.is_empty());
 /// ```
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct FunctionInfo {
     /// The `function` label.
     pub function: &'static str,
@@ -45,6 +45,8 @@ pub struct FunctionInfo {
     pub line: u32,
     /// `true` for `async fn` and functions returning `impl Future`.
     pub is_async: bool,
+    /// The objective its calls count towards (`#[instrumented(objective = …)]`).
+    pub objective: Option<crate::metrics::Objective>,
 }
 
 /// Lists every instrumented function in the binary, sorted by module, name and location.
@@ -67,6 +69,7 @@ pub fn functions() -> Vec<FunctionInfo> {
                 file: meta.file,
                 line: meta.line,
                 is_async: meta.kind() == FnKind::Async,
+                objective: meta.objective().copied(),
             }
         })
         .collect();
@@ -139,6 +142,7 @@ pub(crate) struct Group {
     pub labels: Vec<(&'static str, &'static str)>,
     pub buckets: &'static [f64],
     pub is_async: bool,
+    pub objective: Option<&'static crate::metrics::Objective>,
 }
 
 impl Group {
@@ -200,6 +204,8 @@ pub(crate) fn build_plan(sites: impl Iterator<Item = &'static Site>) -> Plan {
                 continue;
             } else if first.buckets() != meta.buckets() {
                 "different histogram buckets"
+            } else if first.objective() != meta.objective() {
+                "different objectives"
             } else {
                 group.sites.push(site);
                 group.is_async |= meta.kind() == FnKind::Async;
@@ -221,6 +227,7 @@ pub(crate) fn build_plan(sites: impl Iterator<Item = &'static Site>) -> Plan {
             labels: all,
             buckets: meta.buckets(),
             is_async: meta.kind() == FnKind::Async,
+            objective: meta.objective(),
         });
     }
     Plan { groups, conflicts }
