@@ -23,6 +23,7 @@ mod builtin;
 pub(crate) mod collector;
 mod family;
 mod format;
+pub(crate) mod json;
 mod openmetrics;
 mod text;
 #[cfg(feature = "otel")]

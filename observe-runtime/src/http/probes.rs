@@ -20,6 +20,7 @@ use actix_web::http::header;
 use actix_web::{HttpRequest, HttpResponse, web};
 
 use super::access::{AccessPolicy, Decision};
+use crate::exposition::json::write_string as json_string;
 use crate::health::liveness;
 use crate::health::{CheckReport, CheckState, Health, Overall, Probe};
 
@@ -315,24 +316,6 @@ fn line(c: &CheckReport, show_details: bool, tag_non_critical: bool) -> String {
             detail(&c.message)
         ),
     }
-}
-
-fn json_string(out: &mut String, s: &str) {
-    out.push('"');
-    for ch in s.chars() {
-        match ch {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            '\n' => out.push_str("\\n"),
-            '\r' => out.push_str("\\r"),
-            '\t' => out.push_str("\\t"),
-            c if (c as u32) < 0x20 => {
-                let _ = write!(out, "\\u{:04x}", c as u32);
-            }
-            c => out.push(c),
-        }
-    }
-    out.push('"');
 }
 
 fn json(ok: bool, probe: &Probe, show_details: bool) -> HttpResponse {

@@ -1,8 +1,8 @@
 //! A Grafana dashboard generated from the inventory: objectives, functions, routes and
 //! health checks, each query written against observe's own series.
 
-use super::json::{Json, obj};
 use super::{Sli, rules};
+use crate::exposition::json::{Json, obj};
 
 /// Every query filters on the dashboard's `job` variable.
 const JOB: &str = "job=~\"$job\"";

@@ -19,7 +19,6 @@
 //! dashboards select them too.
 
 mod dashboard;
-pub(crate) mod json;
 mod rules;
 mod status;
 
@@ -229,63 +228,51 @@ impl Sli {
         }
     }
 
+    /// The labels every selector of this indicator has.
+    fn base_labels(&self) -> Vec<(&'static str, String)> {
+        match (&self.slo.source, self.kind) {
+            (Source::Functions(_), Kind::Errors) => vec![
+                ("objective_name", self.name().to_owned()),
+                ("objective_percentile", self.percentile()),
+            ],
+            (Source::Functions(_), Kind::Latency) => self.latency_labels(),
+            (Source::Route { method, route }, _) => vec![
+                ("http_request_method", method.clone()),
+                ("http_route", route.clone()),
+            ],
+        }
+    }
+
     /// The selector of every call (the denominator).
     pub(crate) fn total(&self) -> String {
-        match (&self.slo.source, self.kind) {
-            (Source::Functions(_), Kind::Errors) => format!(
-                "function_calls_total{}",
-                selector(&[
-                    ("objective_name", self.name().to_owned()),
-                    ("objective_percentile", self.percentile()),
-                ])
-            ),
-            (Source::Functions(_), Kind::Latency) => format!(
-                "function_calls_duration_seconds_count{}",
-                selector(&self.latency_labels())
-            ),
-            (Source::Route { method, route }, _) => format!(
-                "http_server_request_duration_seconds_count{}",
-                selector(&[
-                    ("http_request_method", method.clone()),
-                    ("http_route", route.clone()),
-                ])
-            ),
-        }
+        let name = match (&self.slo.source, self.kind) {
+            (Source::Functions(_), Kind::Errors) => "function_calls_total",
+            (Source::Functions(_), Kind::Latency) => "function_calls_duration_seconds_count",
+            (Source::Route { .. }, _) => "http_server_request_duration_seconds_count",
+        };
+        format!("{name}{}", selector(&self.base_labels()))
     }
 
     /// The selector of bad calls (errors) or good calls (latency: the threshold's bucket).
     pub(crate) fn counted(&self) -> String {
-        let threshold = self.threshold.map(crate::exposition::float_text);
-        match (&self.slo.source, self.kind) {
-            (Source::Functions(_), Kind::Errors) => format!(
-                "function_calls_total{}",
-                selector(&[
-                    ("objective_name", self.name().to_owned()),
-                    ("objective_percentile", self.percentile()),
-                    ("result", "error".to_owned()),
-                ])
-            ),
-            (Source::Functions(_), Kind::Latency) => {
-                let mut labels = self.latency_labels();
-                labels.push(("le", threshold.unwrap_or_default()));
-                format!(
-                    "function_calls_duration_seconds_bucket{}",
-                    selector(&labels)
-                )
+        let mut labels = self.base_labels();
+        let functions = matches!(self.slo.source, Source::Functions(_));
+        match self.kind {
+            Kind::Errors if functions => {
+                labels.push(("result", "error".to_owned()));
+                format!("function_calls_total{}", selector(&labels))
             }
-            (Source::Route { method, route }, Kind::Errors) => format!(
-                "http_server_request_duration_seconds_count{{http_request_method=\"{}\",http_route=\"{}\",http_response_status_code=~\"5..\"}}",
-                escape(method),
-                escape(route)
-            ),
-            (Source::Route { method, route }, Kind::Latency) => format!(
-                "http_server_request_duration_seconds_bucket{}",
-                selector(&[
-                    ("http_request_method", method.clone()),
-                    ("http_route", route.clone()),
-                    ("le", threshold.unwrap_or_default()),
-                ])
-            ),
+            Kind::Errors => with_extra(&self.total(), "http_response_status_code=~\"5..\""),
+            Kind::Latency => {
+                let threshold = self.threshold.unwrap_or_default();
+                labels.push(("le", crate::exposition::float_text(threshold)));
+                let name = if functions {
+                    "function_calls_duration_seconds_bucket"
+                } else {
+                    "http_server_request_duration_seconds_bucket"
+                };
+                format!("{name}{}", selector(&labels))
+            }
         }
     }
 

@@ -183,18 +183,9 @@ fn block(out: &mut String, key: &str, lines: &[String]) {
     }
 }
 
-/// A YAML double-quoted scalar.
+/// A YAML double-quoted scalar (a JSON string is one).
 fn quoted(s: &str) -> String {
     let mut out = String::with_capacity(s.len() + 2);
-    out.push('"');
-    for c in s.chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            '\n' => out.push_str("\\n"),
-            c => out.push(c),
-        }
-    }
-    out.push('"');
+    crate::exposition::json::write_string(&mut out, s);
     out
 }

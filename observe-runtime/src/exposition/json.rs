@@ -1,5 +1,6 @@
-//! A minimal JSON writer for the generated dashboard (a dependency on `serde_json` for
-//! one document would lengthen every build).
+//! A minimal JSON writer: the generated dashboard, the probes' JSON answers, and the
+//! rules file's strings (a JSON string is a YAML double-quoted scalar). A dependency on
+//! `serde_json` for these would lengthen every build.
 
 use std::fmt::Write;
 
@@ -46,7 +47,7 @@ impl From<bool> for Json {
 /// `{ "k": v, … }` from pairs.
 macro_rules! obj {
     ($($k:literal : $v:expr),* $(,)?) => {
-        $crate::slo::json::Json::Obj(vec![$(($k, $crate::slo::json::Json::from($v))),*])
+        $crate::exposition::json::Json::Obj(vec![$(($k, $crate::exposition::json::Json::from($v))),*])
     };
 }
 pub(crate) use obj;
@@ -73,7 +74,7 @@ impl Json {
                 let _ = write!(out, "{v}");
             }
             Json::Num(_) => out.push_str("null"),
-            Json::Str(s) => string(out, s),
+            Json::Str(s) => write_string(out, s),
             Json::Arr(items) if items.is_empty() => out.push_str("[]"),
             Json::Arr(items) => {
                 out.push('[');
@@ -92,7 +93,7 @@ impl Json {
                 for (i, (key, value)) in pairs.iter().enumerate() {
                     out.push_str(if i == 0 { "\n" } else { ",\n" });
                     indent(out, depth + 1);
-                    string(out, key);
+                    write_string(out, key);
                     out.push_str(": ");
                     value.write(out, depth + 1);
                 }
@@ -110,7 +111,8 @@ fn indent(out: &mut String, depth: usize) {
     }
 }
 
-fn string(out: &mut String, s: &str) {
+/// Appends `s` as a JSON string, quotes included.
+pub(crate) fn write_string(out: &mut String, s: &str) {
     out.push('"');
     for c in s.chars() {
         match c {
