@@ -293,14 +293,23 @@ fn runtime_saturation_per_worker_in_metrics() {
     for _ in 0..3 {
         assert_eq!(http_get(app_addr, "/spin", "").0, 200);
     }
-    let after = busy_by_worker();
-    let grown: Vec<(String, f64)> = after
-        .iter()
-        .filter_map(|(w, b)| {
-            let was = before.iter().find(|(v, _)| v == w).map_or(0.0, |(_, b)| *b);
-            (b - was >= 0.85).then(|| (w.clone(), b - was))
-        })
-        .collect();
+    // tokio publishes a worker's busy time when the worker parks, which on a loaded
+    // machine can be a moment after the last response: wait for it (bounded).
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    let (after, grown) = loop {
+        let after = busy_by_worker();
+        let grown: Vec<(String, f64)> = after
+            .iter()
+            .filter_map(|(w, b)| {
+                let was = before.iter().find(|(v, _)| v == w).map_or(0.0, |(_, b)| *b);
+                (b - was >= 0.85).then(|| (w.clone(), b - was))
+            })
+            .collect();
+        if !grown.is_empty() || std::time::Instant::now() > deadline {
+            break (after, grown);
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
     assert_eq!(
         grown.len(),
         1,
