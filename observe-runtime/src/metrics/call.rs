@@ -8,17 +8,32 @@ use std::pin::Pin;
 use std::task::{Context, Poll};
 
 use tracing::Span;
-use tracing::span::{Entered, EnteredSpan};
+use tracing::span::{Entered, EnteredSpan, Id};
 
+use super::callsite::close_entered;
 use super::meta::Outcome;
 use super::site::{Guard, Site};
 
-/// A synchronous call in progress: its timing guard and its span, entered. Dropped
-/// without [`Call::exit`] (a panic), the call counts as an error.
+/// A synchronous call in progress: its timing guard and its span, entered (opened
+/// through the dispatcher directly: the call holds 24 bytes, not a `Span`). Dropped
+/// without [`Call::exit`] (a panic), the call counts as an error and the span closes.
 #[must_use = "a call is recorded by `exit`"]
 pub struct Call {
     guard: Guard,
-    span: EnteredSpan,
+    span: OpenSpan,
+}
+
+/// The id of a span opened and entered by [`Site::open_entered`]; exited and closed
+/// when dropped.
+struct OpenSpan(Option<Id>);
+
+impl Drop for OpenSpan {
+    #[inline]
+    fn drop(&mut self) {
+        if let Some(id) = self.0.take() {
+            close_entered(id);
+        }
+    }
 }
 
 /// Starts a synchronous call of `site`, a site with a span: counts it as started, starts
@@ -28,12 +43,30 @@ pub fn enter(site: &'static Site) -> Call {
     let guard = site.start();
     Call {
         guard,
-        span: site.new_span().entered(),
+        span: OpenSpan(site.open_entered()),
     }
 }
 
-/// Starts a synchronous call of `site`, a site without a span (`span = false`): only its
-/// timing guard.
+impl Call {
+    /// Records the call with `outcome`, inside its span (where the call may become its
+    /// bucket's exemplar), then leaves and closes the span.
+    #[inline(never)]
+    pub fn exit(self, outcome: Outcome) {
+        let Call { guard, span } = self;
+        guard.finish_traced(outcome);
+        drop(span);
+    }
+}
+
+/// A synchronous call in a span the function built itself (`fields(…)`), entered.
+#[must_use = "a call is recorded by `exit`"]
+pub struct CallIn {
+    guard: Guard,
+    span: EnteredSpan,
+}
+
+/// Starts a synchronous call of `site` without a span (`span = false`): only its timing
+/// guard.
 #[inline(never)]
 pub fn enter_untraced(site: &'static Site) -> Guard {
     site.start()
@@ -48,19 +81,18 @@ pub fn exit_untraced(guard: Guard, outcome: Outcome) {
 /// Starts a synchronous call of `site` inside `span`, a span the function built itself
 /// (`fields(…)`).
 #[inline(never)]
-pub fn enter_with_span(site: &'static Site, span: Span) -> Call {
-    Call {
+pub fn enter_with_span(site: &'static Site, span: Span) -> CallIn {
+    CallIn {
         guard: site.start(),
         span: span.entered(),
     }
 }
 
-impl Call {
-    /// Records the call with `outcome`, inside its span (where the call may become its
-    /// bucket's exemplar), then leaves and closes the span.
+impl CallIn {
+    /// Records the call with `outcome`, inside its span, then leaves and closes the span.
     #[inline(never)]
     pub fn exit(self, outcome: Outcome) {
-        let Call { guard, span } = self;
+        let CallIn { guard, span } = self;
         guard.finish_traced(outcome);
         drop(span);
     }

@@ -10,9 +10,11 @@ use tracing::callsite::{Callsite, Identifier};
 use tracing::field::FieldSet;
 use tracing::level_filters::{LevelFilter, STATIC_MAX_LEVEL};
 use tracing::metadata::Kind;
+use tracing::span::{Attributes, Id};
 use tracing::subscriber::Interest;
 use tracing::{Metadata, Span};
 
+use super::meta::SpanSpec;
 use super::site::Site;
 
 use super::meta::UNREGISTERED;
@@ -49,6 +51,7 @@ impl Callsite for Site {
 impl Site {
     /// The metadata of this site's span (built on first use; the site is its callsite).
     /// `None` for a site without a span.
+    #[inline(always)]
     fn span_metadata(&'static self) -> Option<&'static Metadata<'static>> {
         let spec = self.options.span.as_ref()?;
         let meta = self.state.span_meta.load(Acquire);
@@ -56,6 +59,13 @@ impl Site {
             // SAFETY: set once, from a leaked `Box`, never freed.
             return Some(unsafe { &*meta });
         }
+        Some(self.build_span_metadata(spec))
+    }
+
+    /// The span's metadata, built on the first call.
+    #[cold]
+    #[inline(never)]
+    fn build_span_metadata(&'static self, spec: &'static SpanSpec) -> &'static Metadata<'static> {
         let fresh = Box::into_raw(Box::new(Metadata::new(
             self.function,
             self.module,
@@ -72,11 +82,11 @@ impl Site {
             .compare_exchange(std::ptr::null_mut(), fresh, AcqRel, Acquire)
         {
             // SAFETY: ours, leaked from now on (one per site).
-            Ok(_) => Some(unsafe { &*fresh }),
+            Ok(_) => unsafe { &*fresh },
             Err(theirs) => {
                 // SAFETY: `fresh` was never shared; `theirs` as above.
                 drop(unsafe { Box::from_raw(fresh) });
-                Some(unsafe { &*theirs })
+                unsafe { &*theirs }
             }
         }
     }
@@ -122,14 +132,9 @@ impl Site {
         let Some(meta) = self.span_metadata() else {
             return Span::none();
         };
-        let level = *meta.level();
-        if level > STATIC_MAX_LEVEL || level > LevelFilter::current() {
+        let Some(interest) = self.wanted(meta) else {
             return Span::new_disabled(meta);
-        }
-        let interest = self.interest();
-        if interest.is_never() {
-            return Span::new_disabled(meta);
-        }
+        };
         if interest.is_always() || tracing::dispatcher::get_default(|d| d.enabled(meta)) {
             let none: [(&tracing::field::Field, Option<&dyn tracing::Value>); 0] = [];
             Span::new(meta, &meta.fields().value_set(&none))
@@ -137,4 +142,46 @@ impl Site {
             Span::new_disabled(meta)
         }
     }
+
+    /// The cached interest in this site's span, or `None` when its level is filtered
+    /// out or no subscriber will ever want it.
+    #[inline(always)]
+    fn wanted(&'static self, meta: &'static Metadata<'static>) -> Option<Interest> {
+        let level = *meta.level();
+        if level > STATIC_MAX_LEVEL || level > LevelFilter::current() {
+            return None;
+        }
+        let interest = self.interest();
+        (!interest.is_never()).then_some(interest)
+    }
+
+    /// Opens this site's span as [`new_span`](Self::new_span) does and enters it, through
+    /// the current dispatcher, without a [`Span`] handle (which would carry, and for a
+    /// scoped dispatcher reference-count, the dispatcher): `None` when no subscriber
+    /// wants it. Close it with [`close_entered`] on the same thread, in the same
+    /// dispatcher scope (a synchronous call's).
+    pub(crate) fn open_entered(&'static self) -> Option<Id> {
+        let meta = self.span_metadata()?;
+        let interest = self.wanted(meta)?;
+        tracing::dispatcher::get_default(|d| {
+            if !(interest.is_always() || d.enabled(meta)) {
+                return None;
+            }
+            let none: [(&tracing::field::Field, Option<&dyn tracing::Value>); 0] = [];
+            let id = d.new_span(&Attributes::new(meta, &meta.fields().value_set(&none)));
+            d.enter(&id);
+            Some(id)
+        })
+    }
+}
+
+/// Exits and closes a span from [`SiteMeta::open_entered`], as dropping an
+/// `EnteredSpan` does.
+///
+/// [`SiteMeta::open_entered`]: super::meta::SiteMeta::open_entered
+pub(crate) fn close_entered(id: Id) {
+    tracing::dispatcher::get_default(|d| {
+        d.exit(&id);
+        d.try_close(id.clone());
+    });
 }

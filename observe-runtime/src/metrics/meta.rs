@@ -72,8 +72,12 @@ pub struct SiteMeta {
 /// interest.
 #[derive(Debug)]
 pub struct SiteState {
-    /// The site's `Cells` (`site.rs`), or null before the first call.
+    /// The site's first counter word (`site.rs`), or null before the first call.
     pub(crate) cells: AtomicPtr<()>,
+    /// The site's exemplar slots, one per bucket, set before `cells`.
+    pub(crate) exemplars: AtomicPtr<super::exemplar::Slot>,
+    /// Words per shard of `cells`, set before it (read beside it on the hot path).
+    pub(crate) stride: AtomicUsize,
     pub(crate) span_meta: AtomicPtr<tracing::Metadata<'static>>,
     pub(crate) interest: AtomicU8,
     pub(crate) registration: AtomicU8,
@@ -89,6 +93,8 @@ impl SiteState {
     #[allow(clippy::declare_interior_mutable_const)]
     pub const NEW: SiteState = SiteState {
         cells: AtomicPtr::new(std::ptr::null_mut()),
+        exemplars: AtomicPtr::new(std::ptr::null_mut()),
+        stride: AtomicUsize::new(0),
         span_meta: AtomicPtr::new(std::ptr::null_mut()),
         interest: AtomicU8::new(INTEREST_UNKNOWN),
         registration: AtomicU8::new(UNREGISTERED),

@@ -70,91 +70,99 @@ const WORDS_PER_LINE: usize = 16;
 #[repr(C, align(128))]
 struct Line([AtomicU64; WORDS_PER_LINE]);
 
-/// The counters of one call site, allocated on its first call: `SHARDS` shards of
-/// `stride` words each, and one exemplar slot per bucket.
-struct Cells {
-    lines: Box<[Line]>,
-    /// Words per shard (a multiple of [`WORDS_PER_LINE`]).
-    stride: usize,
-    /// One exemplar per bucket, shared by all threads: read on every traced call,
-    /// written at most once a second (or a hundred times when unsampled).
-    exemplars: Box<[Slot]>,
-}
-
-impl Cells {
-    fn new(buckets: usize) -> Cells {
-        let lines_per_shard = (BUCKETS + buckets).div_ceil(WORDS_PER_LINE);
-        Cells {
-            lines: (0..SHARDS * lines_per_shard)
-                .map(|_| Line([const { AtomicU64::new(0) }; WORDS_PER_LINE]))
-                .collect(),
-            stride: lines_per_shard * WORDS_PER_LINE,
-            exemplars: (0..buckets).map(|_| Slot::new()).collect(),
-        }
-    }
-
-    /// The words of shard `index` (`< SHARDS`).
-    #[inline(always)]
-    fn shard(&self, index: usize) -> &[AtomicU64] {
-        debug_assert!(index < SHARDS);
-        // SAFETY: `lines` holds `SHARDS * stride` words, contiguous (`Line` is `repr(C)`
-        // with no padding: 16 words are exactly 128 bytes); `index < SHARDS`.
-        unsafe {
-            std::slice::from_raw_parts(
-                (self.lines.as_ptr() as *const AtomicU64).add(index * self.stride),
-                self.stride,
-            )
-        }
-    }
+/// Words per shard for a site with `buckets` buckets (`+Inf` included): whole lines, so
+/// shards never share one.
+#[inline(always)]
+const fn stride(buckets: usize) -> usize {
+    (BUCKETS + buckets).div_ceil(WORDS_PER_LINE) * WORDS_PER_LINE
 }
 
 impl Site {
-    /// The counters, allocated on the first call.
+    /// The first counter word of the site (`SHARDS` shards of [`stride`] words each, on
+    /// lines of their own), allocated on the first call. The site's state points at the
+    /// words themselves, so the hot path reaches a shard in one load from the `static`
+    /// (and the bucket count, read beside it) instead of a chain of three.
     #[inline(always)]
-    fn cells(&'static self) -> &'static Cells {
-        let cells = self.state.cells.load(Acquire);
-        if cells.is_null() {
+    fn words(&'static self) -> *const AtomicU64 {
+        let words = self.state.cells.load(Acquire);
+        if words.is_null() {
             self.allocate_cells()
         } else {
-            // SAFETY: set once, from a leaked `Box<Cells>`, never freed.
-            unsafe { &*cells.cast::<Cells>() }
+            words.cast::<AtomicU64>()
         }
     }
 
+    /// The words of the calling thread's shard.
+    #[inline(always)]
+    fn own_shard(&'static self) -> *const AtomicU64 {
+        let words = self.words();
+        // Stored before `cells` was published (Release), seen after loading it (Acquire).
+        let stride = self.state.stride.load(Relaxed);
+        // SAFETY: `SHARDS * stride` words were allocated; `shard_index() < SHARDS`.
+        unsafe { words.add(shard_index() * stride) }
+    }
+
+    /// Allocates the counters and exemplar slots (once; a thread that loses the race
+    /// frees its own), leaked for the life of the process.
     #[cold]
     #[inline(never)]
-    fn allocate_cells(&'static self) -> &'static Cells {
-        let fresh = Box::into_raw(Box::new(Cells::new(self.options.bounds_ns.len())));
+    fn allocate_cells(&'static self) -> *const AtomicU64 {
+        let buckets = self.options.bounds_ns.len();
+        // Slots first: whoever sees the words sees the slots.
+        let slots: Box<[Slot]> = (0..buckets).map(|_| Slot::new()).collect();
+        let slots = Box::into_raw(slots).cast::<Slot>();
+        if self
+            .state
+            .exemplars
+            .compare_exchange(std::ptr::null_mut(), slots, AcqRel, Acquire)
+            .is_err()
+        {
+            // SAFETY: ours, never shared.
+            drop(unsafe { Box::from_raw(std::ptr::slice_from_raw_parts_mut(slots, buckets)) });
+        }
+        // Same value from every racing thread: stored before the counters are published.
+        self.state.stride.store(stride(buckets), Relaxed);
+        let lines: Box<[Line]> = (0..SHARDS * stride(buckets) / WORDS_PER_LINE)
+            .map(|_| Line([const { AtomicU64::new(0) }; WORDS_PER_LINE]))
+            .collect();
+        let count = lines.len();
+        let fresh = Box::into_raw(lines).cast::<Line>();
         match self.state.cells.compare_exchange(
             std::ptr::null_mut(),
             fresh.cast::<()>(),
             AcqRel,
             Acquire,
         ) {
-            // SAFETY: ours, leaked from now on.
-            Ok(_) => unsafe { &*fresh },
+            // `Line` is `repr(C)`: 16 words, exactly 128 bytes, no padding.
+            Ok(_) => fresh.cast::<AtomicU64>(),
             Err(theirs) => {
-                // Another thread was first: its cells are the site's.
+                // Another thread was first: its counters are the site's.
                 // SAFETY: `fresh` was never shared.
-                drop(unsafe { Box::from_raw(fresh) });
-                // SAFETY: as in `cells`.
-                unsafe { &*theirs.cast::<Cells>() }
+                drop(unsafe { Box::from_raw(std::ptr::slice_from_raw_parts_mut(fresh, count)) });
+                theirs.cast::<AtomicU64>()
             }
         }
+    }
+
+    /// The exemplar slot of `bucket`; the counters (and so the slots) exist.
+    #[inline(always)]
+    fn exemplar_slot(&self, bucket: usize) -> &'static Slot {
+        let slots = self.state.exemplars.load(Acquire);
+        // SAFETY: set (before the counters were published) to `bounds_ns.len()` slots,
+        // leaked; `bucket < bounds_ns.len()`.
+        unsafe { &*slots.add(bucket) }
     }
 
     /// Starts timing one call. The returned guard records the call when it is finished
     /// or dropped, on every exit path.
     #[inline(always)]
     pub fn start(&'static self) -> Guard {
-        let cells = self.cells();
-        let shard = cells.shard(shard_index());
-        shard[STARTED].fetch_add(1, Relaxed);
+        let shard = self.own_shard();
+        // SAFETY: a shard has `stride > STARTED` words.
+        unsafe { (*shard.add(STARTED)).fetch_add(1, Relaxed) };
         let start = clock::raw();
         Guard {
-            cells,
-            shard: shard.as_ptr(),
-            bounds_ns: self.options.bounds_ns,
+            site: self,
             start,
             #[cfg(feature = "inflight")]
             slot: super::inflight::enter(self, start),
@@ -181,13 +189,14 @@ pub(crate) fn bucket_index(bounds_ns: &[u64], elapsed: u64) -> usize {
 }
 
 /// Records one call when finished or dropped. See [`Site::start`].
+///
+/// Two words (without the `inflight` feature), so it travels in registers between the
+/// out-of-line entry and exit: the exit finds the counters from the site again (one load
+/// each, and the thread's shard: a future may finish on another thread, and any shard
+/// counts the same).
 #[must_use = "dropping the guard at once records a call of zero length"]
 pub struct Guard {
-    cells: &'static Cells,
-    /// The words of the shard of the thread that started the call (a future may finish
-    /// on another thread: any shard counts the same, and this saves a lookup).
-    shard: *const AtomicU64,
-    bounds_ns: &'static [u64],
+    site: &'static Site,
     start: u64,
     #[cfg(feature = "inflight")]
     slot: u32,
@@ -214,30 +223,32 @@ impl Guard {
         this.record(outcome, exemplar);
     }
 
-    /// Adds the call to the counters of its shard.
+    /// Adds the call to the counters of the calling thread's shard.
     #[inline(always)]
     fn record(&self, outcome: Outcome, exemplar: bool) {
         let end = clock::raw();
         let elapsed = clock::nanos_between(self.start, end);
-        let bucket = bucket_index(self.bounds_ns, elapsed);
-        // SAFETY: `shard` points at `stride >= BUCKETS + bounds_ns.len()` words of cells
-        // that live for ever; `bucket < bounds_ns.len()`; `outcome as usize < 3`.
+        let bounds_ns = self.site.options.bounds_ns;
+        let bucket = if std::ptr::eq(bounds_ns, &DEFAULT_BOUNDS_NS[..]) {
+            // The common case, against constants the compiler unrolls.
+            bucket_index(&DEFAULT_BOUNDS_NS, elapsed)
+        } else {
+            bucket_index(bounds_ns, elapsed)
+        };
+        // This thread's shard (`start` allocated the counters).
+        let shard = self.site.own_shard();
+        // SAFETY: a shard holds `stride >= BUCKETS + bounds_ns.len()` words that live for
+        // ever; `bucket < bounds_ns.len()`; `outcome as usize < 3`.
         unsafe {
-            (*self.shard.add(OUTCOMES + outcome as usize)).fetch_add(1, Relaxed);
-            (*self.shard.add(BUCKETS + bucket)).fetch_add(1, Relaxed);
-            (*self.shard.add(SUM)).fetch_add(elapsed, Relaxed);
+            (*shard.add(OUTCOMES + outcome as usize)).fetch_add(1, Relaxed);
+            (*shard.add(BUCKETS + bucket)).fetch_add(1, Relaxed);
+            (*shard.add(SUM)).fetch_add(elapsed, Relaxed);
         }
         if exemplar {
-            // SAFETY: one slot per bucket.
-            unsafe { self.cells.exemplars.get_unchecked(bucket) }.observe(end, elapsed);
+            self.site.exemplar_slot(bucket).observe(end, elapsed);
         }
     }
 }
-
-// SAFETY: `shard` points into cells of `AtomicU64`s that are never freed.
-unsafe impl Send for Guard {}
-// SAFETY: as above; shared use only reads the pointer.
-unsafe impl Sync for Guard {}
 
 impl Drop for Guard {
     /// Reached only when `finish` was not: the call panicked (an error) or its future was
@@ -308,16 +319,18 @@ impl Site {
             exemplars: vec![None; buckets],
             ..Snapshot::default()
         };
-        let cells = self.state.cells.load(Acquire);
-        if cells.is_null() {
+        let words = self.state.cells.load(Acquire).cast::<AtomicU64>();
+        if words.is_null() {
             return snap; // never called
         }
-        // SAFETY: as in `Site::cells`.
-        let cells = unsafe { &*cells.cast::<Cells>() };
+        let stride = stride(buckets);
+        // SAFETY: `SHARDS * stride` words, leaked when the site was first called.
+        let shard =
+            |index: usize| unsafe { std::slice::from_raw_parts(words.add(index * stride), stride) };
         let mut started = 0u64;
         // Finished counts are read before `started`, so in-flight never goes negative.
         for index in 0..SHARDS {
-            let shard = cells.shard(index);
+            let shard = shard(index);
             for (total, cell) in snap.outcomes.iter_mut().zip(&shard[OUTCOMES..SUM]) {
                 *total += cell.load(Relaxed);
             }
@@ -327,11 +340,11 @@ impl Site {
             snap.sum_ns += shard[SUM].load(Relaxed);
         }
         for index in 0..SHARDS {
-            started += cells.shard(index)[STARTED].load(Relaxed);
+            started += shard(index)[STARTED].load(Relaxed);
         }
         let finished: u64 = snap.outcomes.iter().sum();
         snap.in_flight = started.saturating_sub(finished);
-        snap.exemplars = cells.exemplars.iter().map(Slot::get).collect();
+        snap.exemplars = (0..buckets).map(|b| self.exemplar_slot(b).get()).collect();
         snap
     }
 }
