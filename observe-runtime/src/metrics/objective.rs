@@ -204,7 +204,18 @@ pub const fn check_objective(objective: &Objective, buckets: &[f64]) {
     }
 }
 
-/// One objective attached to an HTTP route (`Middleware::objective`).
+/// One objective attached to an HTTP route (`Middleware::objective`), as
+/// [`route_objectives`] lists them.
+///
+/// ```
+/// use observe_runtime::metrics::{Objective, RouteObjective};
+/// let r = RouteObjective {
+///     method: "POST".into(),
+///     route: "/charge".into(),
+///     objective: Objective::new("charge-api").success_rate(99.5),
+/// };
+/// assert_eq!(r.objective.success_target(), Some(99.5));
+/// ```
 #[derive(Clone, Debug, PartialEq)]
 pub struct RouteObjective {
     /// `http_request_method` (upper case).

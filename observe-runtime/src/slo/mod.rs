@@ -30,6 +30,12 @@ use crate::metrics::Objective;
 use crate::metrics::objective::percent_label;
 
 /// What an objective is measured on.
+///
+/// ```
+/// use observe_runtime::slo::Source;
+/// let route = Source::Route { method: "GET".into(), route: "/pay/{id}".into() };
+/// assert_ne!(route, Source::Functions(vec![("pay", "shop")]));
+/// ```
 #[derive(Clone, Debug, PartialEq)]
 pub enum Source {
     /// Every instrumented function that carries the objective, as `(function, module)`.
@@ -43,7 +49,15 @@ pub enum Source {
     },
 }
 
-/// One objective and what it is measured on.
+/// One objective and what it is measured on, as [`objectives`] lists them.
+///
+/// ```
+/// use observe_runtime::metrics::Objective;
+/// use observe_runtime::slo::{Slo, Source};
+/// const PAY: Objective = Objective::new("pay").success_rate(99.0);
+/// let slo = Slo { objective: PAY, source: Source::Functions(vec![("pay", "shop")]) };
+/// assert_eq!(slo.objective.name(), "pay");
+/// ```
 #[derive(Clone, Debug, PartialEq)]
 pub struct Slo {
     /// The objective.
