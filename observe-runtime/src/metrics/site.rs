@@ -226,6 +226,9 @@ impl Guard {
     /// Adds the call to the counters of the calling thread's shard.
     #[inline(always)]
     fn record(&self, outcome: Outcome, exemplar: bool) {
+        // This thread's shard first (`start` allocated the counters): its loads then
+        // overlap the clock read instead of delaying the adds after it.
+        let shard = self.site.own_shard();
         let end = clock::raw();
         let elapsed = clock::nanos_between(self.start, end);
         let bounds_ns = self.site.options.bounds_ns;
@@ -235,8 +238,6 @@ impl Guard {
         } else {
             bucket_index(bounds_ns, elapsed)
         };
-        // This thread's shard (`start` allocated the counters).
-        let shard = self.site.own_shard();
         // SAFETY: a shard holds `stride >= BUCKETS + bounds_ns.len()` words that live for
         // ever; `bucket < bounds_ns.len()`; `outcome as usize < 3`.
         unsafe {
