@@ -1,12 +1,14 @@
 //! The per-call-site metric store behind `#[instrumented]`.
 //!
-//! Every instrumented function owns two `static`s that the macro emits inside its body:
-//! a [`Cells`] (all zeros, so it lives in `.bss`) and a [`Site`] that points at it and
-//! carries the function's metadata and histogram bounds. The hot path touches only the
-//! cells of the current thread's shard: one `fetch_add` when the call starts and three when
-//! it ends (outcome, bucket, sum), no hashing, no locking, no allocation. Two threads
-//! calling the same function write to different cache lines, so the cost per call does
-//! not grow with contention the way a shared `prometheus::Histogram` does.
+//! Every instrumented function owns one `static` [`Site`] that the macro emits inside its
+//! body: its metadata, a reference to its options (histogram bounds among them) and its
+//! run-time state, which points at the function's counters once the first call has
+//! allocated them (`SHARDS` shards on cache lines of their own). The hot path touches only
+//! the counters of the current thread's shard: one `fetch_add` when the call starts and
+//! three when it ends (outcome, bucket, sum), no hashing, no locking, no allocation after
+//! the first call. Two threads calling the same function write to different cache lines,
+//! so the cost per call does not grow with contention the way a shared
+//! `prometheus::Histogram` does.
 //!
 //! Derived values are computed when scraping, never on the hot path:
 //! - histogram `_count` is the sum of the buckets;
