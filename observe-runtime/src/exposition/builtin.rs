@@ -5,7 +5,7 @@ use std::borrow::Cow;
 
 use super::family::{Family, Kind, Series, Str, label};
 use super::text::float;
-use crate::metrics::objective::percent_label;
+
 use crate::metrics::site::Outcome;
 use crate::metrics::{build_info_or_default, process, workers};
 use crate::registry;
@@ -46,12 +46,12 @@ pub(crate) fn families(out: &mut Vec<Family>) {
         if let Some(objective) = group.objective {
             if let Some(percent) = objective.success_target() {
                 counter_labels.push(label("objective_name", objective.name()));
-                counter_labels.push(label("objective_percentile", percent_label(percent)));
+                counter_labels.push(label("objective_percentile", float(percent)));
             }
             if let Some((threshold, percent)) = objective.latency_target() {
                 histogram_labels.push(label("objective_name", objective.name()));
                 histogram_labels.push(label("objective_latency_threshold", float(threshold)));
-                histogram_labels.push(label("objective_percentile", percent_label(percent)));
+                histogram_labels.push(label("objective_percentile", float(percent)));
             }
         }
         let outcomes: &[Outcome] = if group.is_async {

@@ -172,11 +172,6 @@ impl Objective {
     }
 }
 
-/// A percentage as a label value: `99.9`, `99`, `95`, as autometrics writes them.
-pub(crate) fn percent_label(p: f64) -> String {
-    format!("{p}")
-}
-
 /// Compile-time check emitted by `#[instrumented(objective = …)]`: the objective has a
 /// target, and its latency threshold is one of `buckets`. A failure is a compile error
 /// at the `objective = …` argument.

@@ -27,7 +27,6 @@ pub use rules::rules_yaml;
 pub use status::status_html;
 
 use crate::metrics::Objective;
-use crate::metrics::objective::percent_label;
 
 /// What an objective is measured on.
 ///
@@ -183,7 +182,7 @@ impl Sli {
     }
 
     pub(crate) fn percentile(&self) -> String {
-        percent_label(self.percent)
+        crate::exposition::float_text(self.percent)
     }
 
     /// The budget, as a PromQL expression: the fraction of calls allowed to be bad.
@@ -243,7 +242,7 @@ impl Sli {
     }
 
     /// The labels every selector of this indicator has.
-    fn base_labels(&self) -> Vec<(&'static str, String)> {
+    pub(crate) fn base_labels(&self) -> Vec<(&'static str, String)> {
         match (&self.slo.source, self.kind) {
             (Source::Functions(_), Kind::Errors) => vec![
                 ("objective_name", self.name().to_owned()),
@@ -257,35 +256,54 @@ impl Sli {
         }
     }
 
+    /// The family the indicator reads, as the exposition names it: a counter, or a
+    /// histogram (its `_count`, and for latency the bucket at the threshold).
+    pub(crate) fn family(&self) -> &'static str {
+        match (&self.slo.source, self.kind) {
+            (Source::Functions(_), Kind::Errors) => "function_calls_total",
+            (Source::Functions(_), Kind::Latency) => "function_calls_duration_seconds",
+            (Source::Route { .. }, _) => "http_server_request_duration_seconds",
+        }
+    }
+
+    /// For an errors indicator, the label of a failed call and its value: `result` is
+    /// `error` for functions; for routes, `http_response_status_code` starts with `5`
+    /// (the second element is then a prefix).
+    pub(crate) fn error_label(&self) -> (&'static str, &'static str) {
+        match self.slo.source {
+            Source::Functions(_) => ("result", "error"),
+            Source::Route { .. } => ("http_response_status_code", "5"),
+        }
+    }
+
     /// The selector of every call (the denominator).
     pub(crate) fn total(&self) -> String {
-        let name = match (&self.slo.source, self.kind) {
-            (Source::Functions(_), Kind::Errors) => "function_calls_total",
-            (Source::Functions(_), Kind::Latency) => "function_calls_duration_seconds_count",
-            (Source::Route { .. }, _) => "http_server_request_duration_seconds_count",
+        let family = self.family();
+        let suffix = if family.ends_with("_total") {
+            ""
+        } else {
+            "_count"
         };
-        format!("{name}{}", selector(&self.base_labels()))
+        format!("{family}{suffix}{}", selector(&self.base_labels()))
     }
 
     /// The selector of bad calls (errors) or good calls (latency: the threshold's bucket).
     pub(crate) fn counted(&self) -> String {
         let mut labels = self.base_labels();
-        let functions = matches!(self.slo.source, Source::Functions(_));
-        match self.kind {
-            Kind::Errors if functions => {
-                labels.push(("result", "error".to_owned()));
-                format!("function_calls_total{}", selector(&labels))
+        match (&self.slo.source, self.kind) {
+            (Source::Functions(_), Kind::Errors) => {
+                let (name, value) = self.error_label();
+                labels.push((name, value.to_owned()));
+                format!("{}{}", self.family(), selector(&labels))
             }
-            Kind::Errors => with_extra(&self.total(), "http_response_status_code=~\"5..\""),
-            Kind::Latency => {
+            (Source::Route { .. }, Kind::Errors) => {
+                let (name, prefix) = self.error_label();
+                with_extra(&self.total(), &format!("{name}=~\"{prefix}..\""))
+            }
+            (_, Kind::Latency) => {
                 let threshold = self.threshold.unwrap_or_default();
                 labels.push(("le", crate::exposition::float_text(threshold)));
-                let name = if functions {
-                    "function_calls_duration_seconds_bucket"
-                } else {
-                    "http_server_request_duration_seconds_bucket"
-                };
-                format!("{name}{}", selector(&labels))
+                format!("{}_bucket{}", self.family(), selector(&labels))
             }
         }
     }

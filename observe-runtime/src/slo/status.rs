@@ -164,49 +164,27 @@ fn total(families: &[Family], family: &str, want: &[(&str, String)], le: Option<
     sum
 }
 
-/// `(bad, all)` calls of an indicator since the process started.
+/// `(bad, all)` calls of an indicator since the process started: the series its rules
+/// select, read from the snapshot.
 fn counts(families: &[Family], sli: &Sli) -> (f64, f64) {
-    let name = sli.name().to_owned();
-    let percentile = sli.percentile();
-    match (&sli.slo.source, sli.kind) {
-        (Source::Functions(_), Kind::Errors) => {
-            let base = vec![
-                ("objective_name", name),
-                ("objective_percentile", percentile),
-            ];
-            let all = total(families, "function_calls_total", &base, None);
-            let mut errors = base;
-            errors.push(("result", "error".to_owned()));
-            (total(families, "function_calls_total", &errors, None), all)
-        }
-        (Source::Functions(_), Kind::Latency) => {
-            let want = vec![
-                ("objective_name", name),
-                ("objective_percentile", percentile),
-            ];
-            let family = "function_calls_duration_seconds";
-            let all = total(families, family, &want, None);
-            let fast = total(families, family, &want, sli.threshold);
-            (all - fast, all)
-        }
-        (Source::Route { method, route }, kind) => {
-            let want = vec![
-                ("http_request_method", method.clone()),
-                ("http_route", route.clone()),
-            ];
-            let family = "http_server_request_duration_seconds";
-            let all = total(families, family, &want, None);
-            let bad = match kind {
-                Kind::Errors => {
-                    let mut errors = want;
-                    errors.push(("http_response_status_code", "~5".to_owned()));
-                    total(families, family, &errors, None)
-                }
-                Kind::Latency => all - total(families, family, &want, sli.threshold),
+    let family = sli.family();
+    let base = sli.base_labels();
+    let all = total(families, family, &base, None);
+    let bad = match sli.kind {
+        Kind::Errors => {
+            let (name, value) = sli.error_label();
+            // `~` marks a prefix for `total`: a route's 5xx.
+            let value = match sli.slo.source {
+                Source::Functions(_) => value.to_owned(),
+                Source::Route { .. } => format!("~{value}"),
             };
-            (bad, all)
+            let mut errors = base;
+            errors.push((name, value));
+            total(families, family, &errors, None)
         }
-    }
+        Kind::Latency => all - total(families, family, &base, sli.threshold),
+    };
+    (bad, all)
 }
 
 fn objectives_section(out: &mut String, families: &[Family]) {
