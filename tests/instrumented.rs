@@ -628,3 +628,147 @@ fn parameters_live_as_long_as_the_future_and_a_cancelled_body_drops_inside_its_s
         "the span was left"
     );
 }
+
+// ---- bodies that cannot leave early run in place (no closure); same accounting ----
+
+#[observe::instrumented]
+fn indexes(values: &[u32], at: usize) -> u32 {
+    values[at] + 1
+}
+
+#[observe::instrumented(span = false)]
+fn indexes_untraced(values: &[u32], at: usize) -> Result<u32, String> {
+    if at > 10 {
+        Err(format_error(at))
+    } else {
+        Ok(values[at])
+    }
+}
+
+fn format_error(at: usize) -> String {
+    format!("{at} is too far")
+}
+
+#[test]
+fn a_body_run_in_place_counts_its_panics_and_errors() {
+    let values = [1, 2, 3];
+    assert_eq!(indexes(&values, 1), 3);
+    assert!(std::panic::catch_unwind(|| indexes(&values, 7)).is_err());
+    assert_eq!(calls("indexes", "ok"), 1.0);
+    assert_eq!(calls("indexes", "error"), 1.0);
+    assert_eq!(indexes_untraced(&values, 0), Ok(1));
+    assert_eq!(
+        indexes_untraced(&values, 11),
+        Err("11 is too far".to_owned())
+    );
+    assert!(std::panic::catch_unwind(|| indexes_untraced(&values, 5)).is_err());
+    assert_eq!(calls("indexes_untraced", "ok"), 1.0);
+    assert_eq!(calls("indexes_untraced", "error"), 2.0);
+    let text = observe::metrics::render();
+    for function in ["indexes", "indexes_untraced"] {
+        assert_eq!(
+            value(
+                &text,
+                "function_calls_concurrent",
+                &[("function", function)]
+            ),
+            0.0
+        );
+    }
+}
+
+/// The declared return type still reaches the body's last expression: coercions and
+/// inference work as in the function itself.
+#[observe::instrumented]
+fn shown(x: u32) -> Result<Box<dyn Display + Send>, String> {
+    if x == 0 {
+        Err("zero".into())
+    } else {
+        Ok(Box::new(x))
+    }
+}
+
+#[observe::instrumented(span = false)]
+fn collected(values: &[u32]) -> Vec<u64> {
+    values.iter().map(|v| u64::from(*v)).collect()
+}
+
+#[observe::instrumented(span = false)]
+async fn collected_later(values: Vec<u32>) -> Vec<u64> {
+    values.into_iter().map(u64::from).collect()
+}
+
+#[test]
+fn a_body_run_in_place_is_typed_by_the_declared_return_type() {
+    assert_eq!(shown(4).unwrap().to_string(), "4");
+    assert_eq!(shown(0).err().as_deref(), Some("zero"));
+    assert_eq!(collected(&[1, 2]), vec![1, 2]);
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
+    assert_eq!(rt.block_on(collected_later(vec![3])), vec![3]);
+    assert_eq!(calls("shown", "ok"), 1.0);
+    assert_eq!(calls("shown", "error"), 1.0);
+    assert_eq!(calls("collected", "ok"), 1.0);
+    assert_eq!(calls("collected_later", "ok"), 1.0);
+}
+
+/// `span = false` on an `async fn` whose body cannot leave early: the timing guard lives
+/// in the body's own future (no wrapper future). It starts on the first poll, and a
+/// dropped or panicking future is still counted.
+#[observe::instrumented(span = false)]
+async fn untraced_waits(started: Arc<AtomicBool>, values: Vec<u32>, at: usize) -> u32 {
+    started.store(true, Ordering::SeqCst);
+    tokio::task::yield_now().await;
+    if at == usize::MAX {
+        std::future::pending::<()>().await;
+    }
+    values[at]
+}
+
+#[test]
+fn an_untraced_async_body_in_place_is_timed_cancelled_and_panics_as_an_error() {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .build()
+        .unwrap();
+    let started = Arc::new(AtomicBool::new(false));
+    // Created, never polled: not a call.
+    drop(untraced_waits(started.clone(), vec![1], 0));
+    assert!(!started.load(Ordering::SeqCst));
+    let total = |result| calls("untraced_waits", result);
+    assert_eq!(total("cancelled") + total("ok") + total("error"), 0.0);
+
+    assert_eq!(rt.block_on(untraced_waits(started.clone(), vec![5], 0)), 5);
+    let joined =
+        rt.block_on(async { tokio::spawn(untraced_waits(started.clone(), vec![5], 3)).await });
+    assert!(joined.unwrap_err().is_panic());
+    started.store(false, Ordering::SeqCst);
+    let in_flight = rt.block_on(async {
+        let task = tokio::spawn(untraced_waits(started.clone(), vec![], usize::MAX));
+        while !started.load(Ordering::SeqCst) {
+            tokio::task::yield_now().await;
+        }
+        tokio::task::yield_now().await;
+        let text = observe::metrics::render();
+        let in_flight = value(
+            &text,
+            "function_calls_concurrent",
+            &[("function", "untraced_waits")],
+        );
+        task.abort();
+        assert!(task.await.unwrap_err().is_cancelled());
+        in_flight
+    });
+    assert_eq!(in_flight, 1.0, "in flight while pending");
+    assert_eq!(total("ok"), 1.0);
+    assert_eq!(total("error"), 1.0);
+    assert_eq!(total("cancelled"), 1.0);
+    let text = observe::metrics::render();
+    let f = [("function", "untraced_waits")];
+    assert_eq!(value(&text, "function_calls_concurrent", &f), 0.0);
+    assert_eq!(
+        value(&text, "function_calls_duration_seconds_count", &f),
+        3.0
+    );
+}

@@ -111,27 +111,87 @@ fn closure_output(output: &ReturnType) -> Option<TokenStream> {
     }
 }
 
+/// Whether control can leave `body` other than by its value: a `return`, a `?`, or a
+/// macro call (which may expand to either). Without those the body runs as a block in
+/// place, not as a closure (a closure is a function of its own to compile). The walk is
+/// over tokens, into every group: a `return` inside a nested closure counts too (only
+/// compile time is lost by that).
+pub(super) fn body_escapes(body: &proc_macro2::Group) -> bool {
+    use proc_macro2::{Spacing, TokenTree};
+    fn walk(stream: TokenStream) -> bool {
+        let mut previous_ident = false;
+        let mut bang_after_ident = false;
+        for token in stream {
+            let (ident, bang) = match &token {
+                TokenTree::Ident(i) => {
+                    if i == "return" {
+                        return true;
+                    }
+                    (true, false)
+                }
+                TokenTree::Punct(p) => match p.as_char() {
+                    '?' => return true,
+                    '!' => (false, previous_ident && p.spacing() == Spacing::Alone),
+                    _ => (false, false),
+                },
+                TokenTree::Group(g) => {
+                    if bang_after_ident || walk(g.stream()) {
+                        return true;
+                    }
+                    (false, false)
+                }
+                TokenTree::Literal(_) => (false, false),
+            };
+            previous_ident = ident;
+            bang_after_ident = bang;
+        }
+        false
+    }
+    walk(body.stream())
+}
+
+/// How the body is run and bound: `(annotation, expression)` for
+/// `let __observe_out #annotation = #expression;` — the body as a block typed with the
+/// declared return type when nothing in it can leave early, else a closure.
+fn run_body(
+    p: &TokenStream,
+    output: &ReturnType,
+    block: &proc_macro2::Group,
+) -> (TokenStream, TokenStream) {
+    let ret = nameable_output(output);
+    match closure_output(output) {
+        Some(output) if !body_escapes(block) => (quote!(: #output), quote!(#block)),
+        Some(output) => (TokenStream::new(), quote!((move || -> #output #block)())),
+        None => (
+            TokenStream::new(),
+            quote!(#p::call::<#ret, _>(move || #block)),
+        ),
+    }
+}
+
 /// Attributes that mean the same on `fn … -> impl Future` as on `async fn`: with only
 /// these beside ours, an `async fn` is rewritten to return its `Timed` future directly.
 /// Any other attribute (a route or runtime macro, say) may require an `async fn`.
 fn inert(attr: &syn::Attribute) -> bool {
-    const INERT: &[&str] = &[
-        "doc",
-        "allow",
-        "warn",
-        "deny",
-        "forbid",
-        "expect",
-        "must_use",
-        "inline",
-        "cold",
-        "deprecated",
-        "cfg",
-    ];
     attr.path()
         .get_ident()
         .is_some_and(|i| INERT.iter().any(|n| i == n))
 }
+
+/// The attributes [`inert`] accepts.
+pub(super) const INERT: &[&str] = &[
+    "doc",
+    "allow",
+    "warn",
+    "deny",
+    "forbid",
+    "expect",
+    "must_use",
+    "inline",
+    "cold",
+    "deprecated",
+    "cfg",
+];
 
 /// The signature of an `async fn` as a function returning `impl Future`, and the
 /// statements that move every parameter into the body's `async` block first (as an
@@ -257,6 +317,29 @@ pub fn instrumented(args: &Args, item: &super::Function) -> TokenStream {
         // `async fn` → `fn … -> impl Future`: the `Timed` future is the function's
         // future, with the body's `async` block the only state machine.
         let (sig, moves) = desugar_async(sig);
+        if !span_on
+            && args.err.is_none()
+            && !body_escapes(block)
+            && let Some(output) = closure_output(&item.sig.output)
+        {
+            // No span to enter on every poll: the guard lives in the body's own `async`
+            // block (started on the first poll, its drop counting a cancelled or
+            // panicked call), and no wrapper future is instantiated.
+            let outcome = outcome();
+            let statements = block.stream();
+            return quote! {
+                #(#attrs)* #vis #sig {
+                    #site
+                    async move {
+                        #moves
+                        let __observe_guard = #p::enter_untraced(&__OBSERVE);
+                        let __observe_out: #output = { #statements };
+                        #p::exit_untraced(__observe_guard, #outcome);
+                        __observe_out
+                    }
+                }
+            };
+        }
         let classify_tokens = classify();
         // The moves, then the body's own statements, in one block (a body block as the
         // tail of another would be linted as unnecessary braces).
@@ -341,10 +424,7 @@ pub fn instrumented(args: &Args, item: &super::Function) -> TokenStream {
             #future
         }}
     } else {
-        let run = match closure_output(&sig.output) {
-            Some(output) => quote!((move || -> #output #block)()),
-            None => quote!(#p::call::<#ret, _>(move || #block)),
-        };
+        let (bind, run) = run_body(&p, &sig.output, block);
         let record = span::record_err(args, quote!(&__observe_out));
         let outcome = outcome();
         if metrics_on && !span_on {
@@ -352,7 +432,7 @@ pub fn instrumented(args: &Args, item: &super::Function) -> TokenStream {
             quote! {{
                 #site
                 let __observe_guard = #p::enter_untraced(&__OBSERVE);
-                let __observe_out = #run;
+                let __observe_out #bind = #run;
                 #p::exit_untraced(__observe_guard, #outcome);
                 __observe_out
             }}
@@ -366,7 +446,7 @@ pub fn instrumented(args: &Args, item: &super::Function) -> TokenStream {
             quote! {{
                 #site
                 let __observe_call = #enter;
-                let __observe_out = #run;
+                let __observe_out #bind = #run;
                 #record
                 __observe_call.exit(#outcome);
                 __observe_out
@@ -377,11 +457,33 @@ pub fn instrumented(args: &Args, item: &super::Function) -> TokenStream {
                 #site
                 let __observe_span = #new_span;
                 let __observe_entered = __observe_span.enter();
-                let __observe_out = #run;
+                let __observe_out #bind = #run;
                 #record
                 __observe_out
             }}
         }
     };
     quote!(#(#attrs)* #vis #sig #body)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::body_escapes;
+
+    fn escapes(body: &str) -> bool {
+        let group: proc_macro2::Group = syn::parse_str(body).expect("a block");
+        body_escapes(&group)
+    }
+
+    #[test]
+    fn a_body_escapes_by_return_question_mark_or_macro() {
+        assert!(escapes("{ return 1; }"));
+        assert!(escapes("{ let v = s.parse()?; v }"));
+        assert!(escapes("{ if x { 1 } else { inner::bail!(\"no\") } }"));
+        assert!(escapes("{ let f = || { return 2 }; f() }"));
+        assert!(escapes("{ vec![1] }"));
+        assert!(!escapes("{ if x != 0 { Ok(x) } else { Err(E) } }"));
+        assert!(!escapes("{ let y = !x; values[y as usize] }"));
+        assert!(!escapes("{ 'outer: loop { break 'outer 3 } }"));
+    }
 }
