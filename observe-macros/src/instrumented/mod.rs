@@ -2,6 +2,7 @@
 
 mod attr;
 mod expand;
+mod quick;
 mod span;
 mod statics;
 mod valid;
@@ -109,6 +110,15 @@ fn is_outer_attribute_token(token: &proc_macro2::TokenTree) -> bool {
 }
 
 fn try_expand(args: TokenStream, item: TokenStream) -> syn::Result<TokenStream> {
+    if let Some(tokens) = quick::expand(&args, &item) {
+        return Ok(tokens);
+    }
+    full_expand(args, item)
+}
+
+/// The expansion through `syn`, for every function and argument (`quick.rs` takes the
+/// common ones first).
+fn full_expand(args: TokenStream, item: TokenStream) -> syn::Result<TokenStream> {
     if let Some(function) = Function::split(item.clone()) {
         let args = attr::parse(args)?;
         valid::check(&args, &function)?;

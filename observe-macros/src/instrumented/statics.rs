@@ -8,6 +8,11 @@ use syn::Signature;
 
 use super::attr::Args;
 
+/// The targets where linkme's section for `SITES` is `linkme_SITES` (linkme 0.3's
+/// `linux_section`).
+const ELF: &str = "any(target_os = \"none\", target_os = \"linux\", target_os = \"android\", \
+                   target_os = \"fuchsia\", target_os = \"psp\")";
+
 /// `__OBSERVE`, for a function whose `function` label is `fn_name` and whose kind
 /// (`Sync` / `Async`) is `kind`; `span` is its `SpanSpec` expression (or `None`);
 /// registered (in the `SITES` slice) when `registered`.
@@ -19,6 +24,23 @@ pub fn site(
     span: &str,
     registered: bool,
 ) -> TokenStream {
+    let mut tokens = crate::common::lex(&site_text(
+        args, &sig.ident, fn_name, kind, span, registered,
+    ));
+    tokens.extend(objective_check(args));
+    tokens
+}
+
+/// The text of [`site`] without the objective check; `ident` is the function's name as
+/// written (its line is the site's).
+pub fn site_text(
+    args: &Args,
+    ident: &proc_macro2::Ident,
+    fn_name: &str,
+    kind: &str,
+    span: &str,
+    registered: bool,
+) -> String {
     const P: &str = "::observe::__private";
     // The options: one of the runtime's shared statics when the function sets none of
     // its own (nothing per function for the compiler to evaluate), else a literal.
@@ -74,7 +96,7 @@ pub fn site(
         )
     };
     // The line of the function's name (what `line!()` spanned there would give).
-    let line = match sig.ident.span().start().line {
+    let line = match ident.span().start().line {
         0 => "::core::line!()".to_owned(),
         line => format!("{line}u32"),
     };
@@ -86,17 +108,20 @@ pub fn site(
            module: ::core::module_path!(), file: ::core::file!(), line: {line}, \
            options: {options}, state: {P}::SiteState::NEW }};"
     );
-    let text = if registered {
-        // The slice's own macro places the site in its link section on every platform
-        // linkme supports (what `#[distributed_slice]` expands to, without its per-item
-        // type check: the type is fixed here).
-        format!("{P}::SITES! {{ #![linkme_macro = {P}::SITES] {site} }}")
+    if registered {
+        // The site goes in the slice's link section. Where linkme names that section
+        // after the slice alone (ELF targets), the attributes are written here (what the
+        // slice's macro would write, minus expanding a `macro_rules` twice per
+        // function); elsewhere the slice's own macro places it (what
+        // `#[distributed_slice]` expands to, without its per-item type check: the type
+        // is fixed here). `tests/instrumented.rs` fails if the two ever disagree.
+        format!(
+            "#[cfg({ELF})] #[used] #[unsafe(link_section = \"linkme_SITES\")] {site} \
+             #[cfg(not({ELF}))] {P}::SITES! {{ #![linkme_macro = {P}::SITES] {site} }}"
+        )
     } else {
         site
-    };
-    let mut tokens = crate::common::lex(&text);
-    tokens.extend(objective_check(args));
-    tokens
+    }
 }
 
 /// For `objective = EXPR`: a `const` that checks, at compile time, that the objective has

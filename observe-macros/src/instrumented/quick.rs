@@ -1,0 +1,509 @@
+//! The quick path: `#[instrumented]` and `#[instrumented(span = false)]` on a function
+//! with a plain head (no generics, no `where`, no `impl`, `dyn` or reference in the
+//! return type, parameters that are names or `self`) are expanded from the tokens
+//! directly, without `syn`. Anything else returns `None` and takes the full path
+//! (`expand.rs`), which produces the same tokens for what both accept (tested below).
+//!
+//! Why: a proc macro runs unoptimised in a debug build, and parsing the signature with
+//! `syn` and re-emitting it token by token was most of the macro's own run time (the
+//! compile-time benchmark, `benches/compile/`). Here the user's tokens are passed through
+//! as they are and the generated text is lexed by the compiler in a few calls.
+
+use proc_macro2::{Delimiter, Group, Ident, Spacing, Span, TokenStream, TokenTree};
+use quote::quote_spanned;
+
+use super::attr::Args;
+use super::{expand, span, statics};
+use crate::common::lex;
+
+const P: &str = "::observe::__private";
+
+/// The classification of a value that is not declared `…Result<…>` (as `expand.rs`
+/// writes it): the autoref dispatch on `Classifier`.
+const CLASSIFY_OTHER: &str =
+    "#[allow(unused_imports)] use ::observe::__private::{ClassifyOther as _, ClassifyResult as _};";
+
+/// The head of the function, split where the expansion needs it.
+struct Head<'a> {
+    /// Outer attributes, visibility, up to (not including) `async` / `fn`.
+    front: &'a [TokenTree],
+    fn_token: &'a Ident,
+    name: &'a Ident,
+    params: &'a Group,
+    /// The return type's tokens, empty for `()`.
+    output: &'a [TokenTree],
+    is_async: bool,
+    /// Only attributes that mean the same on `fn … -> impl Future` (`expand::INERT`).
+    inert: bool,
+}
+
+/// The expansion, or `None` when the function or the arguments need the full path.
+pub fn expand(args: &TokenStream, item: &TokenStream) -> Option<TokenStream> {
+    let untraced = match args.clone().into_iter().collect::<Vec<_>>().as_slice() {
+        [] => false,
+        [
+            TokenTree::Ident(key),
+            TokenTree::Punct(eq),
+            TokenTree::Ident(value),
+        ] if key == "span" && eq.as_char() == '=' && value == "false" => true,
+        _ => return None,
+    };
+    let tokens: Vec<TokenTree> = item.clone().into_iter().collect();
+    let (TokenTree::Group(body), head_tokens) = tokens.split_last()? else {
+        return None;
+    };
+    if body.delimiter() != Delimiter::Brace {
+        return None;
+    }
+    // Inner attributes at the top of the body: the full path moves them.
+    if let Some(TokenTree::Punct(p)) = body.stream().into_iter().next()
+        && p.as_char() == '#'
+    {
+        return None;
+    }
+    let head = split_head(head_tokens)?;
+    if head.is_async && !head.inert {
+        return None;
+    }
+    let args = if untraced {
+        Args {
+            span: Some(syn::LitBool::new(false, Span::call_site())),
+            ..Args::default()
+        }
+    } else {
+        Args::default()
+    };
+    let fn_name = head.name.to_string();
+    let kind = if head.is_async { "Async" } else { "Sync" };
+    let site = statics::site_text(&args, head.name, &fn_name, kind, &span::spec(&args), true);
+    let result = declares_result(head.output);
+    let output = if head.output.is_empty() {
+        lex("()")
+    } else {
+        head.output.iter().cloned().collect()
+    };
+    let at = head
+        .output
+        .first()
+        .map_or_else(Span::call_site, TokenTree::span);
+    let escapes = expand::body_escapes(body);
+
+    if !head.is_async {
+        // The head as written, then the body.
+        let mut inner = vec![lex(&if untraced {
+            format!(
+                "{site} let __observe_guard = {P}::enter_untraced(&__OBSERVE); let __observe_out"
+            )
+        } else {
+            format!("{site} let __observe_call = {P}::enter(&__OBSERVE); let __observe_out")
+        })];
+        if escapes {
+            let closure = [
+                lex("move || ->"),
+                output,
+                TokenTree::Group(body.clone()).into(),
+            ];
+            inner.push(lex("="));
+            inner.push(group(Delimiter::Parenthesis, closure));
+            inner.push(lex("()"));
+        } else {
+            inner.push(lex(":"));
+            inner.push(output);
+            inner.push(lex("="));
+            inner.push(TokenTree::Group(body.clone()).into());
+        }
+        inner.push(lex(";"));
+        inner.push(exit(untraced, outcome(result, at)));
+        inner.push(lex("; __observe_out"));
+        let mut out: TokenStream = head_tokens.iter().cloned().collect();
+        out.extend([TokenTree::Group(Group::new(
+            Delimiter::Brace,
+            inner.into_iter().collect(),
+        ))]);
+        return Some(out);
+    }
+
+    // `async fn` → `fn … -> impl Future`, the parameters moved into the body first.
+    let (params, moves) = desugar_params(head.params)?;
+    let mut out: Vec<TokenStream> = vec![
+        head.front.iter().cloned().collect(),
+        TokenStream::from(TokenTree::Ident(head.fn_token.clone())),
+        TokenStream::from(TokenTree::Ident(head.name.clone())),
+        TokenStream::from(TokenTree::Group(params)),
+        lex("-> impl ::core::future::Future<Output ="),
+        output.clone(),
+        lex(">"),
+    ];
+    let statements = body.stream();
+    let mut inner = vec![lex(&site)];
+    if untraced && !escapes {
+        let future = [
+            moves,
+            lex(&format!(
+                "let __observe_guard = {P}::enter_untraced(&__OBSERVE); let __observe_out:"
+            )),
+            output,
+            lex("="),
+            group(Delimiter::Brace, [statements]),
+            lex(";"),
+            exit(true, outcome(result, at)),
+            lex("; __observe_out"),
+        ];
+        inner.push(lex("async move"));
+        inner.push(group(Delimiter::Brace, future));
+    } else {
+        let body = if moves.is_empty() {
+            TokenTree::Group(body.clone()).into()
+        } else {
+            group(Delimiter::Brace, [moves, statements])
+        };
+        let classify = if result {
+            let mut path = lex(P);
+            path.extend(quote_spanned!(at=> ::result_outcome));
+            path
+        } else {
+            lex(&format!(
+                "|__observe_out| {{ {CLASSIFY_OTHER} (&{P}::Classifier(__observe_out)).__observe_outcome() }}"
+            ))
+        };
+        let call = [lex("&__OBSERVE,"), classify, lex(", async move"), body];
+        inner.push(lex("::observe::__private::timed::<"));
+        inner.push(output);
+        inner.push(lex(", _>"));
+        inner.push(group(Delimiter::Parenthesis, call));
+    }
+    out.push(group(Delimiter::Brace, inner));
+    Some(out.into_iter().collect())
+}
+
+/// One group of the concatenated parts.
+fn group(delimiter: Delimiter, parts: impl IntoIterator<Item = TokenStream>) -> TokenStream {
+    TokenTree::Group(Group::new(delimiter, parts.into_iter().collect())).into()
+}
+
+/// `__observe_call.exit(outcome)`, or `exit_untraced(__observe_guard, outcome)`.
+fn exit(untraced: bool, outcome: TokenStream) -> TokenStream {
+    if untraced {
+        let mut call = lex("::observe::__private::exit_untraced");
+        call.extend(group(
+            Delimiter::Parenthesis,
+            [lex("__observe_guard,"), outcome],
+        ));
+        call
+    } else {
+        let mut call = lex("__observe_call.exit");
+        call.extend(group(Delimiter::Parenthesis, [outcome]));
+        call
+    }
+}
+
+/// The outcome of `__observe_out`, as `expand.rs` writes it: for a declared `Result`,
+/// through `result_outcome`, spanned at the return type (where a `Result` that is not
+/// `std`'s is reported).
+fn outcome(result: bool, at: Span) -> TokenStream {
+    if result {
+        let mut call = lex(P);
+        call.extend(quote_spanned!(at=> ::result_outcome(&__observe_out)));
+        call
+    } else {
+        lex(&format!(
+            "{{ {CLASSIFY_OTHER} (&{P}::Classifier(&__observe_out)).__observe_outcome() }}"
+        ))
+    }
+}
+
+fn is_punct(token: &TokenTree, c: char) -> bool {
+    matches!(token, TokenTree::Punct(p) if p.as_char() == c)
+}
+
+fn is_ident(token: &TokenTree, word: &str) -> bool {
+    matches!(token, TokenTree::Ident(i) if i == word)
+}
+
+/// `[attributes] [pub[(…)]] [async] fn name(…) [-> Output]`, or `None` for anything else
+/// (generics, `where`, `const`, `unsafe`, `extern`, an output the full path treats
+/// specially).
+fn split_head(head: &[TokenTree]) -> Option<Head<'_>> {
+    let mut i = 0;
+    let mut inert = true;
+    while let Some(token) = head.get(i)
+        && is_punct(token, '#')
+    {
+        let TokenTree::Group(attribute) = head.get(i + 1)? else {
+            return None;
+        };
+        if attribute.delimiter() != Delimiter::Bracket {
+            return None;
+        }
+        let path = attribute.stream().into_iter().collect::<Vec<_>>();
+        inert &= matches!(path.as_slice(), [TokenTree::Ident(name), ..]
+            if expand::INERT.iter().any(|n| name == n)
+                && !matches!(path.get(1), Some(TokenTree::Punct(p)) if p.as_char() == ':'));
+        i += 2;
+    }
+    if head.get(i).is_some_and(|t| is_ident(t, "pub")) {
+        i += 1;
+        if let Some(TokenTree::Group(g)) = head.get(i)
+            && g.delimiter() == Delimiter::Parenthesis
+        {
+            i += 1;
+        }
+    }
+    let front = &head[..i];
+    let is_async = head.get(i).is_some_and(|t| is_ident(t, "async"));
+    if is_async {
+        i += 1;
+    }
+    let (
+        Some(TokenTree::Ident(fn_token)),
+        Some(TokenTree::Ident(name)),
+        Some(TokenTree::Group(params)),
+    ) = (head.get(i), head.get(i + 1), head.get(i + 2))
+    else {
+        return None;
+    };
+    if fn_token != "fn" {
+        return None;
+    }
+    if params.delimiter() != Delimiter::Parenthesis {
+        return None;
+    }
+    let rest = &head[i + 3..];
+    let output = match rest {
+        [] => rest,
+        [TokenTree::Punct(dash), TokenTree::Punct(gt), output @ ..]
+            if dash.as_char() == '-' && dash.spacing() == Spacing::Joint && gt.as_char() == '>' =>
+        {
+            output
+        }
+        _ => return None,
+    };
+    if !plain_output(output) {
+        return None;
+    }
+    Some(Head {
+        front,
+        fn_token,
+        name,
+        params,
+        output,
+        is_async,
+        inert,
+    })
+}
+
+/// An output type the full path would write unchanged into a closure's or a binding's
+/// type: not `!`, no `impl`/`dyn` (futures, boxed futures), no reference or lifetime
+/// (elision differs in a closure), not a `Pin<…>` or `…BoxFuture<…>` (boxed futures), no
+/// `where` clause after it.
+fn plain_output(output: &[TokenTree]) -> bool {
+    fn clean(tokens: impl IntoIterator<Item = TokenTree>) -> bool {
+        tokens.into_iter().all(|token| match &token {
+            TokenTree::Ident(i) => !["impl", "dyn", "where", "Pin", "BoxFuture", "LocalBoxFuture"]
+                .iter()
+                .any(|w| i == w),
+            TokenTree::Punct(p) => !matches!(p.as_char(), '&' | '\'' | '!'),
+            TokenTree::Group(g) => clean(g.stream()),
+            TokenTree::Literal(_) => true,
+        })
+    }
+    clean(output.iter().cloned())
+}
+
+/// The output is written `[::]a::b::Result<…>`: a path, its last segment `Result` with
+/// angle-bracketed arguments (what `expand::declares_result` asks of the parsed type).
+fn declares_result(output: &[TokenTree]) -> bool {
+    let Some(open) = output.iter().position(|t| is_punct(t, '<')) else {
+        return false;
+    };
+    open > 0
+        && is_ident(&output[open - 1], "Result")
+        && output[..open]
+            .iter()
+            .all(|t| matches!(t, TokenTree::Ident(_)) || is_punct(t, ':'))
+        && output.last().is_some_and(|t| is_punct(t, '>'))
+}
+
+/// The parameters without `mut` on names, and the statements that move each into the
+/// body first (as `expand::desugar_async` writes them); `None` for a pattern other than
+/// a name or `self`.
+fn desugar_params(params: &Group) -> Option<(Group, TokenStream)> {
+    let tokens: Vec<TokenTree> = params.stream().into_iter().collect();
+    let mut kept: Vec<TokenTree> = Vec::with_capacity(tokens.len());
+    let mut moves: Vec<TokenTree> = Vec::new();
+    let mut depth = 0usize;
+    let mut start = true;
+    let mut previous_joint_dash = false;
+    let mut i = 0;
+    while i < tokens.len() {
+        let token = &tokens[i];
+        if start {
+            start = false;
+            match &tokens[i..] {
+                [
+                    TokenTree::Ident(m),
+                    TokenTree::Ident(name),
+                    TokenTree::Punct(colon),
+                    ..,
+                ] if m == "mut" && name != "self" && name != "_" && colon.as_char() == ':' => {
+                    moves.extend(lex("let mut").into_iter().chain([
+                        TokenTree::Ident(name.clone()),
+                        TokenTree::Punct(proc_macro2::Punct::new('=', Spacing::Alone)),
+                        TokenTree::Ident(name.clone()),
+                        TokenTree::Punct(proc_macro2::Punct::new(';', Spacing::Alone)),
+                    ]));
+                    kept.push(TokenTree::Ident(name.clone()));
+                    i += 2;
+                    continue;
+                }
+                [TokenTree::Ident(name), TokenTree::Punct(colon), ..]
+                    if name != "self"
+                        && name != "_"
+                        && colon.as_char() == ':'
+                        && colon.spacing() == Spacing::Alone =>
+                {
+                    moves.extend(lex("let").into_iter().chain([
+                        TokenTree::Ident(name.clone()),
+                        TokenTree::Punct(proc_macro2::Punct::new('=', Spacing::Alone)),
+                        TokenTree::Ident(name.clone()),
+                        TokenTree::Punct(proc_macro2::Punct::new(';', Spacing::Alone)),
+                    ]));
+                }
+                rest => {
+                    // `self`, `mut self`, `&self`, `&mut self`, `&'a self`, `self: T`.
+                    let mut param = rest.iter().take_while(|t| !is_punct(t, ','));
+                    let receiver = loop {
+                        match param.next() {
+                            Some(t) if is_punct(t, '&') || is_ident(t, "mut") => {}
+                            Some(t) if is_punct(t, '\'') => {
+                                param.next();
+                            }
+                            other => break other.is_some_and(|t| is_ident(t, "self")),
+                        }
+                    };
+                    if !receiver || rest.first().is_some_and(|t| is_ident(t, "mut")) {
+                        return None;
+                    }
+                    moves.extend(lex("let _observe_self = &self;"));
+                }
+            }
+        }
+        match token {
+            TokenTree::Punct(p) if p.as_char() == '<' => depth += 1,
+            TokenTree::Punct(p) if p.as_char() == '>' && !previous_joint_dash => {
+                depth = depth.saturating_sub(1);
+            }
+            TokenTree::Punct(p) if p.as_char() == ',' && depth == 0 => start = true,
+            _ => {}
+        }
+        previous_joint_dash = matches!(token, TokenTree::Punct(p) if p.as_char() == '-' && p.spacing() == Spacing::Joint);
+        kept.push(token.clone());
+        i += 1;
+    }
+    let mut group = Group::new(Delimiter::Parenthesis, kept.into_iter().collect());
+    group.set_span(params.span());
+    Some((group, moves.into_iter().collect()))
+}
+
+#[cfg(test)]
+mod tests {
+    use proc_macro2::TokenStream;
+
+    fn tokens(text: &str) -> TokenStream {
+        text.parse().expect("test input lexes")
+    }
+
+    /// The tokens, one by one, separated by spaces (joint or not: spacing is how
+    /// `quote!` and the lexer differ, not what the compiler reads).
+    fn flat(stream: TokenStream) -> String {
+        use proc_macro2::{Delimiter, TokenTree};
+        stream
+            .into_iter()
+            .map(|token| match token {
+                TokenTree::Group(g) => {
+                    let (open, close) = match g.delimiter() {
+                        Delimiter::Parenthesis => ("(", ")"),
+                        Delimiter::Brace => ("{", "}"),
+                        Delimiter::Bracket => ("[", "]"),
+                        Delimiter::None => ("", ""),
+                    };
+                    format!("{open} {} {close}", flat(g.stream()))
+                }
+                other => other.to_string(),
+            })
+            .collect::<Vec<_>>()
+            .join(" ")
+    }
+
+    fn quick(args: &str, item: &str) -> Option<String> {
+        super::expand(&tokens(args), &tokens(item)).map(flat)
+    }
+
+    fn full(args: &str, item: &str) -> String {
+        flat(super::super::full_expand(tokens(args), tokens(item)).expect("valid"))
+    }
+
+    /// What both paths accept, they expand to the same tokens.
+    #[test]
+    fn the_quick_path_writes_what_the_full_path_writes() {
+        let items = [
+            "pub fn f(x: u64) -> Result<u64, E> { if x == 0 { Err(E) } else { Ok(x) } }",
+            "pub async fn f(x: u64) -> Result<u64, E> { if x == 0 { Err(E) } else { Ok(x) } }",
+            "fn parse(s: String) -> Result<u8, std::num::ParseIntError> { let v = s.parse()?; Ok(v) }",
+            "async fn parse(s: String) -> Result<u8, std::num::ParseIntError> { Ok(s.parse()?) }",
+            "pub(crate) fn unit() {}",
+            "async fn unit_later() { work().await }",
+            "#[doc = \"x\"] #[inline] pub async fn h(mut a: u8, b: Vec<(u8, u16)>, c: HashMap<u8, Vec<u8>>,) -> u8 { a += b.len() as u8; a }",
+            "#[allow(dead_code)] async fn m(&self, x: u32) -> io::Result<u32> { Ok(x) }",
+            "fn n(&mut self) -> std::result::Result<(), String> { self.x += 1; Ok(()) }",
+            "async fn o(self: Box<Self>, f: Box<dyn Fn(u8) -> u8 + Send>, g: fn(u8) -> u8) -> u8 { f(g(1)) }",
+            "async fn p(&'a self) -> u8 { 1 }",
+            "fn q() -> fmt::Result { Ok(()) }",
+            "async fn r() -> Option<Result<u8, E>> { None }",
+            "fn s() -> ::std::result::Result<Vec<u8>, E> { Ok(vec![]) }",
+            "#[tokio::main] fn t() -> u8 { 7 }",
+        ];
+        for item in items {
+            for args in ["", "span = false"] {
+                let quick = quick(args, item)
+                    .unwrap_or_else(|| panic!("the quick path takes ({args}) {item}"));
+                assert_eq!(quick, full(args, item), "({args}) {item}");
+            }
+        }
+    }
+
+    /// The rest takes the full path.
+    #[test]
+    fn anything_else_takes_the_full_path() {
+        let items = [
+            "fn g<T: Display>(x: T) -> String { x.to_string() }",
+            "fn w(x: u8) -> u8 where u8: Copy { x }",
+            "fn i(x: u8) -> impl Future<Output = u8> { async move { x } }",
+            "fn b(x: u8) -> Pin<Box<dyn Future<Output = u8> + Send>> { Box::pin(async move { x }) }",
+            "fn first(s: &str) -> &str { s }",
+            "unsafe fn u() -> u8 { 1 }",
+            "const fn c() -> u8 { 1 }",
+            "fn never() -> ! { loop {} }",
+            "async fn wild(_: u8) -> u8 { 1 }",
+            "async fn tuple((a, b): (u8, u8)) -> u8 { a + b }",
+            "async fn by_ref(ref a: u8) -> u8 { *a }",
+            "async fn mut_self(mut self) -> u8 { 1 }",
+            "#[tokio::main] async fn main() {}",
+            "fn inner() -> u8 { #![allow(unused)] 1 }",
+            "struct S;",
+        ];
+        for item in items {
+            assert_eq!(quick("", item), None, "{item}");
+        }
+        let simple = "fn f() -> u8 { 1 }";
+        for args in [
+            "name = \"x\"",
+            "span = true",
+            "labels(a = \"b\")",
+            "err",
+            "span = false, level = \"debug\"",
+        ] {
+            assert_eq!(quick(args, simple), None, "{args}");
+        }
+    }
+}
