@@ -313,6 +313,36 @@ fn a_panicking_future_is_an_error() {
 
 // ---- cancellation ----
 
+/// Spawns the future `call` makes, waits until it has set `started` and is pending, reads
+/// `function`'s in-flight gauge, then aborts the task (which must end cancelled).
+fn in_flight_then_aborted<F>(
+    rt: &tokio::runtime::Runtime,
+    started: &AtomicBool,
+    function: &str,
+    call: impl FnOnce() -> F,
+) -> f64
+where
+    F: Future + Send + 'static,
+    F::Output: Send + std::fmt::Debug + 'static,
+{
+    rt.block_on(async {
+        let task = tokio::spawn(call());
+        while !started.load(Ordering::SeqCst) {
+            tokio::task::yield_now().await;
+        }
+        tokio::task::yield_now().await;
+        let text = observe::metrics::render();
+        let in_flight = value(
+            &text,
+            "function_calls_concurrent",
+            &[("function", function)],
+        );
+        task.abort();
+        assert!(task.await.unwrap_err().is_cancelled());
+        in_flight
+    })
+}
+
 #[observe::instrumented]
 async fn waits_forever(started: Arc<AtomicBool>) -> Result<(), String> {
     started.store(true, Ordering::SeqCst);
@@ -327,20 +357,8 @@ fn a_dropped_future_is_cancelled_not_an_error() {
         .build()
         .unwrap();
     let started = Arc::new(AtomicBool::new(false));
-    let in_flight = rt.block_on(async {
-        let task = tokio::spawn(waits_forever(started.clone()));
-        while !started.load(Ordering::SeqCst) {
-            tokio::task::yield_now().await;
-        }
-        let text = observe::metrics::render();
-        let in_flight = value(
-            &text,
-            "function_calls_concurrent",
-            &[("function", "waits_forever")],
-        );
-        task.abort();
-        assert!(task.await.unwrap_err().is_cancelled());
-        in_flight
+    let in_flight = in_flight_then_aborted(&rt, &started, "waits_forever", || {
+        waits_forever(started.clone())
     });
     assert_eq!(in_flight, 1.0, "in flight while pending");
     assert_eq!(calls("waits_forever", "cancelled"), 1.0);
@@ -744,21 +762,8 @@ fn an_untraced_async_body_in_place_is_timed_cancelled_and_panics_as_an_error() {
         rt.block_on(async { tokio::spawn(untraced_waits(started.clone(), vec![5], 3)).await });
     assert!(joined.unwrap_err().is_panic());
     started.store(false, Ordering::SeqCst);
-    let in_flight = rt.block_on(async {
-        let task = tokio::spawn(untraced_waits(started.clone(), vec![], usize::MAX));
-        while !started.load(Ordering::SeqCst) {
-            tokio::task::yield_now().await;
-        }
-        tokio::task::yield_now().await;
-        let text = observe::metrics::render();
-        let in_flight = value(
-            &text,
-            "function_calls_concurrent",
-            &[("function", "untraced_waits")],
-        );
-        task.abort();
-        assert!(task.await.unwrap_err().is_cancelled());
-        in_flight
+    let in_flight = in_flight_then_aborted(&rt, &started, "untraced_waits", || {
+        untraced_waits(started.clone(), vec![], usize::MAX)
     });
     assert_eq!(in_flight, 1.0, "in flight while pending");
     assert_eq!(total("ok"), 1.0);
