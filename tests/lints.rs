@@ -40,6 +40,22 @@ pub fn future(x: u32) -> impl Future<Output = u32> + Send {
     async move { x }
 }
 
+/// A documented async function without a span, its body run in place.
+#[observe::instrumented(span = false)]
+pub async fn untraced_later(x: u32) -> u32 {
+    x + 1
+}
+
+/// A documented async function without a span whose body may leave early.
+///
+/// # Errors
+/// When `s` is not a number.
+#[observe::instrumented(span = false)]
+pub async fn untraced_parse(s: String) -> Result<u32, std::num::ParseIntError> {
+    let n: u32 = s.parse()?;
+    Ok(n)
+}
+
 /// A documented method.
 pub struct Thing;
 
@@ -62,5 +78,7 @@ fn strictly_linted_expansion_runs() {
         .unwrap();
     assert_eq!(rt.block_on(later(3)), 3);
     assert_eq!(rt.block_on(future(4)), 4);
+    assert_eq!(rt.block_on(untraced_later(4)), 5);
+    assert_eq!(rt.block_on(untraced_parse("6".to_owned())), Ok(6));
     assert_eq!(Thing.method(), 1);
 }
