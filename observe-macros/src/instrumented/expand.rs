@@ -3,8 +3,9 @@
 //! and the span (`span.rs`) it places. Per function: one `static`, one call into
 //! `::observe::__private` on entry and one on exit, or one `Timed` future.
 
+use crate::common::lex;
 use crate::common::types::mentions_impl_trait;
-use proc_macro2::TokenStream;
+use proc_macro2::{Span, TokenStream};
 use quote::{quote, quote_spanned};
 use syn::{FnArg, Pat, ReturnType, Type};
 
@@ -81,11 +82,11 @@ fn declares_result(output: &ReturnType) -> bool {
 }
 
 /// Where a misnamed `Result` is reported: the return type.
-fn result_span(output: &ReturnType) -> proc_macro2::Span {
+fn result_span(output: &ReturnType) -> Span {
     use syn::spanned::Spanned as _;
     match output {
         ReturnType::Type(_, ty) => ty.span(),
-        ReturnType::Default => proc_macro2::Span::call_site(),
+        ReturnType::Default => Span::call_site(),
     }
 }
 
@@ -108,6 +109,39 @@ fn closure_output(output: &ReturnType) -> Option<TokenStream> {
             let plain = !mentions_impl_trait(ty) && !text.contains('&') && !text.contains('\'');
             plain.then(|| quote!(#ty))
         }
+    }
+}
+
+/// Classification of a value that is not declared `…Result<…>`: the autoref dispatch on
+/// `Classifier`, after importing both traits.
+const CLASSIFY_OTHER: &str = "#[allow(unused_imports)] \
+    use ::observe::__private::{ClassifyOther as _, ClassifyResult as _};";
+
+/// The outcome of `__observe_out` without `ok_if`/`error_if`: through `result_outcome`
+/// for an output declared `…Result<…>` (`result`), spanned at the return type (`at`,
+/// where a `Result` that is not `std`'s is reported), else through `Classifier`.
+pub(super) fn default_outcome(result: bool, at: Span) -> TokenStream {
+    if result {
+        let mut call = lex("::observe::__private");
+        call.extend(quote_spanned!(at=> ::result_outcome(&__observe_out)));
+        call
+    } else {
+        lex(&format!(
+            "{{ {CLASSIFY_OTHER} (&::observe::__private::Classifier(&__observe_out)).__observe_outcome() }}"
+        ))
+    }
+}
+
+/// [`default_outcome`] as a function of `&Output`, for `Timed`.
+pub(super) fn default_classify(result: bool, at: Span) -> TokenStream {
+    if result {
+        let mut path = lex("::observe::__private");
+        path.extend(quote_spanned!(at=> ::result_outcome));
+        path
+    } else {
+        lex(&format!(
+            "|__observe_out| {{ {CLASSIFY_OTHER} (&::observe::__private::Classifier(__observe_out)).__observe_outcome() }}"
+        ))
     }
 }
 
@@ -210,10 +244,8 @@ fn desugar_async(sig: &syn::Signature) -> (TokenStream, TokenStream) {
                 }
                 pat => {
                     let original = pat.clone();
-                    let hidden = syn::Ident::new(
-                        &format!("__observe_arg{index}"),
-                        proc_macro2::Span::call_site(),
-                    );
+                    let hidden =
+                        syn::Ident::new(&format!("__observe_arg{index}"), Span::call_site());
                     *pat = syn::parse_quote!(#hidden);
                     moves.extend(quote!(let #hidden = #hidden; let #original = #hidden;));
                 }
@@ -270,15 +302,8 @@ pub fn instrumented(args: &Args, item: &super::Function) -> TokenStream {
             quote!(#p::outcome_from(!(#path)(&__observe_out)))
         } else if let Some((_, path)) = &args.ok_if {
             quote!(#p::outcome_from((#path)(&__observe_out)))
-        } else if declares_result(&sig.output) {
-            let at = result_span(&sig.output);
-            quote_spanned!(at=> #p::result_outcome(&__observe_out))
         } else {
-            quote! {{
-                #[allow(unused_imports)]
-                use #p::{ClassifyOther as _, ClassifyResult as _};
-                (&#p::Classifier(&__observe_out)).__observe_outcome()
-            }}
+            default_outcome(declares_result(&sig.output), result_span(&sig.output))
         }
     };
     // The same as a function of `&Output` (for `Timed`); with `err`, it also records the
@@ -288,15 +313,11 @@ pub fn instrumented(args: &Args, item: &super::Function) -> TokenStream {
             quote!(|__observe_out| #p::outcome_from(!(#path)(__observe_out)))
         } else if let Some((_, path)) = &args.ok_if {
             quote!(|__observe_out| #p::outcome_from((#path)(__observe_out)))
-        } else if declares_result(&sig.output) && args.err.is_none() {
-            let at = result_span(&sig.output);
-            quote_spanned!(at=> #p::result_outcome)
         } else {
-            quote!(|__observe_out| {
-                #[allow(unused_imports)]
-                use #p::{ClassifyOther as _, ClassifyResult as _};
-                (&#p::Classifier(__observe_out)).__observe_outcome()
-            })
+            default_classify(
+                declares_result(&sig.output) && args.err.is_none(),
+                result_span(&sig.output),
+            )
         };
         if args.err.is_some() {
             let record = span::record_err(args, quote!(__observe_out));

@@ -10,18 +10,12 @@
 //! as they are and the generated text is lexed by the compiler in a few calls.
 
 use proc_macro2::{Delimiter, Group, Ident, Spacing, Span, TokenStream, TokenTree};
-use quote::quote_spanned;
 
 use super::attr::Args;
 use super::{expand, span, statics};
 use crate::common::lex;
 
 const P: &str = "::observe::__private";
-
-/// The classification of a value that is not declared `…Result<…>` (as `expand.rs`
-/// writes it): the autoref dispatch on `Classifier`.
-const CLASSIFY_OTHER: &str =
-    "#[allow(unused_imports)] use ::observe::__private::{ClassifyOther as _, ClassifyResult as _};";
 
 /// The head of the function, split where the expansion needs it.
 struct Head<'a> {
@@ -86,9 +80,9 @@ pub fn expand(args: &TokenStream, item: &TokenStream) -> Option<TokenStream> {
         .output
         .first()
         .map_or_else(Span::call_site, TokenTree::span);
-    let escapes = expand::body_escapes(body);
 
     if !head.is_async {
+        let escapes = expand::body_escapes(body);
         // The head as written, then the body.
         let mut inner = vec![lex(&if untraced {
             format!(
@@ -113,7 +107,7 @@ pub fn expand(args: &TokenStream, item: &TokenStream) -> Option<TokenStream> {
             inner.push(TokenTree::Group(body.clone()).into());
         }
         inner.push(lex(";"));
-        inner.push(exit(untraced, outcome(result, at)));
+        inner.push(exit(untraced, expand::default_outcome(result, at)));
         inner.push(lex("; __observe_out"));
         let mut out: TokenStream = head_tokens.iter().cloned().collect();
         out.extend([TokenTree::Group(Group::new(
@@ -136,7 +130,8 @@ pub fn expand(args: &TokenStream, item: &TokenStream) -> Option<TokenStream> {
     ];
     let statements = body.stream();
     let mut inner = vec![lex(&site)];
-    if untraced && !escapes {
+    // With a span the body is always polled inside `Timed`: no need to walk it.
+    if untraced && !expand::body_escapes(body) {
         let future = [
             moves,
             lex(&format!(
@@ -146,7 +141,7 @@ pub fn expand(args: &TokenStream, item: &TokenStream) -> Option<TokenStream> {
             lex("="),
             group(Delimiter::Brace, [statements]),
             lex(";"),
-            exit(true, outcome(result, at)),
+            exit(true, expand::default_outcome(result, at)),
             lex("; __observe_out"),
         ];
         inner.push(lex("async move"));
@@ -157,16 +152,12 @@ pub fn expand(args: &TokenStream, item: &TokenStream) -> Option<TokenStream> {
         } else {
             group(Delimiter::Brace, [moves, statements])
         };
-        let classify = if result {
-            let mut path = lex(P);
-            path.extend(quote_spanned!(at=> ::result_outcome));
-            path
-        } else {
-            lex(&format!(
-                "|__observe_out| {{ {CLASSIFY_OTHER} (&{P}::Classifier(__observe_out)).__observe_outcome() }}"
-            ))
-        };
-        let call = [lex("&__OBSERVE,"), classify, lex(", async move"), body];
+        let call = [
+            lex("&__OBSERVE,"),
+            expand::default_classify(result, at),
+            lex(", async move"),
+            body,
+        ];
         inner.push(lex("::observe::__private::timed::<"));
         inner.push(output);
         inner.push(lex(", _>"));
@@ -194,21 +185,6 @@ fn exit(untraced: bool, outcome: TokenStream) -> TokenStream {
         let mut call = lex("__observe_call.exit");
         call.extend(group(Delimiter::Parenthesis, [outcome]));
         call
-    }
-}
-
-/// The outcome of `__observe_out`, as `expand.rs` writes it: for a declared `Result`,
-/// through `result_outcome`, spanned at the return type (where a `Result` that is not
-/// `std`'s is reported).
-fn outcome(result: bool, at: Span) -> TokenStream {
-    if result {
-        let mut call = lex(P);
-        call.extend(quote_spanned!(at=> ::result_outcome(&__observe_out)));
-        call
-    } else {
-        lex(&format!(
-            "{{ {CLASSIFY_OTHER} (&{P}::Classifier(&__observe_out)).__observe_outcome() }}"
-        ))
     }
 }
 
