@@ -179,12 +179,20 @@ impl Site {
 }
 
 /// Index of the bucket an observation falls in: the first bound `>=` it (Prometheus'
-/// `le`), by a branch-free binary search (the bounds are sorted; about five steps for the
-/// default buckets, where counting the bounds below it took 45 instructions without
-/// 64-bit vector compares). The last bound is `u64::MAX`, so the index is always in
-/// range.
+/// `le`). The last bound is `u64::MAX`, so the index is always in range.
+///
+/// The first bucket is tested alone first, by a branch: a fast function's calls all fall
+/// in it (≤ 5 ms with the default buckets), the branch is predicted, and the bucket's
+/// `fetch_add` does not wait for the search. The branch-free binary search behind it is a
+/// chain of dependent loads and selects (~30 cycles); on a call that short it was the
+/// largest part of the hot path after the two clock reads (calls.rs, one thread: 30.8 →
+/// 23.1 ns added with the branch). A call slower than the first bound pays for the search
+/// in a call of milliseconds.
 #[inline(always)]
 pub(crate) fn bucket_index(bounds_ns: &[u64], elapsed: u64) -> usize {
+    if bounds_ns.first().is_some_and(|&first| elapsed <= first) {
+        return 0;
+    }
     bounds_ns
         .partition_point(|&b| b < elapsed)
         .min(bounds_ns.len().saturating_sub(1))
@@ -235,7 +243,7 @@ impl Guard {
         let elapsed = clock::nanos_between(self.start, end);
         let bounds_ns = self.site.options.bounds_ns;
         let bucket = if std::ptr::eq(bounds_ns, &DEFAULT_BOUNDS_NS[..]) {
-            // The common case, against constants the compiler unrolls.
+            // The common case, against constants.
             bucket_index(&DEFAULT_BOUNDS_NS, elapsed)
         } else {
             bucket_index(bounds_ns, elapsed)
