@@ -254,7 +254,7 @@ fn split_head(head: &[TokenTree]) -> Option<Head<'_>> {
         }
         _ => return None,
     };
-    if !plain_output(output) {
+    if !plain_output(output) || args_before_last_segment(output) {
         return None;
     }
     Some(Head {
@@ -284,6 +284,31 @@ fn plain_output(output: &[TokenTree]) -> bool {
         })
     }
     clean(output.iter().cloned())
+}
+
+/// Generic arguments before the output's last path segment (`a::B<T>::Result<X>`,
+/// `<S as Tr>::Result`) or a turbofish in it (`Result::<X, E>`): left to the full path, which finds the last
+/// segment with `syn` (`declares_result` below reads the tokens before the first `<`).
+fn args_before_last_segment(output: &[TokenTree]) -> bool {
+    let mut depth = 0usize;
+    let mut closed = false;
+    let mut after_colon = false;
+    for token in output {
+        if let TokenTree::Punct(p) = token {
+            match p.as_char() {
+                '<' if depth == 0 && after_colon => return true,
+                '<' => depth += 1,
+                '>' if depth > 0 => {
+                    depth -= 1;
+                    closed |= depth == 0;
+                }
+                ':' if depth == 0 && closed => return true,
+                _ => {}
+            }
+        }
+        after_colon = is_punct(token, ':');
+    }
+    false
 }
 
 /// The output is written `[::]a::b::Result<…>`: a path, its last segment `Result` with
@@ -438,6 +463,7 @@ mod tests {
             "async fn r() -> Option<Result<u8, E>> { None }",
             "fn s() -> ::std::result::Result<Vec<u8>, E> { Ok(vec![]) }",
             "#[tokio::main] fn t() -> u8 { 7 }",
+            "fn fp() -> Vec<fn() -> u8> { vec![] }",
         ];
         for item in items {
             for args in ["", "span = false"] {
@@ -465,6 +491,9 @@ mod tests {
             "async fn by_ref(ref a: u8) -> u8 { *a }",
             "async fn mut_self(mut self) -> u8 { 1 }",
             "#[tokio::main] async fn main() {}",
+            "fn mid() -> a::B<u8>::Result<u8> { Ok(1) }",
+            "async fn turbofish() -> Result::<u8, E> { Ok(1) }",
+            "fn qs() -> <S as Tr>::Result { Ok(()) }",
             "fn inner() -> u8 { #![allow(unused)] 1 }",
             "struct S;",
         ];
