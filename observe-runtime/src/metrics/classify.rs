@@ -16,7 +16,7 @@ pub trait ClassifyResult {
 }
 
 impl<T, E> ClassifyResult for Classifier<'_, Result<T, E>> {
-    #[inline(always)]
+    #[inline]
     fn __observe_outcome(&self) -> Outcome {
         if self.0.is_ok() {
             Outcome::Ok
@@ -33,14 +33,14 @@ pub trait ClassifyOther {
 }
 
 impl<T> ClassifyOther for &Classifier<'_, T> {
-    #[inline(always)]
+    #[inline]
     fn __observe_outcome(&self) -> Outcome {
         Outcome::Ok
     }
 }
 
 /// Maps a user predicate (`ok_if` / `error_if`) to an outcome.
-#[inline(always)]
+#[inline]
 pub fn outcome_from(is_ok: bool) -> Outcome {
     if is_ok { Outcome::Ok } else { Outcome::Error }
 }
@@ -58,7 +58,7 @@ pub trait IsResult {
 }
 
 impl<T, E> IsResult for Result<T, E> {
-    #[inline(always)]
+    #[inline]
     fn is_ok_result(&self) -> bool {
         self.is_ok()
     }
@@ -67,7 +67,7 @@ impl<T, E> IsResult for Result<T, E> {
 /// The outcome of a `Result`, for functions whose declared return type is one (the
 /// macro sees it in the signature): one generic function shared by every function with
 /// the same `Result` type, instead of the autoref dispatch per function.
-#[inline(always)]
+#[inline]
 pub fn result_outcome<R: IsResult>(value: &R) -> Outcome {
     outcome_from(value.is_ok_result())
 }
