@@ -777,3 +777,110 @@ fn an_untraced_async_body_in_place_is_timed_cancelled_and_panics_as_an_error() {
         3.0
     );
 }
+
+// ---- a traced `async fn` that never awaits runs in place too, inside its span ----
+
+/// Every span opened, with its parent's name.
+type Opened = Arc<std::sync::Mutex<Vec<(String, Option<String>)>>>;
+
+struct Parents(Opened);
+
+impl<S> tracing_subscriber::Layer<S> for Parents
+where
+    S: tracing::Subscriber + for<'a> tracing_subscriber::registry::LookupSpan<'a>,
+{
+    fn on_new_span(
+        &self,
+        _: &tracing::span::Attributes<'_>,
+        id: &tracing::span::Id,
+        ctx: tracing_subscriber::layer::Context<'_, S>,
+    ) {
+        let span = ctx.span(id).expect("a new span is in the registry");
+        let parent = span.parent().map(|p| p.name().to_owned());
+        self.0
+            .lock()
+            .unwrap()
+            .push((span.name().to_owned(), parent));
+    }
+}
+
+fn current_span_name() -> Option<&'static str> {
+    tracing::Span::current().metadata().map(|m| m.name())
+}
+
+type Seen = Arc<std::sync::Mutex<Vec<Option<&'static str>>>>;
+
+/// No `.await`, no `?`, no `return`, no macro: it finishes in its first poll, so the
+/// macro runs it in place (no `Timed` around it) and enters its span around the body.
+#[observe::instrumented]
+async fn traced_in_place(seen: Seen, values: Vec<u32>, at: usize) -> Result<u32, String> {
+    seen.lock().unwrap().push(current_span_name());
+    if at > values.len() {
+        Ok(values[at])
+    } else {
+        values.get(at).copied().ok_or_else(String::new)
+    }
+}
+
+#[test]
+fn a_traced_async_body_that_never_awaits_runs_in_place_inside_its_span() {
+    use tracing::Instrument as _;
+    use tracing_subscriber::layer::SubscriberExt as _;
+
+    let opened = Opened::default();
+    let subscriber = tracing_subscriber::registry().with(Parents(opened.clone()));
+    let _default = tracing::subscriber::set_default(subscriber);
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
+    let seen = Seen::default();
+    let total = |result| calls("traced_in_place", result);
+
+    // Created, never polled: no call and no span.
+    drop(traced_in_place(seen.clone(), vec![1], 0));
+    assert!(opened.lock().unwrap().is_empty());
+    assert_eq!(total("ok") + total("error") + total("cancelled"), 0.0);
+
+    // Created outside, polled inside the caller's span: the function's span is a child
+    // of the span current at the first poll, as with `Timed`, and current in the body.
+    let future = traced_in_place(seen.clone(), vec![7], 0);
+    let caller = tracing::info_span!("caller");
+    assert_eq!(rt.block_on(future.instrument(caller)), Ok(7));
+    assert_eq!(
+        *opened.lock().unwrap(),
+        vec![
+            ("caller".to_owned(), None),
+            ("traced_in_place".to_owned(), Some("caller".to_owned()))
+        ]
+    );
+    assert_eq!(*seen.lock().unwrap(), vec![Some("traced_in_place")]);
+    assert_eq!(current_span_name(), None, "the span was left");
+
+    // An `Err`, and a panic (in a task, which catches it): both errors, the span left.
+    assert_eq!(
+        rt.block_on(traced_in_place(seen.clone(), vec![], 0)),
+        Err(String::new())
+    );
+    let joined =
+        rt.block_on(async { tokio::spawn(traced_in_place(seen.clone(), vec![], 5)).await });
+    assert!(joined.unwrap_err().is_panic());
+    assert_eq!(current_span_name(), None, "the span was left on unwinding");
+    assert_eq!(seen.lock().unwrap().len(), 3);
+    assert!(
+        seen.lock()
+            .unwrap()
+            .iter()
+            .all(|s| *s == Some("traced_in_place"))
+    );
+    assert_eq!(
+        (total("ok"), total("error"), total("cancelled")),
+        (1.0, 2.0, 0.0)
+    );
+    let text = observe::metrics::render();
+    let f = [("function", "traced_in_place")];
+    assert_eq!(value(&text, "function_calls_concurrent", &f), 0.0);
+    assert_eq!(
+        value(&text, "function_calls_duration_seconds_count", &f),
+        3.0
+    );
+}

@@ -34,6 +34,15 @@ pub async fn later(x: u32) -> u32 {
     x
 }
 
+/// A documented async function with the default span that never awaits (run in place).
+///
+/// # Errors
+/// When `x` is zero.
+#[observe::instrumented]
+pub async fn traced_now(x: u32) -> Result<u32, String> {
+    if x == 0 { Err(String::new()) } else { Ok(x) }
+}
+
 /// A documented future-returning function.
 #[observe::instrumented(span = false)]
 pub fn future(x: u32) -> impl Future<Output = u32> + Send {
@@ -77,6 +86,7 @@ fn strictly_linted_expansion_runs() {
         .build()
         .unwrap();
     assert_eq!(rt.block_on(later(3)), 3);
+    assert_eq!(rt.block_on(traced_now(3)), Ok(3));
     assert_eq!(rt.block_on(future(4)), 4);
     assert_eq!(rt.block_on(untraced_later(4)), 5);
     assert_eq!(rt.block_on(untraced_parse("6".to_owned())), Ok(6));

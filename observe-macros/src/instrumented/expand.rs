@@ -145,6 +145,27 @@ pub(super) fn default_classify(result: bool, at: Span) -> TokenStream {
     }
 }
 
+/// Whether `body` has an `.await` anywhere (in a nested `async` block or closure too:
+/// only compile time is lost by counting those). A body without one, and without a macro
+/// (see [`body_escapes`]), finishes in its first poll, so a span entered at its start and
+/// left at its end is entered exactly while it runs, as `Timed` would enter it.
+pub(super) fn body_awaits(body: &proc_macro2::Group) -> bool {
+    use proc_macro2::TokenTree;
+    fn walk(stream: TokenStream) -> bool {
+        let mut after_dot = false;
+        for token in stream {
+            match &token {
+                TokenTree::Ident(i) if after_dot && i == "await" => return true,
+                TokenTree::Group(g) if walk(g.stream()) => return true,
+                _ => {}
+            }
+            after_dot = matches!(&token, TokenTree::Punct(p) if p.as_char() == '.');
+        }
+        false
+    }
+    walk(body.stream())
+}
+
 /// Whether control can leave `body` other than by its value: a `return`, a `?`, or a
 /// macro call (which may expand to either). Without those the body runs as a block in
 /// place, not as a closure (a closure is a function of its own to compile). The walk is
@@ -338,24 +359,36 @@ pub fn instrumented(args: &Args, item: &super::Function) -> TokenStream {
         // `async fn` → `fn … -> impl Future`: the `Timed` future is the function's
         // future, with the body's `async` block the only state machine.
         let (sig, moves) = desugar_async(sig);
-        if !span_on
-            && args.err.is_none()
+        if args.err.is_none()
             && !body_escapes(block)
+            && (!span_on || !body_awaits(block))
             && let Some(output) = closure_output(&item.sig.output)
         {
-            // No span to enter on every poll: the guard lives in the body's own `async`
-            // block (started on the first poll, its drop counting a cancelled or
-            // panicked call), and no wrapper future is instantiated.
+            // No span to enter on every poll (none at all, or a body that finishes in
+            // its first poll): the call lives in the body's own `async` block (started on
+            // the first poll, its drop counting a cancelled or panicked call), and no
+            // wrapper future is instantiated.
             let outcome = outcome();
             let statements = block.stream();
+            let (enter, exit) = if span_on {
+                (
+                    quote!(let __observe_call = #p::enter(&__OBSERVE);),
+                    quote!(__observe_call.exit(#outcome);),
+                )
+            } else {
+                (
+                    quote!(let __observe_guard = #p::enter_untraced(&__OBSERVE);),
+                    quote!(#p::exit_untraced(__observe_guard, #outcome);),
+                )
+            };
             return quote! {
                 #(#attrs)* #vis #sig {
                     #site
                     async move {
                         #moves
-                        let __observe_guard = #p::enter_untraced(&__OBSERVE);
+                        #enter
                         let __observe_out: #output = { #statements };
-                        #p::exit_untraced(__observe_guard, #outcome);
+                        #exit
                         __observe_out
                     }
                 }

@@ -130,18 +130,22 @@ pub fn expand(args: &TokenStream, item: &TokenStream) -> Option<TokenStream> {
     ];
     let statements = body.stream();
     let mut inner = vec![lex(&site)];
-    // With a span the body is always polled inside `Timed`: no need to walk it.
-    if untraced && !expand::body_escapes(body) {
+    // In place when nothing leaves early and, with a span, nothing awaits (the body then
+    // finishes in its first poll); else inside `Timed`.
+    if !expand::body_escapes(body) && (untraced || !expand::body_awaits(body)) {
+        let enter = if untraced {
+            format!("let __observe_guard = {P}::enter_untraced(&__OBSERVE); let __observe_out:")
+        } else {
+            format!("let __observe_call = {P}::enter(&__OBSERVE); let __observe_out:")
+        };
         let future = [
             moves,
-            lex(&format!(
-                "let __observe_guard = {P}::enter_untraced(&__OBSERVE); let __observe_out:"
-            )),
+            lex(&enter),
             output,
             lex("="),
             group(Delimiter::Brace, [statements]),
             lex(";"),
-            exit(true, expand::default_outcome(result, at)),
+            exit(untraced, expand::default_outcome(result, at)),
             lex("; __observe_out"),
         ];
         inner.push(lex("async move"));
@@ -464,6 +468,8 @@ mod tests {
             "fn s() -> ::std::result::Result<Vec<u8>, E> { Ok(vec![]) }",
             "#[tokio::main] fn t() -> u8 { 7 }",
             "fn fp() -> Vec<fn() -> u8> { vec![] }",
+            "async fn later(x: u8) -> u8 { let f = async move { x.await_free() }; drop(f); x }",
+            "async fn nested_await() -> u8 { let f = async { ready(1).await }; drop(f); 0 }",
         ];
         for item in items {
             for args in ["", "span = false"] {
@@ -472,6 +478,29 @@ mod tests {
                 assert_eq!(quick, full(args, item), "({args}) {item}");
             }
         }
+    }
+
+    /// An `async` body runs in place (no `Timed`) when nothing leaves it early and, with
+    /// a span, nothing in it awaits; else it is polled inside `Timed`.
+    #[test]
+    fn async_bodies_run_in_place_unless_they_must_be_polled_in_their_span() {
+        let in_place = "async fn a(x: u8) -> Result<u8, E> { if x == 0 { Err(E) } else { Ok(x) } }";
+        let awaits = "async fn a(x: u8) -> Result<u8, E> { ready(x).await; Ok(x) }";
+        let escapes = "async fn a(x: u8) -> Result<u8, E> { check(x)?; Ok(x) }";
+        let timed = |args: &str, item: &str| full(args, item).contains("__private : : timed");
+        assert!(!timed("", in_place));
+        assert!(
+            full("", in_place).contains("__observe_call = : : observe : : __private : : enter")
+        );
+        assert!(timed("", awaits));
+        assert!(timed("", escapes));
+        assert!(!timed("span = false", in_place));
+        assert!(!timed("span = false", awaits));
+        assert!(timed("span = false", escapes));
+        // Options that need the span on every poll keep `Timed`.
+        assert!(timed("err", in_place));
+        assert!(timed("fields(x)", in_place));
+        assert!(!timed("level = \"debug\"", in_place));
     }
 
     /// The rest takes the full path.
