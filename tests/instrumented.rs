@@ -731,9 +731,9 @@ fn a_body_run_in_place_is_typed_by_the_declared_return_type() {
     assert_eq!(calls("collected_later", "ok"), 1.0);
 }
 
-/// `span = false` on an `async fn` whose body cannot leave early: the timing guard lives
-/// in the body's own future (no wrapper future). It starts on the first poll, and a
-/// dropped or panicking future is still counted.
+/// `span = false` on an `async fn` that awaits (so polled inside `Timed`, see below for
+/// bodies that never await): the call starts on the first poll, and a dropped or
+/// panicking future is still counted.
 #[observe::instrumented(span = false)]
 async fn untraced_waits(started: Arc<AtomicBool>, values: Vec<u32>, at: usize) -> u32 {
     started.store(true, Ordering::SeqCst);
@@ -745,7 +745,7 @@ async fn untraced_waits(started: Arc<AtomicBool>, values: Vec<u32>, at: usize) -
 }
 
 #[test]
-fn an_untraced_async_body_in_place_is_timed_cancelled_and_panics_as_an_error() {
+fn an_untraced_async_fn_that_awaits_is_timed_cancelled_and_panics_as_an_error() {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_time()
         .build()
@@ -822,6 +822,17 @@ async fn traced_in_place(seen: Seen, values: Vec<u32>, at: usize) -> Result<u32,
     }
 }
 
+/// The same body without a span: in place too.
+#[observe::instrumented(span = false)]
+async fn untraced_in_place(seen: Seen, values: Vec<u32>, at: usize) -> Result<u32, String> {
+    seen.lock().unwrap().push(current_span_name());
+    if at > values.len() {
+        Ok(values[at])
+    } else {
+        values.get(at).copied().ok_or_else(String::new)
+    }
+}
+
 #[test]
 fn a_traced_async_body_that_never_awaits_runs_in_place_inside_its_span() {
     use tracing::Instrument as _;
@@ -883,4 +894,20 @@ fn a_traced_async_body_that_never_awaits_runs_in_place_inside_its_span() {
         value(&text, "function_calls_duration_seconds_count", &f),
         3.0
     );
+
+    // Without a span: no span opened, the same accounting.
+    let before = opened.lock().unwrap().len();
+    let untraced = |values: Vec<u32>, at| untraced_in_place(seen.clone(), values, at);
+    assert_eq!(rt.block_on(untraced(vec![7], 0)), Ok(7));
+    assert_eq!(rt.block_on(untraced(vec![], 0)), Err(String::new()));
+    let fut = untraced(vec![], 5);
+    assert!(
+        rt.block_on(async { tokio::spawn(fut).await })
+            .unwrap_err()
+            .is_panic()
+    );
+    assert_eq!(opened.lock().unwrap().len(), before, "no span without one");
+    assert_eq!(seen.lock().unwrap()[3..], [None, None, None]);
+    let untraced_calls = |result| calls("untraced_in_place", result);
+    assert_eq!((untraced_calls("ok"), untraced_calls("error")), (1.0, 2.0));
 }

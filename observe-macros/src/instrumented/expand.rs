@@ -361,13 +361,16 @@ pub fn instrumented(args: &Args, item: &super::Function) -> TokenStream {
         let (sig, moves) = desugar_async(sig);
         if args.err.is_none()
             && !body_escapes(block)
-            && (!span_on || !body_awaits(block))
+            && !body_awaits(block)
             && let Some(output) = closure_output(&item.sig.output)
         {
-            // No span to enter on every poll (none at all, or a body that finishes in
-            // its first poll): the call lives in the body's own `async` block (started on
-            // the first poll, its drop counting a cancelled or panicked call), and no
-            // wrapper future is instantiated.
+            // A body that finishes in its first poll: the call (and its span, if any,
+            // entered exactly while the body runs) lives in the body's own `async` block,
+            // started on the first poll, its drop counting a panicked call; no wrapper
+            // future is instantiated. A body that awaits keeps `Timed` even without a
+            // span: in place, its guard lives across the suspension points, and a release
+            // build of a function polling many such bodies inlined took 2.5 times as long
+            // (the 500-function benchmark with `--body await`: 3.44 s against 1.39 s).
             let outcome = outcome();
             let statements = block.stream();
             let (enter, exit) = if span_on {

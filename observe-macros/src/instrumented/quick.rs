@@ -130,9 +130,9 @@ pub fn expand(args: &TokenStream, item: &TokenStream) -> Option<TokenStream> {
     ];
     let statements = body.stream();
     let mut inner = vec![lex(&site)];
-    // In place when nothing leaves early and, with a span, nothing awaits (the body then
-    // finishes in its first poll); else inside `Timed`.
-    if !expand::body_escapes(body) && (untraced || !expand::body_awaits(body)) {
+    // In place when nothing leaves early and nothing awaits (the body then finishes in
+    // its first poll); else inside `Timed` (see `expand`).
+    if !expand::body_escapes(body) && !expand::body_awaits(body) {
         let enter = if untraced {
             format!("let __observe_guard = {P}::enter_untraced(&__OBSERVE); let __observe_out:")
         } else {
@@ -480,8 +480,8 @@ mod tests {
         }
     }
 
-    /// An `async` body runs in place (no `Timed`) when nothing leaves it early and, with
-    /// a span, nothing in it awaits; else it is polled inside `Timed`.
+    /// An `async` body runs in place (no `Timed`) when nothing leaves it early and nothing
+    /// in it awaits; else it is polled inside `Timed`.
     #[test]
     fn async_bodies_run_in_place_unless_they_must_be_polled_in_their_span() {
         let in_place = "async fn a(x: u8) -> Result<u8, E> { if x == 0 { Err(E) } else { Ok(x) } }";
@@ -495,7 +495,7 @@ mod tests {
         assert!(timed("", awaits));
         assert!(timed("", escapes));
         assert!(!timed("span = false", in_place));
-        assert!(!timed("span = false", awaits));
+        assert!(timed("span = false", awaits));
         assert!(timed("span = false", escapes));
         // Options that need the span on every poll keep `Timed`.
         assert!(timed("err", in_place));
