@@ -810,10 +810,9 @@ fn current_span_name() -> Option<&'static str> {
 
 type Seen = Arc<std::sync::Mutex<Vec<Option<&'static str>>>>;
 
-/// No `.await`, no `?`, no `return`, no macro: it finishes in its first poll, so the
-/// macro runs it in place (no `Timed` around it) and enters its span around the body.
-#[observe::instrumented]
-async fn traced_in_place(seen: Seen, values: Vec<u32>, at: usize) -> Result<u32, String> {
+/// Notes the current span, then: the value at `at`; `Err` just past the end; a panic
+/// further on.
+fn pick(seen: &Seen, values: &[u32], at: usize) -> Result<u32, String> {
     seen.lock().unwrap().push(current_span_name());
     if at > values.len() {
         Ok(values[at])
@@ -822,15 +821,17 @@ async fn traced_in_place(seen: Seen, values: Vec<u32>, at: usize) -> Result<u32,
     }
 }
 
+/// No `.await`, no `?`, no `return`, no macro: it finishes in its first poll, so the
+/// macro runs it in place (no `Timed` around it) and enters its span around the body.
+#[observe::instrumented]
+async fn traced_in_place(seen: Seen, values: Vec<u32>, at: usize) -> Result<u32, String> {
+    pick(&seen, &values, at)
+}
+
 /// The same body without a span: in place too.
 #[observe::instrumented(span = false)]
 async fn untraced_in_place(seen: Seen, values: Vec<u32>, at: usize) -> Result<u32, String> {
-    seen.lock().unwrap().push(current_span_name());
-    if at > values.len() {
-        Ok(values[at])
-    } else {
-        values.get(at).copied().ok_or_else(String::new)
-    }
+    pick(&seen, &values, at)
 }
 
 #[test]
