@@ -291,8 +291,9 @@ fn plain_output(output: &[TokenTree]) -> bool {
 }
 
 /// Generic arguments before the output's last path segment (`a::B<T>::Result<X>`,
-/// `<S as Tr>::Result`) or a turbofish in it (`Result::<X, E>`): left to the full path, which finds the last
-/// segment with `syn` (`declares_result` below reads the tokens before the first `<`).
+/// `<S as Tr>::Result`) or a turbofish in it (`Result::<X, E>`): left to the full path,
+/// which finds the last segment with `syn` (`declares_result` below reads the tokens
+/// before the first `<`).
 fn args_before_last_segment(output: &[TokenTree]) -> bool {
     let mut depth = 0usize;
     let mut closed = false;
@@ -483,7 +484,7 @@ mod tests {
     /// An `async` body runs in place (no `Timed`) when nothing leaves it early and nothing
     /// in it awaits; else it is polled inside `Timed`.
     #[test]
-    fn async_bodies_run_in_place_unless_they_must_be_polled_in_their_span() {
+    fn async_bodies_run_in_place_unless_they_await_or_can_leave_early() {
         let in_place = "async fn a(x: u8) -> Result<u8, E> { if x == 0 { Err(E) } else { Ok(x) } }";
         let awaits = "async fn a(x: u8) -> Result<u8, E> { ready(x).await; Ok(x) }";
         let escapes = "async fn a(x: u8) -> Result<u8, E> { check(x)?; Ok(x) }";
