@@ -145,64 +145,54 @@ pub(super) fn default_classify(result: bool, at: Span) -> TokenStream {
     }
 }
 
-/// Whether `body` has an `.await` anywhere (in a nested `async` block or closure too:
-/// only compile time is lost by counting those). A body without one, and without a macro
-/// (see [`body_escapes`]), finishes in its first poll, so a span entered at its start and
-/// left at its end is entered exactly while it runs, as `Timed` would enter it.
-pub(super) fn body_awaits(body: &proc_macro2::Group) -> bool {
-    use proc_macro2::TokenTree;
-    fn walk(stream: TokenStream) -> bool {
-        let mut after_dot = false;
-        for token in stream {
-            match &token {
-                TokenTree::Ident(i) if after_dot && i == "await" => return true,
-                TokenTree::Group(g) if walk(g.stream()) => return true,
-                _ => {}
-            }
-            after_dot = matches!(&token, TokenTree::Punct(p) if p.as_char() == '.');
-        }
-        false
-    }
-    walk(body.stream())
-}
-
 /// Whether control can leave `body` other than by its value: a `return`, a `?`, or a
 /// macro call (which may expand to either). Without those the body runs as a block in
 /// place, not as a closure (a closure is a function of its own to compile). The walk is
 /// over tokens, into every group: a `return` inside a nested closure counts too (only
 /// compile time is lost by that).
 pub(super) fn body_escapes(body: &proc_macro2::Group) -> bool {
+    walk_body(body.stream(), false)
+}
+
+/// [`body_escapes`], or an `.await` anywhere (in a nested `async` block or closure too:
+/// only compile time is lost by counting those). An `async` body for which this is false
+/// finishes in its first poll, so a span entered at its start and left at its end is
+/// entered exactly while it runs, as `Timed` would enter it. One walk for both.
+pub(super) fn body_escapes_or_awaits(body: &proc_macro2::Group) -> bool {
+    walk_body(body.stream(), true)
+}
+
+fn walk_body(stream: TokenStream, awaits: bool) -> bool {
     use proc_macro2::{Spacing, TokenTree};
-    fn walk(stream: TokenStream) -> bool {
-        let mut previous_ident = false;
-        let mut bang_after_ident = false;
-        for token in stream {
-            let (ident, bang) = match &token {
-                TokenTree::Ident(i) => {
-                    if i == "return" {
-                        return true;
-                    }
-                    (true, false)
+    let mut previous_ident = false;
+    let mut bang_after_ident = false;
+    let mut after_dot = false;
+    for token in stream {
+        let (ident, bang) = match &token {
+            TokenTree::Ident(i) => {
+                if i == "return" || (awaits && after_dot && i == "await") {
+                    return true;
                 }
-                TokenTree::Punct(p) => match p.as_char() {
-                    '?' => return true,
-                    '!' => (false, previous_ident && p.spacing() == Spacing::Alone),
-                    _ => (false, false),
-                },
-                TokenTree::Group(g) => {
-                    if bang_after_ident || walk(g.stream()) {
-                        return true;
-                    }
-                    (false, false)
+                (true, false)
+            }
+            TokenTree::Punct(p) => match p.as_char() {
+                '?' => return true,
+                '!' => (false, previous_ident && p.spacing() == Spacing::Alone),
+                _ => (false, false),
+            },
+            TokenTree::Group(g) => {
+                if bang_after_ident || walk_body(g.stream(), awaits) {
+                    return true;
                 }
-                TokenTree::Literal(_) => (false, false),
-            };
-            previous_ident = ident;
-            bang_after_ident = bang;
-        }
-        false
+                (false, false)
+            }
+            TokenTree::Literal(_) => (false, false),
+        };
+        after_dot = matches!(&token, TokenTree::Punct(p) if p.as_char() == '.');
+        previous_ident = ident;
+        bang_after_ident = bang;
     }
-    walk(body.stream())
+    false
 }
 
 /// How the body is run and bound: `(annotation, expression)` for
@@ -360,8 +350,7 @@ pub fn instrumented(args: &Args, item: &super::Function) -> TokenStream {
         // future, with the body's `async` block the only state machine.
         let (sig, moves) = desugar_async(sig);
         if args.err.is_none()
-            && !body_escapes(block)
-            && !body_awaits(block)
+            && !body_escapes_or_awaits(block)
             && let Some(output) = closure_output(&item.sig.output)
         {
             // A body that finishes in its first poll: the call (and its span, if any,

@@ -132,7 +132,7 @@ pub fn expand(args: &TokenStream, item: &TokenStream) -> Option<TokenStream> {
     let mut inner = vec![lex(&site)];
     // In place when nothing leaves early and nothing awaits (the body then finishes in
     // its first poll); else inside `Timed` (see `expand`).
-    if !expand::body_escapes(body) && !expand::body_awaits(body) {
+    if !expand::body_escapes_or_awaits(body) {
         let enter = if untraced {
             format!("let __observe_guard = {P}::enter_untraced(&__OBSERVE); let __observe_out:")
         } else {
