@@ -514,11 +514,34 @@ pub fn instrumented(args: &Args, item: &super::Function) -> TokenStream {
 
 #[cfg(test)]
 mod tests {
-    use super::body_escapes;
+    use super::{body_escapes, body_escapes_or_awaits};
 
     fn escapes(body: &str) -> bool {
         let group: proc_macro2::Group = syn::parse_str(body).expect("a block");
         body_escapes(&group)
+    }
+
+    fn escapes_or_awaits(body: &str) -> bool {
+        let group: proc_macro2::Group = syn::parse_str(body).expect("a block");
+        body_escapes_or_awaits(&group)
+    }
+
+    #[test]
+    fn an_await_anywhere_counts_but_only_as_a_field_after_a_dot() {
+        assert!(escapes_or_awaits("{ work().await }"));
+        assert!(escapes_or_awaits(
+            "{ let f = async { ready(1).await }; drop(f); 0 }"
+        ));
+        assert!(escapes_or_awaits("{ return 1; }"));
+        assert!(
+            !escapes("{ work().await }"),
+            "an await alone does not escape"
+        );
+        assert!(!escapes_or_awaits("{ x.await_free() }"));
+        assert!(!escapes_or_awaits("{ let r#await = 1; r#await }"));
+        assert!(!escapes_or_awaits(
+            "{ if x == 0 { Err(E) } else { Ok(x) } }"
+        ));
     }
 
     #[test]
