@@ -84,13 +84,10 @@ pub fn expand(args: &TokenStream, item: &TokenStream) -> Option<TokenStream> {
     if !head.is_async {
         let escapes = expand::body_escapes(body);
         // The head as written, then the body.
-        let mut inner = vec![lex(&if untraced {
-            format!(
-                "{site} let __observe_guard = {P}::enter_untraced(&__OBSERVE); let __observe_out"
-            )
-        } else {
-            format!("{site} let __observe_call = {P}::enter(&__OBSERVE); let __observe_out")
-        })];
+        let mut inner = vec![lex(&format!(
+            "{site} {} let __observe_out",
+            enter(untraced)
+        ))];
         if escapes {
             let closure = [
                 lex("move || ->"),
@@ -133,14 +130,9 @@ pub fn expand(args: &TokenStream, item: &TokenStream) -> Option<TokenStream> {
     // In place when nothing leaves early and nothing awaits (the body then finishes in
     // its first poll); else inside `Timed` (see `expand`).
     if !expand::body_escapes_or_awaits(body) {
-        let enter = if untraced {
-            format!("let __observe_guard = {P}::enter_untraced(&__OBSERVE); let __observe_out:")
-        } else {
-            format!("let __observe_call = {P}::enter(&__OBSERVE); let __observe_out:")
-        };
         let future = [
             moves,
-            lex(&enter),
+            lex(&format!("{} let __observe_out:", enter(untraced))),
             output,
             lex("="),
             group(Delimiter::Brace, [statements]),
@@ -174,6 +166,16 @@ pub fn expand(args: &TokenStream, item: &TokenStream) -> Option<TokenStream> {
 /// One group of the concatenated parts.
 fn group(delimiter: Delimiter, parts: impl IntoIterator<Item = TokenStream>) -> TokenStream {
     TokenTree::Group(Group::new(delimiter, parts.into_iter().collect())).into()
+}
+
+/// The statement that starts the call: `enter(&__OBSERVE)` (the span opened and
+/// entered), or `enter_untraced(&__OBSERVE)`; [`exit`] ends it.
+fn enter(untraced: bool) -> String {
+    if untraced {
+        format!("let __observe_guard = {P}::enter_untraced(&__OBSERVE);")
+    } else {
+        format!("let __observe_call = {P}::enter(&__OBSERVE);")
+    }
 }
 
 /// `__observe_call.exit(outcome)`, or `exit_untraced(__observe_guard, outcome)`.
