@@ -834,8 +834,54 @@ async fn untraced_in_place(seen: Seen, values: Vec<u32>, at: usize) -> Result<u3
     pick(&seen, &values, at)
 }
 
+/// The same through an early `return` and a `?`, still without `.await` or macro: in
+/// place too, the body a closure called once.
+#[observe::instrumented]
+async fn traced_leaving_early(seen: Seen, values: Vec<u32>, at: usize) -> Result<u32, String> {
+    if values.len() == 1 {
+        return pick(&seen, &values, at);
+    }
+    let value = pick(&seen, &values, at)?;
+    Ok(value)
+}
+
+/// The same without a span.
+#[observe::instrumented(span = false)]
+async fn untraced_leaving_early(seen: Seen, values: Vec<u32>, at: usize) -> Result<u32, String> {
+    if values.len() == 1 {
+        return pick(&seen, &values, at);
+    }
+    let value = pick(&seen, &values, at)?;
+    Ok(value)
+}
+
 #[test]
 fn a_traced_async_body_that_never_awaits_runs_in_place_inside_its_span() {
+    runs_in_place(
+        ("traced_in_place", traced_in_place),
+        ("untraced_in_place", untraced_in_place),
+    );
+}
+
+#[test]
+fn an_async_body_that_leaves_early_runs_in_place_inside_its_span() {
+    runs_in_place(
+        ("traced_leaving_early", traced_leaving_early),
+        ("untraced_leaving_early", untraced_leaving_early),
+    );
+}
+
+/// `traced` (a function named `name` with the default span) and `untraced` (`span =
+/// false`), both behaving like [`pick`]: a call and its span start at the first poll,
+/// the span is current in the body and left after it, on unwinding too; `Ok`, `Err`
+/// and a panic are counted as for `Timed`.
+fn runs_in_place<T, TF, U, UF>(traced: (&'static str, T), untraced: (&'static str, U))
+where
+    T: Fn(Seen, Vec<u32>, usize) -> TF,
+    TF: Future<Output = Result<u32, String>> + Send + 'static,
+    U: Fn(Seen, Vec<u32>, usize) -> UF,
+    UF: Future<Output = Result<u32, String>> + Send + 'static,
+{
     use tracing::Instrument as _;
     use tracing_subscriber::layer::SubscriberExt as _;
 
@@ -846,50 +892,45 @@ fn a_traced_async_body_that_never_awaits_runs_in_place_inside_its_span() {
         .build()
         .unwrap();
     let seen = Seen::default();
-    let total = |result| calls("traced_in_place", result);
+    let (name, traced) = traced;
+    let total = |result| calls(name, result);
 
     // Created, never polled: no call and no span.
-    drop(traced_in_place(seen.clone(), vec![1], 0));
+    drop(traced(seen.clone(), vec![1], 0));
     assert!(opened.lock().unwrap().is_empty());
     assert_eq!(total("ok") + total("error") + total("cancelled"), 0.0);
 
     // Created outside, polled inside the caller's span: the function's span is a child
     // of the span current at the first poll, as with `Timed`, and current in the body.
-    let future = traced_in_place(seen.clone(), vec![7], 0);
+    let future = traced(seen.clone(), vec![7], 0);
     let caller = tracing::info_span!("caller");
     assert_eq!(rt.block_on(future.instrument(caller)), Ok(7));
     assert_eq!(
         *opened.lock().unwrap(),
         vec![
             ("caller".to_owned(), None),
-            ("traced_in_place".to_owned(), Some("caller".to_owned()))
+            (name.to_owned(), Some("caller".to_owned()))
         ]
     );
-    assert_eq!(*seen.lock().unwrap(), vec![Some("traced_in_place")]);
+    assert_eq!(*seen.lock().unwrap(), vec![Some(name)]);
     assert_eq!(current_span_name(), None, "the span was left");
 
     // An `Err`, and a panic (in a task, which catches it): both errors, the span left.
     assert_eq!(
-        rt.block_on(traced_in_place(seen.clone(), vec![], 0)),
+        rt.block_on(traced(seen.clone(), vec![], 0)),
         Err(String::new())
     );
-    let joined =
-        rt.block_on(async { tokio::spawn(traced_in_place(seen.clone(), vec![], 5)).await });
+    let joined = rt.block_on(async { tokio::spawn(traced(seen.clone(), vec![], 5)).await });
     assert!(joined.unwrap_err().is_panic());
     assert_eq!(current_span_name(), None, "the span was left on unwinding");
     assert_eq!(seen.lock().unwrap().len(), 3);
-    assert!(
-        seen.lock()
-            .unwrap()
-            .iter()
-            .all(|s| *s == Some("traced_in_place"))
-    );
+    assert!(seen.lock().unwrap().iter().all(|s| *s == Some(name)));
     assert_eq!(
         (total("ok"), total("error"), total("cancelled")),
         (1.0, 2.0, 0.0)
     );
     let text = observe::metrics::render();
-    let f = [("function", "traced_in_place")];
+    let f = [("function", name)];
     assert_eq!(value(&text, "function_calls_concurrent", &f), 0.0);
     assert_eq!(
         value(&text, "function_calls_duration_seconds_count", &f),
@@ -898,7 +939,8 @@ fn a_traced_async_body_that_never_awaits_runs_in_place_inside_its_span() {
 
     // Without a span: no span opened, the same accounting.
     let before = opened.lock().unwrap().len();
-    let untraced = |values: Vec<u32>, at| untraced_in_place(seen.clone(), values, at);
+    let (untraced_name, untraced) = untraced;
+    let untraced = |values: Vec<u32>, at| untraced(seen.clone(), values, at);
     assert_eq!(rt.block_on(untraced(vec![7], 0)), Ok(7));
     assert_eq!(rt.block_on(untraced(vec![], 0)), Err(String::new()));
     let fut = untraced(vec![], 5);
@@ -909,6 +951,6 @@ fn a_traced_async_body_that_never_awaits_runs_in_place_inside_its_span() {
     );
     assert_eq!(opened.lock().unwrap().len(), before, "no span without one");
     assert_eq!(seen.lock().unwrap()[3..], [None, None, None]);
-    let untraced_calls = |result| calls("untraced_in_place", result);
+    let untraced_calls = |result| calls(untraced_name, result);
     assert_eq!((untraced_calls("ok"), untraced_calls("error")), (1.0, 2.0));
 }

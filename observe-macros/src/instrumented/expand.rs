@@ -145,54 +145,81 @@ pub(super) fn default_classify(result: bool, at: Span) -> TokenStream {
     }
 }
 
-/// Whether control can leave `body` other than by its value: a `return`, a `?`, or a
-/// macro call (which may expand to either). Without those the body runs as a block in
-/// place, not as a closure (a closure is a function of its own to compile). The walk is
-/// over tokens, into every group: a `return` inside a nested closure counts too (only
-/// compile time is lost by that).
-pub(super) fn body_escapes(body: &proc_macro2::Group) -> bool {
+/// How control can leave a body, from one walk over its tokens, into every group (what a
+/// nested closure or `async` block does counts too: only compile time is lost by that).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum Flow {
+    /// Only by its value: the body runs as a block in place.
+    Through,
+    /// Also by a `return` or a `?`: it runs in place as a closure called once (a closure
+    /// is a function of its own to compile, so only when needed).
+    Leaves,
+    /// A macro call, which may expand to a `return`, a `?` or an `.await`; or, when the
+    /// walk was asked to look for them, an `.await`. A synchronous body runs as a
+    /// closure; an `async` body is polled inside `Timed`.
+    Unknown,
+}
+
+/// How control can leave `body`, not looking for `.await` (a synchronous body).
+pub(super) fn sync_flow(body: &proc_macro2::Group) -> Flow {
     walk_body(body.stream(), false)
 }
 
-/// [`body_escapes`], or an `.await` anywhere (in a nested `async` block or closure too:
-/// only compile time is lost by counting those). An `async` body for which this is false
-/// finishes in its first poll, so a span entered at its start and left at its end is
-/// entered exactly while it runs, as `Timed` would enter it. One walk for both.
-pub(super) fn body_escapes_or_awaits(body: &proc_macro2::Group) -> bool {
+/// How control can leave the body of an `async fn`, an `.await` anywhere counting as
+/// [`Flow::Unknown`]. A body whose flow is not `Unknown` finishes in its first poll, so a
+/// span entered at its start and left at its end is entered exactly while it runs, as
+/// `Timed` would enter it.
+pub(super) fn async_flow(body: &proc_macro2::Group) -> Flow {
     walk_body(body.stream(), true)
 }
 
-fn walk_body(stream: TokenStream, awaits: bool) -> bool {
+fn walk_body(stream: TokenStream, awaits: bool) -> Flow {
     use proc_macro2::{Spacing, TokenTree};
+    let mut flow = Flow::Through;
     let mut previous_ident = false;
     let mut bang_after_ident = false;
     let mut after_dot = false;
     for token in stream {
         let (ident, bang) = match &token {
             TokenTree::Ident(i) => {
-                if i == "return" || (awaits && after_dot && i == "await") {
-                    return true;
+                if awaits && after_dot && i == "await" {
+                    return Flow::Unknown;
+                }
+                if i == "return" {
+                    flow = Flow::Leaves;
                 }
                 (true, false)
             }
             TokenTree::Punct(p) => match p.as_char() {
-                '?' => return true,
+                '?' => {
+                    flow = Flow::Leaves;
+                    (false, false)
+                }
                 '!' => (false, previous_ident && p.spacing() == Spacing::Alone),
                 _ => (false, false),
             },
             TokenTree::Group(g) => {
-                if bang_after_ident || walk_body(g.stream(), awaits) {
-                    return true;
+                if bang_after_ident {
+                    return Flow::Unknown;
+                }
+                match walk_body(g.stream(), awaits) {
+                    Flow::Through => {}
+                    Flow::Leaves => flow = Flow::Leaves,
+                    Flow::Unknown => return Flow::Unknown,
                 }
                 (false, false)
             }
             TokenTree::Literal(_) => (false, false),
         };
+        if flow == Flow::Leaves && !awaits {
+            // Only a macro could change a synchronous body's run: it runs as a closure.
+            return flow;
+        }
         after_dot = matches!(&token, TokenTree::Punct(p) if p.as_char() == '.');
         previous_ident = ident;
         bang_after_ident = bang;
     }
-    false
+    flow
 }
 
 /// How the body is run and bound: `(annotation, expression)` for
@@ -205,7 +232,7 @@ fn run_body(
 ) -> (TokenStream, TokenStream) {
     let ret = nameable_output(output);
     match closure_output(output) {
-        Some(output) if !body_escapes(block) => (quote!(: #output), quote!(#block)),
+        Some(output) if sync_flow(block) == Flow::Through => (quote!(: #output), quote!(#block)),
         Some(output) => (TokenStream::new(), quote!((move || -> #output #block)())),
         None => (
             TokenStream::new(),
@@ -349,17 +376,20 @@ pub fn instrumented(args: &Args, item: &super::Function) -> TokenStream {
         // `async fn` → `fn … -> impl Future`: the `Timed` future is the function's
         // future, with the body's `async` block the only state machine.
         let (sig, moves) = desugar_async(sig);
+        let flow = async_flow(block);
         if args.err.is_none()
-            && !body_escapes_or_awaits(block)
+            && flow != Flow::Unknown
             && let Some(output) = closure_output(&item.sig.output)
         {
             // A body that finishes in its first poll: the call (and its span, if any,
             // entered exactly while the body runs) lives in the body's own `async` block,
             // started on the first poll, its drop counting a panicked call; no wrapper
-            // future is instantiated. A body that awaits keeps `Timed` even without a
-            // span: in place, its guard lives across the suspension points, and a release
-            // build of a function polling many such bodies inlined took 2.5 times as long
-            // (the 500-function benchmark with `--body await`: 3.44 s against 1.39 s).
+            // future is instantiated. A body that can leave early by `return` or `?` runs
+            // there as a closure called once. A body that awaits keeps `Timed` even
+            // without a span: in place, its guard lives across the suspension points, and
+            // a release build of a function polling many such bodies inlined took 2.5
+            // times as long (the 500-function benchmark with `--body await`: 3.44 s
+            // against 1.39 s).
             let outcome = outcome();
             let statements = block.stream();
             let (enter, exit) = if span_on {
@@ -373,13 +403,18 @@ pub fn instrumented(args: &Args, item: &super::Function) -> TokenStream {
                     quote!(#p::exit_untraced(__observe_guard, #outcome);),
                 )
             };
+            let run = if flow == Flow::Through {
+                quote!(let __observe_out: #output = { #statements };)
+            } else {
+                quote!(let __observe_out = (move || -> #output { #statements })();)
+            };
             return quote! {
                 #(#attrs)* #vis #sig {
                     #site
                     async move {
                         #moves
                         #enter
-                        let __observe_out: #output = { #statements };
+                        #run
                         #exit
                         __observe_out
                     }
@@ -514,34 +549,58 @@ pub fn instrumented(args: &Args, item: &super::Function) -> TokenStream {
 
 #[cfg(test)]
 mod tests {
-    use super::{body_escapes, body_escapes_or_awaits};
+    use super::{Flow, async_flow, sync_flow};
 
-    fn escapes(body: &str) -> bool {
-        let group: proc_macro2::Group = syn::parse_str(body).expect("a block");
-        body_escapes(&group)
+    fn block(body: &str) -> proc_macro2::Group {
+        syn::parse_str(body).expect("a block")
     }
 
-    fn escapes_or_awaits(body: &str) -> bool {
-        let group: proc_macro2::Group = syn::parse_str(body).expect("a block");
-        body_escapes_or_awaits(&group)
+    fn escapes(body: &str) -> bool {
+        sync_flow(&block(body)) != Flow::Through
+    }
+
+    fn in_async(body: &str) -> Flow {
+        async_flow(&block(body))
     }
 
     #[test]
     fn an_await_anywhere_counts_but_only_as_a_field_after_a_dot() {
-        assert!(escapes_or_awaits("{ work().await }"));
-        assert!(escapes_or_awaits(
-            "{ let f = async { ready(1).await }; drop(f); 0 }"
-        ));
-        assert!(escapes_or_awaits("{ return 1; }"));
+        assert_eq!(in_async("{ work().await }"), Flow::Unknown);
+        assert_eq!(
+            in_async("{ let f = async { ready(1).await }; drop(f); 0 }"),
+            Flow::Unknown
+        );
+        assert_eq!(
+            in_async("{ let v = f()?; g(v).await }"),
+            Flow::Unknown,
+            "an await after a `?` still counts"
+        );
         assert!(
             !escapes("{ work().await }"),
             "an await alone does not escape"
         );
-        assert!(!escapes_or_awaits("{ x.await_free() }"));
-        assert!(!escapes_or_awaits("{ let r#await = 1; r#await }"));
-        assert!(!escapes_or_awaits(
-            "{ if x == 0 { Err(E) } else { Ok(x) } }"
-        ));
+        assert_eq!(in_async("{ x.await_free() }"), Flow::Through);
+        assert_eq!(in_async("{ let r#await = 1; r#await }"), Flow::Through);
+        assert_eq!(
+            in_async("{ if x == 0 { Err(E) } else { Ok(x) } }"),
+            Flow::Through
+        );
+    }
+
+    #[test]
+    fn an_async_body_that_leaves_early_without_macros_or_awaits_runs_as_a_closure() {
+        assert_eq!(in_async("{ return 1; }"), Flow::Leaves);
+        assert_eq!(in_async("{ let v = s.parse()?; Ok(v) }"), Flow::Leaves);
+        assert_eq!(
+            in_async("{ if x { return Ok(1) } let v = f(x)?; Ok(v) }"),
+            Flow::Leaves
+        );
+        assert_eq!(
+            in_async("{ let v = s.parse()?; log::info!(\"{v}\"); Ok(v) }"),
+            Flow::Unknown,
+            "a macro may expand to an await"
+        );
+        assert_eq!(in_async("{ vec![1] }"), Flow::Unknown);
     }
 
     #[test]

@@ -82,7 +82,7 @@ pub fn expand(args: &TokenStream, item: &TokenStream) -> Option<TokenStream> {
         .map_or_else(Span::call_site, TokenTree::span);
 
     if !head.is_async {
-        let escapes = expand::body_escapes(body);
+        let escapes = expand::sync_flow(body) != expand::Flow::Through;
         // The head as written, then the body.
         let mut inner = vec![lex(&format!(
             "{site} {} let __observe_out",
@@ -127,15 +127,34 @@ pub fn expand(args: &TokenStream, item: &TokenStream) -> Option<TokenStream> {
     ];
     let statements = body.stream();
     let mut inner = vec![lex(&site)];
-    // In place when nothing leaves early and nothing awaits (the body then finishes in
-    // its first poll); else inside `Timed` (see `expand`).
-    if !expand::body_escapes_or_awaits(body) {
+    // In place when nothing awaits and no macro is called (the body then finishes in its
+    // first poll), as a closure when it can leave early; else inside `Timed` (see
+    // `expand`).
+    let flow = expand::async_flow(body);
+    if flow != expand::Flow::Unknown {
+        let run = if flow == expand::Flow::Through {
+            vec![
+                lex("let __observe_out:"),
+                output,
+                lex("="),
+                group(Delimiter::Brace, [statements]),
+            ]
+        } else {
+            let closure = [
+                lex("move || ->"),
+                output,
+                group(Delimiter::Brace, [statements]),
+            ];
+            vec![
+                lex("let __observe_out ="),
+                group(Delimiter::Parenthesis, closure),
+                lex("()"),
+            ]
+        };
         let future = [
             moves,
-            lex(&format!("{} let __observe_out:", enter(untraced))),
-            output,
-            lex("="),
-            group(Delimiter::Brace, [statements]),
+            lex(&enter(untraced)),
+            run.into_iter().collect(),
             lex(";"),
             exit(untraced, expand::default_outcome(result, at)),
             lex("; __observe_out"),
@@ -473,6 +492,8 @@ mod tests {
             "fn fp() -> Vec<fn() -> u8> { vec![] }",
             "async fn later(x: u8) -> u8 { let f = async move { x.await_free() }; drop(f); x }",
             "async fn nested_await() -> u8 { let f = async { ready(1).await }; drop(f); 0 }",
+            "async fn leaves(x: u8) -> Result<u8, E> { if x == 0 { return Ok(1) } check(x)?; Ok(x) }",
+            "async fn leaves_self(&self, s: String) -> Result<u32, E> { Ok(s.parse()?) }",
         ];
         for item in items {
             for args in ["", "span = false"] {
@@ -483,27 +504,37 @@ mod tests {
         }
     }
 
-    /// An `async` body runs in place (no `Timed`) when nothing leaves it early and nothing
-    /// in it awaits; else it is polled inside `Timed`.
+    /// An `async` body runs in place (no `Timed`) when nothing in it awaits and it calls
+    /// no macro: as a block, or as a closure called once when it can leave early; else it
+    /// is polled inside `Timed`.
     #[test]
-    fn async_bodies_run_in_place_unless_they_await_or_can_leave_early() {
+    fn async_bodies_run_in_place_unless_they_await_or_call_a_macro() {
         let in_place = "async fn a(x: u8) -> Result<u8, E> { if x == 0 { Err(E) } else { Ok(x) } }";
         let awaits = "async fn a(x: u8) -> Result<u8, E> { ready(x).await; Ok(x) }";
         let escapes = "async fn a(x: u8) -> Result<u8, E> { check(x)?; Ok(x) }";
+        let returns = "async fn a(x: u8) -> Result<u8, E> { if x == 0 { return Ok(1) } Ok(x) }";
+        let escapes_and_awaits = "async fn a(x: u8) -> Result<u8, E> { check(x)?; ready(x).await }";
+        let macro_call = "async fn a(x: u8) -> Result<u8, E> { check(x)?; info!(\"{x}\"); Ok(x) }";
         let timed = |args: &str, item: &str| full(args, item).contains("__private : : timed");
-        assert!(!timed("", in_place));
+        let closure = |args: &str, item: &str| full(args, item).contains("( move | | - >");
+        for args in ["", "span = false"] {
+            assert!(!timed(args, in_place) && !closure(args, in_place), "{args}");
+            for item in [escapes, returns] {
+                assert!(!timed(args, item) && closure(args, item), "({args}) {item}");
+            }
+            for item in [awaits, escapes_and_awaits, macro_call] {
+                assert!(timed(args, item), "({args}) {item}");
+            }
+        }
         assert!(
             full("", in_place).contains("__observe_call = : : observe : : __private : : enter")
         );
-        assert!(timed("", awaits));
-        assert!(timed("", escapes));
-        assert!(!timed("span = false", in_place));
-        assert!(timed("span = false", awaits));
-        assert!(timed("span = false", escapes));
         // Options that need the span on every poll keep `Timed`.
         assert!(timed("err", in_place));
+        assert!(timed("err", escapes));
         assert!(timed("fields(x)", in_place));
         assert!(!timed("level = \"debug\"", in_place));
+        assert!(!timed("level = \"debug\"", escapes));
     }
 
     /// The rest takes the full path.
