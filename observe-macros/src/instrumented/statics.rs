@@ -104,9 +104,8 @@ pub fn site_text(
     // by one was most of the macro's run time: proc macros run unoptimised in debug
     // builds). The spans are the call site's, as `quote!` gives them.
     let site = format!(
-        "static __OBSERVE: {P}::Site = {P}::Site {{ function: {fn_name:?}, \
-           module: ::core::module_path!(), file: ::core::file!(), line: {line}, \
-           options: {options}, state: {P}::SiteState::NEW }};"
+        "static __OBSERVE: {P}::Site = {P}::Site::new({fn_name:?}, \
+           ::core::module_path!(), ::core::file!(), {line}, {options});"
     );
     if registered {
         // The site goes in the slice's link section. Where linkme names that section

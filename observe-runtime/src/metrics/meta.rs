@@ -46,7 +46,7 @@ pub enum FnKind {
 /// A call site: what the macro knows about the function (what differs from one function
 /// to the next, and a reference to its options) and the state filled in at run time.
 ///
-/// Generated code builds one `static` of this type per function from a struct literal
+/// Generated code builds one `static` of this type per function with [`SiteMeta::new`],
 /// with as little in it as possible (what the compiler evaluates per function was most of
 /// what an annotated function cost to compile), placed in the link-time `SITES` slice
 /// (`crate::registry`). `Site` (in `site.rs`) is the same type, with the hot path.
@@ -65,6 +65,33 @@ pub struct SiteMeta {
     pub options: &'static SiteOptions,
     /// Run-time state; always [`SiteState::NEW`] in a `static`.
     pub state: SiteState,
+}
+
+impl SiteMeta {
+    /// A site with no run-time state yet ([`SiteState::NEW`]): what generated code
+    /// writes, one `static` per function.
+    ///
+    /// ```
+    /// use observe_runtime::__private::{SYNC_UNTRACED, Site};
+    /// static SITE: Site = Site::new("charge", module_path!(), file!(), line!(), &SYNC_UNTRACED);
+    /// assert_eq!((SITE.function, SITE.module), ("charge", module_path!()));
+    /// ```
+    pub const fn new(
+        function: &'static str,
+        module: &'static str,
+        file: &'static str,
+        line: u32,
+        options: &'static SiteOptions,
+    ) -> Self {
+        SiteMeta {
+            function,
+            module,
+            file,
+            line,
+            options,
+            state: SiteState::NEW,
+        }
+    }
 }
 
 /// The run-time state of a call site: its counters (allocated on the first call), its
