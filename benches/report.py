@@ -2,7 +2,8 @@
 """Turns criterion's estimates into the BENCHMARKS.md tables.
 
 Each argument is one criterion output directory (one build, one process). Added cost is
-the variant's mean minus `bare` from the same directory; the ratio divides it by
+the variant's mean minus `bare` from the same directory (an `async_` row: minus
+`async_bare`, an `async_await_` row: minus `async_await_bare`); the ratio divides it by
 `hand_written`'s added cost from the same directory."""
 import json
 import pathlib
@@ -25,7 +26,12 @@ def table(root):
         bare = est["bare"]
         hand = est["hand_written"] - bare
         for name, value in est.items():
-            added = value - bare
+            base = bare
+            for prefix in ("async_await_", "async_"):
+                if name.startswith(prefix) and f"{prefix}bare" in est:
+                    base = est[f"{prefix}bare"]
+                    break
+            added = value - base
             rows.append((group, name, value, added, added / hand if hand > 0 else float("nan")))
     return rows
 

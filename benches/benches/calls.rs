@@ -3,7 +3,11 @@
 //! hand-written code with static pre-resolved `prometheus` children and
 //! `std::time::Instant`, naive `with_label_values` per call, `#[autometrics]` (the backend
 //! this build was compiled with), and `#[tracing::instrument]`; on one thread and on two
-//! threads calling the same function.
+//! threads calling the same function. The `async_` rows are `async fn`s with a `?`, each
+//! call polled once to completion: bare, `#[instrumented]` without and with its span
+//! (no `.await` in the body: run in place), and the same three whose body awaits a ready
+//! future (`#[instrumented]` polls those inside `Timed`); their added cost is over
+//! `async_bare`.
 #![allow(missing_docs)]
 
 use std::hint::black_box;
@@ -34,6 +38,83 @@ fn observe_metrics(x: u64) -> u64 {
 #[inline(never)]
 fn observe_full(x: u64) -> u64 {
     work(x)
+}
+
+/// The step that can fail in the `async` rows: never does here.
+#[derive(Debug)]
+struct Overflow;
+
+#[inline(always)]
+fn checked(x: u64) -> Result<u64, Overflow> {
+    if x == u64::MAX {
+        Err(Overflow)
+    } else {
+        Ok(work(x))
+    }
+}
+
+async fn bare_try(x: u64) -> Result<u64, Overflow> {
+    let y = checked(x)?;
+    Ok(y)
+}
+
+#[observe::instrumented(span = false)]
+async fn metrics_try(x: u64) -> Result<u64, Overflow> {
+    let y = checked(x)?;
+    Ok(y)
+}
+
+#[observe::instrumented]
+async fn full_try(x: u64) -> Result<u64, Overflow> {
+    let y = checked(x)?;
+    Ok(y)
+}
+
+async fn bare_await(x: u64) -> Result<u64, Overflow> {
+    let y = std::future::ready(checked(x)?).await;
+    Ok(y)
+}
+
+#[observe::instrumented(span = false)]
+async fn metrics_await(x: u64) -> Result<u64, Overflow> {
+    let y = std::future::ready(checked(x)?).await;
+    Ok(y)
+}
+
+#[observe::instrumented]
+async fn full_await(x: u64) -> Result<u64, Overflow> {
+    let y = std::future::ready(checked(x)?).await;
+    Ok(y)
+}
+
+/// Polls `future` once; every future here is ready at its first poll.
+#[inline(always)]
+fn poll_once(future: impl Future<Output = Result<u64, Overflow>>) -> u64 {
+    let mut future = std::pin::pin!(future);
+    let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+    match future.as_mut().poll(&mut cx) {
+        std::task::Poll::Ready(Ok(v)) => v,
+        _ => 0,
+    }
+}
+
+/// One `fn(u64) -> u64` per async function, polling its future once.
+macro_rules! polled {
+    ($($name:ident => $async_fn:ident),* $(,)?) => {$(
+        #[inline(never)]
+        fn $name(x: u64) -> u64 {
+            poll_once($async_fn(x))
+        }
+    )*};
+}
+
+polled! {
+    async_bare => bare_try,
+    async_instrumented_metrics => metrics_try,
+    async_instrumented_metrics_span => full_try,
+    async_await_bare => bare_await,
+    async_await_instrumented_metrics => metrics_await,
+    async_await_instrumented_metrics_span => full_await,
 }
 
 static REGISTRY: Lazy<prometheus::Registry> = Lazy::new(prometheus::Registry::new);
@@ -130,6 +211,21 @@ fn variants() -> Vec<Variant> {
         ("hand_written", hand_written),
         ("naive_with_label_values", naive),
         ("tracing_instrument", tracing_instrument),
+        ("async_bare", async_bare),
+        ("async_instrumented_metrics", async_instrumented_metrics),
+        (
+            "async_instrumented_metrics_span",
+            async_instrumented_metrics_span,
+        ),
+        ("async_await_bare", async_await_bare),
+        (
+            "async_await_instrumented_metrics",
+            async_await_instrumented_metrics,
+        ),
+        (
+            "async_await_instrumented_metrics_span",
+            async_await_instrumented_metrics_span,
+        ),
     ];
     #[cfg(all(
         feature = "autometrics-default",
