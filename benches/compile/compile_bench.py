@@ -19,11 +19,12 @@ its ratio to `none`, and the expanded size per function (`-Zunpretty=expanded` u
 RUSTC_BOOTSTRAP=1, non-empty lines).
 
     benches/compile/compile_bench.py [--functions 500] [--reps 3] [--variants a,b]
-        [--modes check,debug,release] [--body plain|try] [--markdown]
+        [--modes check,debug,release] [--body plain|try|await] [--markdown]
 
-Bodies (`--body`): `plain` is `if x == K { Err(E) } else { Ok(x * M) }`; `try` is the
-same through a `?` (`let y = check(x, K)?; Ok(y * M)`), which `#[instrumented]` cannot
-run in place.
+Bodies (`--body`): `plain` is `if x == K { Err(E) } else { Ok(x * M) }`, which
+`#[instrumented]` runs in place as a block; `try` is the same through a `?`
+(`let y = check(x, K)?; Ok(y * M)`), run in place as a closure; `await` makes each async
+body await a ready future first, so that it is polled inside `Timed`.
 """
 
 import argparse
@@ -61,7 +62,7 @@ MODES = {
 BODIES = {
     # No early exit: `#[instrumented]` runs such a body in place.
     "plain": "    if x == {k} {{ Err(E) }} else {{ Ok(x.wrapping_mul({m})) }}",
-    # A `?`: the body must run in a closure (or its own future) to be timed.
+    # A `?`: the body runs as a closure called once, to be timed.
     "try": "    let y = check(x, {k})?;\n    Ok(y.wrapping_mul({m}))",
     # The async functions await (a ready future): a traced body is then polled inside
     # `Timed` (sync functions get the plain body).
