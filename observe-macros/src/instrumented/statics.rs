@@ -1,7 +1,8 @@
 //! The one `static` of an instrumented function: its `Site` (labels, location, bucket
-//! bounds, span level and fields, and the run-time state), written as a struct literal
-//! so that nothing is evaluated per function at compile time, and placed in the
-//! link-time slice of call sites when the function has metrics.
+//! bounds, span level and fields, and the run-time state), built by the `const fn`
+//! `Site::new` from literals and shared option statics (as little as possible evaluated
+//! per function at compile time), and placed in the link-time slice of call sites when
+//! the function has metrics.
 
 use proc_macro2::TokenStream;
 use syn::Signature;
