@@ -731,9 +731,9 @@ fn a_body_run_in_place_is_typed_by_the_declared_return_type() {
     assert_eq!(calls("collected_later", "ok"), 1.0);
 }
 
-/// `span = false` on an `async fn` that awaits (so polled inside `Timed`, see below for
-/// bodies that never await): the call starts on the first poll, and a dropped or
-/// panicking future is still counted.
+/// `span = false` on an `async fn` that awaits (so polled inside `TimedUntraced`, see
+/// below for bodies that never await): the call starts on the first poll, and a dropped
+/// or panicking future is still counted.
 #[observe::instrumented(span = false)]
 async fn untraced_waits(started: Arc<AtomicBool>, values: Vec<u32>, at: usize) -> u32 {
     started.store(true, Ordering::SeqCst);

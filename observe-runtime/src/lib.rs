@@ -42,8 +42,8 @@ pub mod telemetry;
 #[doc(hidden)]
 pub mod __private {
     pub use crate::metrics::call::{
-        Call, CallIn, Timed, enter, enter_untraced, enter_with_span, exit_untraced, timed,
-        timed_in, timed_now,
+        Call, CallIn, Timed, TimedUntraced, enter, enter_untraced, enter_with_span, exit_untraced,
+        timed, timed_in, timed_now, timed_untraced,
     };
     pub use crate::metrics::classify::result_outcome;
     pub use crate::metrics::objective::check_objective;

@@ -241,6 +241,13 @@ fn run_body(
     }
 }
 
+/// The wrapper future of an `async fn` whose span, if any, is the site's: `timed`, or
+/// `timed_untraced` without a span (none of the span's machinery).
+fn timed_fn(span_on: bool) -> proc_macro2::Ident {
+    let name = if span_on { "timed" } else { "timed_untraced" };
+    proc_macro2::Ident::new(name, Span::call_site())
+}
+
 /// Attributes that mean the same on `fn … -> impl Future` as on `async fn`: with only
 /// these beside ours, an `async fn` is rewritten to return its `Timed` future directly.
 /// Any other attribute (a route or runtime macro, say) may require an `async fn`.
@@ -430,10 +437,11 @@ pub fn instrumented(args: &Args, item: &super::Function) -> TokenStream {
             let statements = block.stream();
             quote!({ #moves #statements })
         };
+        let timed = timed_fn(span_on);
         return quote! {
             #(#attrs)* #vis #sig {
                 #site
-                #p::timed::<#ret, _>(&__OBSERVE, #classify_tokens, async move #body)
+                #p::#timed::<#ret, _>(&__OBSERVE, #classify_tokens, async move #body)
             }
         };
     }
@@ -443,7 +451,8 @@ pub fn instrumented(args: &Args, item: &super::Function) -> TokenStream {
         let timed = if own_span {
             quote!(#p::timed_in::<#ret, _>(&__OBSERVE, #classify, #new_span, async move #block))
         } else {
-            quote!(#p::timed::<#ret, _>(&__OBSERVE, #classify, async move #block))
+            let timed = timed_fn(span_on);
+            quote!(#p::#timed::<#ret, _>(&__OBSERVE, #classify, async move #block))
         };
         quote! {{
             #site

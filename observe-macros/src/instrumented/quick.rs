@@ -173,7 +173,11 @@ pub fn expand(args: &TokenStream, item: &TokenStream) -> Option<TokenStream> {
             lex(", async move"),
             body,
         ];
-        inner.push(lex("::observe::__private::timed::<"));
+        inner.push(lex(if untraced {
+            "::observe::__private::timed_untraced::<"
+        } else {
+            "::observe::__private::timed::<"
+        }));
         inner.push(output);
         inner.push(lex(", _>"));
         inner.push(group(Delimiter::Parenthesis, call));
