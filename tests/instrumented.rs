@@ -565,6 +565,75 @@ impl Store for MemStore {
     }
 }
 
+/// The same without a span (`TimedUntraced`), and an `impl Future` one.
+struct QuietStore;
+
+impl Store for QuietStore {
+    #[observe::instrumented(span = false, name = "quiet_load")]
+    fn load(
+        &self,
+        key: u32,
+    ) -> std::pin::Pin<Box<dyn Future<Output = Result<u32, String>> + Send + '_>> {
+        Box::pin(async move {
+            tokio::time::sleep(Duration::from_millis(15)).await;
+            if key == 0 {
+                Err("no key".to_owned())
+            } else {
+                Ok(key)
+            }
+        })
+    }
+}
+
+#[observe::instrumented(span = false)]
+fn quiet_wait(ms: u64) -> impl Future<Output = Result<u64, String>> + Send {
+    async move {
+        tokio::time::sleep(Duration::from_millis(ms)).await;
+        Ok(ms)
+    }
+}
+
+#[test]
+fn futures_without_a_span_are_timed_classified_and_cancelled() {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .build()
+        .unwrap();
+    let pending = QuietStore.load(1);
+    assert_eq!(
+        calls("quiet_load", "ok"),
+        0.0,
+        "not a call before its first poll"
+    );
+    assert_eq!(rt.block_on(pending), Ok(1));
+    assert!(rt.block_on(QuietStore.load(0)).is_err());
+    assert_eq!(
+        (calls("quiet_load", "ok"), calls("quiet_load", "error")),
+        (1.0, 1.0)
+    );
+    let text = observe::metrics::render();
+    let sum = value(
+        &text,
+        "function_calls_duration_seconds_sum",
+        &[("function", "quiet_load")],
+    );
+    assert!(sum >= 0.03, "both awaits of 15 ms are timed, got {sum}");
+
+    assert_eq!(rt.block_on(quiet_wait(1)), Ok(1));
+    // Polled once (the sleep pending), then dropped: cancelled, no longer in flight.
+    let timed_out = rt.block_on(async {
+        tokio::time::timeout(Duration::from_millis(5), quiet_wait(10_000)).await
+    });
+    assert!(timed_out.is_err());
+    assert_eq!(
+        (calls("quiet_wait", "ok"), calls("quiet_wait", "cancelled")),
+        (1.0, 1.0)
+    );
+    let text = observe::metrics::render();
+    let f = [("function", "quiet_wait")];
+    assert_eq!(value(&text, "function_calls_concurrent", &f), 0.0);
+}
+
 #[test]
 fn boxed_futures_are_timed_and_classified_when_awaited() {
     let rt = tokio::runtime::Builder::new_current_thread()

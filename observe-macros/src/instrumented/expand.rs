@@ -481,8 +481,10 @@ pub fn instrumented(args: &Args, item: &super::Function) -> TokenStream {
             let timed = if own_span {
                 let new_span = new_span();
                 quote!(#p::timed_in::<_, _>(&__OBSERVE, #classify, #new_span, __observe_future))
-            } else {
+            } else if span_on {
                 quote!(#p::timed_now::<_, _>(&__OBSERVE, #classify, __observe_future))
+            } else {
+                quote!(#p::timed_untraced::<_, _>(&__OBSERVE, #classify, __observe_future))
             };
             quote! {{
                 let __observe_future = #p::call(move || #block);

@@ -533,6 +533,12 @@ mod tests {
         assert!(
             full("", in_place).contains("__observe_call = : : observe : : __private : : enter")
         );
+        // Without a span, the future is `TimedUntraced`, for `-> impl Future` too.
+        let future_fn = "fn i(x: u8) -> impl Future<Output = u8> { async move { x } }";
+        assert!(full("span = false", awaits).contains("timed_untraced"));
+        assert!(full("span = false", future_fn).contains("timed_untraced"));
+        assert!(!full("", awaits).contains("timed_untraced"));
+        assert!(full("", future_fn).contains("timed_now"));
         // Options that need the span on every poll keep `Timed`.
         assert!(timed("err", in_place));
         assert!(timed("err", escapes));
