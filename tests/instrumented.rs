@@ -546,6 +546,16 @@ trait Store {
 
 struct MemStore;
 
+/// The lookup both stores time: 15 ms, then `key`, or an error for 0.
+async fn load_slowly(key: u32) -> Result<u32, String> {
+    tokio::time::sleep(Duration::from_millis(15)).await;
+    if key == 0 {
+        Err("no key".to_owned())
+    } else {
+        Ok(key)
+    }
+}
+
 impl Store for MemStore {
     // What `#[async_trait]` turns `async fn load(&self, key: u32) -> Result<u32, String>`
     // into: the returned future, not its creation, is what gets timed.
@@ -554,14 +564,7 @@ impl Store for MemStore {
         &self,
         key: u32,
     ) -> std::pin::Pin<Box<dyn Future<Output = Result<u32, String>> + Send + '_>> {
-        Box::pin(async move {
-            tokio::time::sleep(Duration::from_millis(15)).await;
-            if key == 0 {
-                Err("no key".to_owned())
-            } else {
-                Ok(key)
-            }
-        })
+        Box::pin(load_slowly(key))
     }
 }
 
@@ -574,14 +577,7 @@ impl Store for QuietStore {
         &self,
         key: u32,
     ) -> std::pin::Pin<Box<dyn Future<Output = Result<u32, String>> + Send + '_>> {
-        Box::pin(async move {
-            tokio::time::sleep(Duration::from_millis(15)).await;
-            if key == 0 {
-                Err("no key".to_owned())
-            } else {
-                Ok(key)
-            }
-        })
+        Box::pin(load_slowly(key))
     }
 }
 

@@ -383,10 +383,9 @@ pub fn instrumented(args: &Args, item: &super::Function) -> TokenStream {
         // `async fn` → `fn … -> impl Future`: the `Timed` future is the function's
         // future, with the body's `async` block the only state machine.
         let (sig, moves) = desugar_async(sig);
-        let flow = async_flow(block);
         if args.err.is_none()
-            && flow != Flow::Unknown
-            && let Some(output) = closure_output(&item.sig.output)
+            && async_flow(block) != Flow::Unknown
+            && closure_output(&item.sig.output).is_some()
         {
             // A body that finishes in its first poll: the call (and its span, if any,
             // entered exactly while the body runs) lives in the body's own `async` block,
@@ -410,11 +409,10 @@ pub fn instrumented(args: &Args, item: &super::Function) -> TokenStream {
                     quote!(#p::exit_untraced(__observe_guard, #outcome);),
                 )
             };
-            let run = if flow == Flow::Through {
-                quote!(let __observe_out: #output = { #statements };)
-            } else {
-                quote!(let __observe_out = (move || -> #output { #statements })();)
-            };
+            // As a synchronous body runs (no macro call here, so the two walks agree).
+            let braced = proc_macro2::Group::new(proc_macro2::Delimiter::Brace, statements);
+            let (bind, run) = run_body(&p, &item.sig.output, &braced);
+            let run = quote!(let __observe_out #bind = #run;);
             return quote! {
                 #(#attrs)* #vis #sig {
                     #site

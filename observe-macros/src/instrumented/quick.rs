@@ -82,35 +82,16 @@ pub fn expand(args: &TokenStream, item: &TokenStream) -> Option<TokenStream> {
         .map_or_else(Span::call_site, TokenTree::span);
 
     if !head.is_async {
-        let escapes = expand::sync_flow(body) != expand::Flow::Through;
         // The head as written, then the body.
-        let mut inner = vec![lex(&format!(
-            "{site} {} let __observe_out",
-            enter(untraced)
-        ))];
-        if escapes {
-            let closure = [
-                lex("move || ->"),
-                output,
-                TokenTree::Group(body.clone()).into(),
-            ];
-            inner.push(lex("="));
-            inner.push(group(Delimiter::Parenthesis, closure));
-            inner.push(lex("()"));
-        } else {
-            inner.push(lex(":"));
-            inner.push(output);
-            inner.push(lex("="));
-            inner.push(TokenTree::Group(body.clone()).into());
-        }
-        inner.push(lex(";"));
-        inner.push(exit(untraced, expand::default_outcome(result, at)));
-        inner.push(lex("; __observe_out"));
+        let leaves = expand::sync_flow(body) != expand::Flow::Through;
+        let body = TokenTree::Group(body.clone()).into();
+        let outcome = expand::default_outcome(result, at);
+        let inner = [
+            lex(&site),
+            run_in_place(untraced, leaves, output, body, outcome),
+        ];
         let mut out: TokenStream = head_tokens.iter().cloned().collect();
-        out.extend([TokenTree::Group(Group::new(
-            Delimiter::Brace,
-            inner.into_iter().collect(),
-        ))]);
+        out.extend(group(Delimiter::Brace, inner));
         return Some(out);
     }
 
@@ -132,33 +113,10 @@ pub fn expand(args: &TokenStream, item: &TokenStream) -> Option<TokenStream> {
     // `expand`).
     let flow = expand::async_flow(body);
     if flow != expand::Flow::Unknown {
-        let run = if flow == expand::Flow::Through {
-            vec![
-                lex("let __observe_out:"),
-                output,
-                lex("="),
-                group(Delimiter::Brace, [statements]),
-            ]
-        } else {
-            let closure = [
-                lex("move || ->"),
-                output,
-                group(Delimiter::Brace, [statements]),
-            ];
-            vec![
-                lex("let __observe_out ="),
-                group(Delimiter::Parenthesis, closure),
-                lex("()"),
-            ]
-        };
-        let future = [
-            moves,
-            lex(&enter(untraced)),
-            run.into_iter().collect(),
-            lex(";"),
-            exit(untraced, expand::default_outcome(result, at)),
-            lex("; __observe_out"),
-        ];
+        let leaves = flow == expand::Flow::Leaves;
+        let body = group(Delimiter::Brace, [statements]);
+        let outcome = expand::default_outcome(result, at);
+        let future = [moves, run_in_place(untraced, leaves, output, body, outcome)];
         inner.push(lex("async move"));
         inner.push(group(Delimiter::Brace, future));
     } else {
@@ -184,6 +142,32 @@ pub fn expand(args: &TokenStream, item: &TokenStream) -> Option<TokenStream> {
     }
     out.push(group(Delimiter::Brace, inner));
     Some(out.into_iter().collect())
+}
+
+/// `enter; let __observe_out … = body; exit(outcome); __observe_out`: the body as a
+/// block typed by the declared output, or, when it can leave early (`leaves`), as a
+/// closure called once.
+fn run_in_place(
+    untraced: bool,
+    leaves: bool,
+    output: TokenStream,
+    body: TokenStream,
+    outcome: TokenStream,
+) -> TokenStream {
+    let bind = if leaves {
+        let closure = [lex("move || ->"), output, body];
+        vec![
+            lex("let __observe_out ="),
+            group(Delimiter::Parenthesis, closure),
+            lex("()"),
+        ]
+    } else {
+        vec![lex("let __observe_out:"), output, lex("="), body]
+    };
+    let mut tokens = lex(&enter(untraced));
+    tokens.extend(bind);
+    tokens.extend([lex(";"), exit(untraced, outcome), lex("; __observe_out")]);
+    tokens
 }
 
 /// One group of the concatenated parts.
