@@ -89,6 +89,98 @@ async fn async_parse(a: String) -> Result<u32, ParseIntError> {
     Ok(value)
 }
 
+/// An error that `?` converts into (`From`), for the early-exit tests below.
+#[derive(Debug, PartialEq)]
+struct Rejected(String);
+
+impl From<ParseIntError> for Rejected {
+    fn from(e: ParseIntError) -> Self {
+        Rejected(e.to_string())
+    }
+}
+
+/// `?` converting its error, `return` from a loop and a match arm, a user label: the
+/// body runs in place as a labelled block whose `?` and `return` break out of it.
+#[observe::instrumented(span = false)]
+fn early_sum(items: &[&str], stop: u32) -> Result<u32, Rejected> {
+    let mut sum = 0;
+    'items: for item in items {
+        let n: u32 = item.parse()?;
+        match n {
+            0 => continue 'items,
+            n if n == stop => return Ok(sum),
+            _ => {}
+        }
+        let mut tries = 0;
+        while tries < 2 {
+            if sum > 1000 {
+                return Err(Rejected("too large".into()));
+            }
+            tries += 1;
+        }
+        sum += n;
+    }
+    Ok(sum)
+}
+
+/// `?` on a `Poll<Result<…>>` (a `Poll` continues), and `?` twice in a row.
+#[observe::instrumented]
+fn early_poll(p: std::task::Poll<Result<u32, ParseIntError>>) -> Result<bool, Rejected> {
+    let ready = p?.is_ready();
+    let nested: Result<Result<u32, ParseIntError>, ParseIntError> = Ok("7".parse());
+    Ok(ready && nested?? == 7)
+}
+
+struct Parser {
+    base: u32,
+}
+
+impl Parser {
+    /// `Self` and `self` in a body that leaves early.
+    #[observe::instrumented(span = false)]
+    fn make(base: &str) -> Result<Self, Rejected> {
+        Ok(Self {
+            base: base.parse()?,
+        })
+    }
+
+    #[observe::instrumented]
+    fn add<T: AsRef<str>>(&self, more: T) -> Result<u32, Rejected> {
+        Ok(self.base + more.as_ref().parse::<u32>()?)
+    }
+}
+
+#[test]
+fn question_marks_and_returns_keep_their_meaning_in_place() {
+    assert_eq!(early_sum(&["1", "0", "2"], 99), Ok(3));
+    assert_eq!(early_sum(&["1", "5", "2"], 5), Ok(1));
+    assert_eq!(
+        early_sum(&["1", "x"], 99),
+        Err(Rejected("invalid digit found in string".into()))
+    );
+    assert_eq!(
+        early_sum(&["999", "999", "1"], 99),
+        Err(Rejected("too large".into()))
+    );
+    assert_eq!(early_poll(std::task::Poll::Ready(Ok(1))), Ok(true));
+    assert_eq!(early_poll(std::task::Poll::Pending), Ok(false));
+    assert!(early_poll(std::task::Poll::Ready("x".parse())).is_err());
+    let parser = Parser::make("10").unwrap();
+    assert!(Parser::make("ten").is_err());
+    assert_eq!(parser.add("5"), Ok(15));
+    assert_eq!(parser.add(String::from("6")), Ok(16));
+    assert!(parser.add("six").is_err());
+    for (function, ok, error) in [
+        ("early_sum", 2.0, 2.0),
+        ("early_poll", 2.0, 1.0),
+        ("make", 1.0, 1.0),
+        ("add", 2.0, 1.0),
+    ] {
+        assert_eq!(calls(function, "ok"), ok, "{function} ok");
+        assert_eq!(calls(function, "error"), error, "{function} error");
+    }
+}
+
 #[test]
 fn every_shape_counts_its_calls() {
     let rt = tokio::runtime::Builder::new_current_thread()

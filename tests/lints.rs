@@ -65,6 +65,32 @@ pub async fn untraced_parse(s: String) -> Result<u32, std::num::ParseIntError> {
     Ok(n)
 }
 
+/// A documented function whose `?` and `return` break out of its body, run in place.
+///
+/// # Errors
+/// When an item is not a number.
+#[observe::instrumented(span = false)]
+pub fn summed(items: &[&str]) -> Result<u32, std::num::ParseIntError> {
+    let mut sum = 0u32;
+    for item in items {
+        if item.is_empty() {
+            return Ok(sum);
+        }
+        sum = sum.wrapping_add(item.parse::<u32>()?);
+    }
+    Ok(sum)
+}
+
+/// The same with the default span.
+///
+/// # Errors
+/// When `s` is not a number.
+#[observe::instrumented]
+pub fn parsed(s: &str) -> Result<u32, std::num::ParseIntError> {
+    let n: u32 = s.trim().parse()?;
+    Ok(n)
+}
+
 /// A documented method.
 pub struct Thing;
 

@@ -224,17 +224,28 @@ fn walk_body(stream: TokenStream, awaits: bool) -> Flow {
 
 /// How the body is run and bound: `(annotation, expression)` for
 /// `let __observe_out #annotation = #expression;` — the body as a block typed with the
-/// declared return type when nothing in it can leave early, else a closure.
+/// declared return type when nothing in it can leave early; when it can, and declares a
+/// `Result`, as a labelled block its `?` and `return` break out of (`early.rs`); else a
+/// closure.
 fn run_body(
     p: &TokenStream,
     output: &ReturnType,
     block: &proc_macro2::Group,
 ) -> (TokenStream, TokenStream) {
     let ret = nameable_output(output);
-    match closure_output(output) {
-        Some(output) if sync_flow(block) == Flow::Through => (quote!(: #output), quote!(#block)),
-        Some(output) => (TokenStream::new(), quote!((move || -> #output #block)())),
-        None => (
+    let flow = sync_flow(block);
+    let closure_output = closure_output(output);
+    let labelled = match &closure_output {
+        Some(ty) if flow == Flow::Leaves && declares_result(output) => {
+            super::early::labelled_body(block, ty)
+        }
+        _ => None,
+    };
+    match (closure_output, labelled) {
+        (Some(output), _) if flow == Flow::Through => (quote!(: #output), quote!(#block)),
+        (Some(output), Some(labelled)) => (quote!(: #output), labelled),
+        (Some(output), None) => (TokenStream::new(), quote!((move || -> #output #block)())),
+        (None, _) => (
             TokenStream::new(),
             quote!(#p::call::<#ret, _>(move || #block)),
         ),

@@ -1,6 +1,7 @@
 //! `#[instrumented]`: parse → validate → expand.
 
 mod attr;
+mod early;
 mod expand;
 mod quick;
 mod span;

@@ -12,7 +12,7 @@
 use proc_macro2::{Delimiter, Group, Ident, Spacing, Span, TokenStream, TokenTree};
 
 use super::attr::Args;
-use super::{expand, span, statics};
+use super::{early, expand, span, statics};
 use crate::common::lex;
 
 const P: &str = "::observe::__private";
@@ -84,11 +84,10 @@ pub fn expand(args: &TokenStream, item: &TokenStream) -> Option<TokenStream> {
     if !head.is_async {
         // The head as written, then the body.
         let leaves = expand::sync_flow(body) != expand::Flow::Through;
-        let body = TokenTree::Group(body.clone()).into();
         let outcome = expand::default_outcome(result, at);
         let inner = [
             lex(&site),
-            run_in_place(untraced, leaves, output, body, outcome),
+            run_in_place(untraced, leaves, result, output, body, outcome),
         ];
         let mut out: TokenStream = head_tokens.iter().cloned().collect();
         out.extend(group(Delimiter::Brace, inner));
@@ -114,9 +113,12 @@ pub fn expand(args: &TokenStream, item: &TokenStream) -> Option<TokenStream> {
     let flow = expand::async_flow(body);
     if flow != expand::Flow::Unknown {
         let leaves = flow == expand::Flow::Leaves;
-        let body = group(Delimiter::Brace, [statements]);
+        let body = Group::new(Delimiter::Brace, statements);
         let outcome = expand::default_outcome(result, at);
-        let future = [moves, run_in_place(untraced, leaves, output, body, outcome)];
+        let future = [
+            moves,
+            run_in_place(untraced, leaves, result, output, &body, outcome),
+        ];
         inner.push(lex("async move"));
         inner.push(group(Delimiter::Brace, future));
     } else {
@@ -145,24 +147,42 @@ pub fn expand(args: &TokenStream, item: &TokenStream) -> Option<TokenStream> {
 }
 
 /// `enter; let __observe_out … = body; exit(outcome); __observe_out`: the body as a
-/// block typed by the declared output, or, when it can leave early (`leaves`), as a
-/// closure called once.
+/// block typed by the declared output; when it can leave early (`leaves`), as a labelled
+/// block whose `?` and `return` break out of it (`early.rs`; a declared `Result` output),
+/// else as a closure called once.
 fn run_in_place(
     untraced: bool,
     leaves: bool,
+    result: bool,
     output: TokenStream,
-    body: TokenStream,
+    body: &Group,
     outcome: TokenStream,
 ) -> TokenStream {
-    let bind = if leaves {
-        let closure = [lex("move || ->"), output, body];
-        vec![
-            lex("let __observe_out ="),
-            group(Delimiter::Parenthesis, closure),
-            lex("()"),
-        ]
+    let labelled = if leaves && result {
+        early::labelled_body(body, &output)
     } else {
-        vec![lex("let __observe_out:"), output, lex("="), body]
+        None
+    };
+    let bind = match labelled {
+        Some(block) => vec![lex("let __observe_out:"), output, lex("="), block],
+        None if leaves => {
+            let closure = [
+                lex("move || ->"),
+                output,
+                TokenTree::Group(body.clone()).into(),
+            ];
+            vec![
+                lex("let __observe_out ="),
+                group(Delimiter::Parenthesis, closure),
+                lex("()"),
+            ]
+        }
+        None => vec![
+            lex("let __observe_out:"),
+            output,
+            lex("="),
+            TokenTree::Group(body.clone()).into(),
+        ],
     };
     let mut tokens = lex(&enter(untraced));
     tokens.extend(bind);
@@ -493,8 +513,9 @@ mod tests {
     }
 
     /// An `async` body runs in place (no `Timed`) when nothing in it awaits and it calls
-    /// no macro: as a block, or as a closure called once when it can leave early; else it
-    /// is polled inside `Timed`.
+    /// no macro: as a block; when it can leave early, as a labelled block its `?` and
+    /// `return` break out of (a declared `Result` that `early.rs` can read), else as a
+    /// closure called once; a body that awaits or calls a macro is polled inside `Timed`.
     #[test]
     fn async_bodies_run_in_place_unless_they_await_or_call_a_macro() {
         let in_place = "async fn a(x: u8) -> Result<u8, E> { if x == 0 { Err(E) } else { Ok(x) } }";
@@ -503,11 +524,23 @@ mod tests {
         let returns = "async fn a(x: u8) -> Result<u8, E> { if x == 0 { return Ok(1) } Ok(x) }";
         let escapes_and_awaits = "async fn a(x: u8) -> Result<u8, E> { check(x)?; ready(x).await }";
         let macro_call = "async fn a(x: u8) -> Result<u8, E> { check(x)?; info!(\"{x}\"); Ok(x) }";
+        let option = "async fn a(x: u8) -> Option<u8> { first(x)?; Some(x) }";
+        let inner_closure =
+            "async fn a(x: u8) -> Result<u8, E> { let f = |v: u8| v; check(f(x))?; Ok(x) }";
         let timed = |args: &str, item: &str| full(args, item).contains("__private : : timed");
         let closure = |args: &str, item: &str| full(args, item).contains("( move | | - >");
+        let labelled = |args: &str, item: &str| full(args, item).contains("' __observe_body :");
         for args in ["", "span = false"] {
             assert!(!timed(args, in_place) && !closure(args, in_place), "{args}");
+            assert!(!labelled(args, in_place), "{args}");
             for item in [escapes, returns] {
+                assert!(
+                    !timed(args, item) && labelled(args, item),
+                    "({args}) {item}"
+                );
+                assert!(!closure(args, item), "({args}) {item}");
+            }
+            for item in [option, inner_closure] {
                 assert!(!timed(args, item) && closure(args, item), "({args}) {item}");
             }
             for item in [awaits, escapes_and_awaits, macro_call] {
