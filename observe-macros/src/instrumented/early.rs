@@ -18,6 +18,8 @@
 
 use proc_macro2::{Delimiter, Group, Ident, Punct, Spacing, Span, TokenStream, TokenTree};
 
+use crate::common::{ident, lex};
+
 /// The label of the block the body runs in.
 const LABEL: &str = "__observe_body";
 
@@ -212,61 +214,41 @@ fn turbofish_start(out: &[TokenTree], end: usize) -> Option<usize> {
 
 /// `(match <_ as Branch<Output>>::branch((operand)) { Ok(v) => v, Err(r) => break 'label r })`
 /// (`r` is the function's `Err`, converted by `From::from`). Every token but the
-/// operand's is the macro's, placed at the `?`: a misuse is reported there, once (the
+/// operand's and the output type's is the macro's, placed at the `?`: a misuse is
+/// reported there, once (the
 /// call and the match ask the same of the same span), and lints that skip generated code
 /// (`unused_parens`) skip it.
 fn branch(operand: TokenStream, output: &TokenStream, question: Span) -> TokenTree {
     let at = Span::call_site().located_at(question);
-    let mut arms = crate::common::lex(
-        "::core::result::Result::Ok(v) => v, ::core::result::Result::Err(r) => break",
-    );
+    let mut arms =
+        lex("::core::result::Result::Ok(v) => v, ::core::result::Result::Err(r) => break");
     arms.extend(label());
-    arms.extend(crate::common::lex("r"));
-    let mut path = crate::common::lex("< _ as ::observe::__private::Branch <");
-    path.extend(output.clone());
-    path.extend(crate::common::lex("> > :: branch"));
-    let mut expression = crate::common::lex("match");
-    expression.extend(path);
-    let argument = Group::new(Delimiter::Parenthesis, operand);
-    let call = Group::new(Delimiter::Parenthesis, TokenTree::Group(argument).into());
-    expression.extend([TokenTree::Group(call)]);
-    expression.extend([TokenTree::Group(Group::new(Delimiter::Brace, arms))]);
-    let mut group = Group::new(Delimiter::Parenthesis, respan(expression, at, true));
+    arms.extend([ident("r")]);
+    let mut expression = respan(lex("match < _ as ::observe::__private::Branch <"), at);
+    expression.extend(output.clone());
+    expression.extend(respan(lex("> > :: branch"), at));
+    expression.extend([spanned_group(
+        Delimiter::Parenthesis,
+        spanned_group(Delimiter::Parenthesis, operand, at).into(),
+        at,
+    )]);
+    expression.extend([spanned_group(Delimiter::Brace, respan(arms, at), at)]);
+    spanned_group(Delimiter::Parenthesis, expression, at)
+}
+
+/// A group whose delimiters are placed at `at`, its tokens as they are.
+fn spanned_group(delimiter: Delimiter, tokens: TokenStream, at: Span) -> TokenTree {
+    let mut group = Group::new(delimiter, tokens);
     group.set_span(at);
     TokenTree::Group(group)
 }
 
-/// `tokens` with every span set to `at`, inside groups too, but for the operand's (the
-/// innermost parenthesised group of the call, when `call` is set: only its parentheses).
-fn respan(tokens: TokenStream, at: Span, call: bool) -> TokenStream {
-    let mut calls_seen = 0;
+/// `tokens` (the macro's own) with every span set to `at`, inside groups too.
+fn respan(tokens: TokenStream, at: Span) -> TokenStream {
     tokens
         .into_iter()
         .map(|token| match token {
-            TokenTree::Group(g) => {
-                let is_call = call && g.delimiter() == Delimiter::Parenthesis && calls_seen == 0;
-                calls_seen += usize::from(is_call);
-                let inner = if is_call {
-                    // `((operand))`: the inner parentheses placed at the `?`, the
-                    // operand's own tokens kept.
-                    g.stream()
-                        .into_iter()
-                        .map(|t| match t {
-                            TokenTree::Group(operand) => {
-                                let mut operand = Group::new(operand.delimiter(), operand.stream());
-                                operand.set_span(at);
-                                TokenTree::Group(operand)
-                            }
-                            other => other,
-                        })
-                        .collect()
-                } else {
-                    respan(g.stream(), at, false)
-                };
-                let mut group = Group::new(g.delimiter(), inner);
-                group.set_span(at);
-                TokenTree::Group(group)
-            }
+            TokenTree::Group(g) => spanned_group(g.delimiter(), respan(g.stream(), at), at),
             mut other => {
                 other.set_span(at);
                 other
