@@ -564,7 +564,27 @@ pub fn instrumented(args: &Args, item: &super::Function) -> TokenStream {
             }}
         }
     };
-    quote!(#(#attrs)* #vis #sig #body)
+    let never_inline = if is_async || wraps_future {
+        TokenStream::new()
+    } else {
+        never_inline(attrs.iter().any(|a| a.path().is_ident("inline")))
+    };
+    quote!(#never_inline #(#attrs)* #vis #sig #body)
+}
+
+/// `#[inline(never)]` for a synchronous function, unless it has an `inline` attribute of
+/// its own: an instrumented function keeps a frame of its own (its time stays its own in
+/// a CPU profile of a release build, which has no debug info to show inlined frames) and
+/// one copy of the entry and exit calls, instead of one in each caller it would be
+/// inlined into (the compile-time benchmark, release, `span = false`: 1.26 → 1.17 s, a
+/// function that inlines 250 of them). An `async fn`'s body is its future's `poll`, not
+/// this function, so it gets none.
+pub(super) fn never_inline(own: bool) -> TokenStream {
+    if own {
+        TokenStream::new()
+    } else {
+        lex("#[inline(never)]")
+    }
 }
 
 #[cfg(test)]

@@ -29,6 +29,8 @@ struct Head<'a> {
     is_async: bool,
     /// Only attributes that mean the same on `fn … -> impl Future` (`expand::INERT`).
     inert: bool,
+    /// An `inline` attribute of the user's own.
+    inline: bool,
 }
 
 /// The expansion, or `None` when the function or the arguments need the full path.
@@ -89,7 +91,8 @@ pub fn expand(args: &TokenStream, item: &TokenStream) -> Option<TokenStream> {
             lex(&site),
             run_in_place(untraced, leaves, result, output, body, outcome),
         ];
-        let mut out: TokenStream = head_tokens.iter().cloned().collect();
+        let mut out = expand::never_inline(head.inline);
+        out.extend(head_tokens.iter().cloned());
         out.extend(group(Delimiter::Brace, inner));
         return Some(out);
     }
@@ -235,6 +238,7 @@ fn is_ident(token: &TokenTree, word: &str) -> bool {
 fn split_head(head: &[TokenTree]) -> Option<Head<'_>> {
     let mut i = 0;
     let mut inert = true;
+    let mut inline = false;
     while let Some(token) = head.get(i)
         && is_punct(token, '#')
     {
@@ -245,6 +249,7 @@ fn split_head(head: &[TokenTree]) -> Option<Head<'_>> {
             return None;
         }
         let path = attribute.stream().into_iter().collect::<Vec<_>>();
+        inline |= matches!(path.as_slice(), [TokenTree::Ident(name), ..] if name == "inline");
         inert &= matches!(path.as_slice(), [TokenTree::Ident(name), ..]
             if expand::INERT.iter().any(|n| name == n)
                 && !matches!(path.get(1), Some(TokenTree::Punct(p)) if p.as_char() == ':'));
@@ -298,6 +303,7 @@ fn split_head(head: &[TokenTree]) -> Option<Head<'_>> {
         output,
         is_async,
         inert,
+        inline,
     })
 }
 
@@ -562,6 +568,21 @@ mod tests {
         assert!(timed("fields(x)", in_place));
         assert!(!timed("level = \"debug\"", in_place));
         assert!(!timed("level = \"debug\"", escapes));
+    }
+
+    /// A synchronous function is `#[inline(never)]` unless it says otherwise; an `async
+    /// fn` (whose body is its future's `poll`) is not.
+    #[test]
+    fn synchronous_functions_keep_their_frame() {
+        let never = |item: &str| full("", item).starts_with("# [ inline ( never ) ]");
+        assert!(never("fn f(x: u8) -> u8 { x }"));
+        assert!(never("pub fn f(x: u8) -> Result<u8, E> { g(x)?; Ok(x) }"));
+        assert!(!never("#[inline] fn f(x: u8) -> u8 { x }"));
+        assert!(!full("", "#[inline(always)] fn f(x: u8) -> u8 { x }").contains("never"));
+        assert!(!never("async fn f(x: u8) -> u8 { x }"));
+        assert!(!never(
+            "fn i(x: u8) -> impl Future<Output = u8> { async move { x } }"
+        ));
     }
 
     /// The rest takes the full path.
