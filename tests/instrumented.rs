@@ -176,9 +176,14 @@ fn question_marks_and_returns_keep_their_meaning_in_place() {
         ("make", 1.0, 1.0),
         ("add", 2.0, 1.0),
     ] {
-        assert_eq!(calls(function, "ok"), ok, "{function} ok");
-        assert_eq!(calls(function, "error"), error, "{function} error");
+        assert_calls(function, ok, error);
     }
+}
+
+/// `function` has counted `ok` successful calls and `error` failed ones.
+fn assert_calls(function: &str, ok: f64, error: f64) {
+    assert_eq!(calls(function, "ok"), ok, "{function} ok");
+    assert_eq!(calls(function, "error"), error, "{function} error");
 }
 
 #[test]
@@ -216,8 +221,7 @@ fn every_shape_counts_its_calls() {
         ("parse_sum", 2.0, 2.0),
         ("async_parse", 1.0, 1.0),
     ] {
-        assert_eq!(calls(function, "ok"), ok, "{function} ok");
-        assert_eq!(calls(function, "error"), error, "{function} error");
+        assert_calls(function, ok, error);
         let text = observe::metrics::render();
         assert_eq!(
             value(

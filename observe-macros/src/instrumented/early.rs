@@ -11,10 +11,10 @@
 //! What `?` does is kept: `Branch::branch` (in `observe-runtime`) splits the operand as
 //! `Try::branch` does for the operands a `Result` function accepts (`Result`, and `Poll`
 //! of one) and converts the error with `From::from` into the declared error type; the
-//! generated tokens are placed at the `?`, so a misuse is reported there. Anything the walk cannot read
-//! for certain returns `None`, and the body runs as a closure as before: a macro call
-//! (checked by the caller), a closure, an `async` block or a nested item (their `?` and
-//! `return` are their own), an operand that ends in a brace block or a qualified path.
+//! generated tokens are placed at the `?`, so a misuse is reported there. Anything the
+//! walk cannot read for certain returns `None`, and the body runs as a closure as before:
+//! a macro call, a closure, an `async` block or a nested item (their `?` and `return` are
+//! their own), an operand that ends in a brace block or a qualified path.
 
 use proc_macro2::{Delimiter, Group, Ident, Punct, Spacing, Span, TokenStream, TokenTree};
 
@@ -75,7 +75,13 @@ fn rewrite(stream: TokenStream, output: &TokenStream) -> Option<TokenStream> {
     let mut out: Vec<TokenTree> = Vec::new();
     for token in stream {
         match token {
-            TokenTree::Ident(ident) if OPAQUE.iter().any(|w| ident == w) => return None,
+            // (`'static` is a lifetime, not an item.)
+            TokenTree::Ident(ident)
+                if OPAQUE.iter().any(|w| ident == w)
+                    && !matches!(out.last(), Some(TokenTree::Punct(p)) if p.as_char() == '\'') =>
+            {
+                return None;
+            }
             TokenTree::Ident(ident) if ident == "return" => {
                 out.push(TokenTree::Ident(Ident::new("break", ident.span())));
                 out.extend(label());
@@ -215,9 +221,8 @@ fn turbofish_start(out: &[TokenTree], end: usize) -> Option<usize> {
 /// `(match <_ as Branch<Output>>::branch((operand)) { Ok(v) => v, Err(r) => break 'label r })`
 /// (`r` is the function's `Err`, converted by `From::from`). Every token but the
 /// operand's and the output type's is the macro's, placed at the `?`: a misuse is
-/// reported there, once (the
-/// call and the match ask the same of the same span), and lints that skip generated code
-/// (`unused_parens`) skip it.
+/// reported there, once (the call and the match ask the same of the same span), and
+/// lints that skip generated code (`unused_parens`) skip it.
 fn branch(operand: TokenStream, output: &TokenStream, question: Span) -> TokenTree {
     let at = Span::call_site().located_at(question);
     let mut arms =
@@ -323,6 +328,7 @@ mod tests {
         assert_eq!(operands("{ Ok(self.x()??) }")[1], "self.x()");
         assert_eq!(operands("{ Ok(match v { _ => (y)? }) }"), ["(y)"]);
         assert_eq!(operands("{ Ok(match v { _ => f()? }) }"), ["f()"]);
+        assert_eq!(operands("{ let s: &'static str = g()?; Ok(s) }"), ["g()"]);
     }
 
     #[test]
@@ -348,6 +354,7 @@ mod tests {
             "{ let x = ?; Ok(x) }",
             "{ Ok(return?) }",
             "{ let v = vec![g()?]; Ok(v) }",
+            "{ static S: u8 = 1; Ok(g(S)?) }",
         ] {
             assert_eq!(rewritten(text), None, "{text}");
         }

@@ -29,7 +29,7 @@ struct Head<'a> {
     is_async: bool,
     /// Only attributes that mean the same on `fn … -> impl Future` (`expand::INERT`).
     inert: bool,
-    /// An `inline` attribute of the user's own.
+    /// An `inline` attribute of the user's own (or a `cfg_attr` that may add one).
     inline: bool,
 }
 
@@ -249,7 +249,7 @@ fn split_head(head: &[TokenTree]) -> Option<Head<'_>> {
             return None;
         }
         let path = attribute.stream().into_iter().collect::<Vec<_>>();
-        inline |= matches!(path.as_slice(), [TokenTree::Ident(name), ..] if name == "inline");
+        inline |= expand::says_inline(&attribute.stream());
         inert &= matches!(path.as_slice(), [TokenTree::Ident(name), ..]
             if expand::INERT.iter().any(|n| name == n)
                 && !matches!(path.get(1), Some(TokenTree::Punct(p)) if p.as_char() == ':'));
@@ -578,6 +578,10 @@ mod tests {
         assert!(never("fn f(x: u8) -> u8 { x }"));
         assert!(never("pub fn f(x: u8) -> Result<u8, E> { g(x)?; Ok(x) }"));
         assert!(!never("#[inline] fn f(x: u8) -> u8 { x }"));
+        assert!(!never(
+            "#[cfg_attr(feature = \"hot\", inline)] fn f(x: u8) -> u8 { x }"
+        ));
+        assert!(never("#[doc = \"inline\"] fn f(x: u8) -> u8 { x }"));
         assert!(!full("", "#[inline(always)] fn f(x: u8) -> u8 { x }").contains("never"));
         assert!(!never("async fn f(x: u8) -> u8 { x }"));
         assert!(!never(
