@@ -225,10 +225,14 @@ fn turbofish_start(out: &[TokenTree], end: usize) -> Option<usize> {
 /// lints that skip generated code (`unused_parens`) skip it.
 fn branch(operand: TokenStream, output: &TokenStream, question: Span) -> TokenTree {
     let at = Span::call_site().located_at(question);
-    let mut arms =
-        lex("::core::result::Result::Ok(v) => v, ::core::result::Result::Err(r) => break");
+    // Names no constant or unit struct in the user's scope is likely to have, which a
+    // pattern would otherwise match against instead of binding.
+    let mut arms = lex(
+        "::core::result::Result::Ok(__observe_value) => __observe_value, \
+         ::core::result::Result::Err(__observe_return) => break",
+    );
     arms.extend(label());
-    arms.extend([ident("r")]);
+    arms.extend([ident("__observe_return")]);
     let mut expression = respan(lex("match < _ as ::observe::__private::Branch <"), at);
     expression.extend(output.clone());
     expression.extend(respan(lex("> > :: branch"), at));
