@@ -703,13 +703,7 @@ fn futures_without_a_span_are_timed_classified_and_cancelled() {
         (calls("quiet_load", "ok"), calls("quiet_load", "error")),
         (1.0, 1.0)
     );
-    let text = observe::metrics::render();
-    let sum = value(
-        &text,
-        "function_calls_duration_seconds_sum",
-        &[("function", "quiet_load")],
-    );
-    assert!(sum >= 0.03, "both awaits of 15 ms are timed, got {sum}");
+    assert_both_awaits_timed("quiet_load");
 
     assert_eq!(rt.block_on(quiet_wait(1)), Ok(1));
     // Polled once (the sleep pending), then dropped: cancelled, no longer in flight.
@@ -726,6 +720,17 @@ fn futures_without_a_span_are_timed_classified_and_cancelled() {
     assert_eq!(value(&text, "function_calls_concurrent", &f), 0.0);
 }
 
+/// The two calls of `function` so far, each awaiting 15 ms, are both in its duration sum.
+fn assert_both_awaits_timed(function: &str) {
+    let text = observe::metrics::render();
+    let sum = value(
+        &text,
+        "function_calls_duration_seconds_sum",
+        &[("function", function)],
+    );
+    assert!(sum >= 0.03, "both awaits of 15 ms are timed, got {sum}");
+}
+
 #[test]
 fn boxed_futures_are_timed_and_classified_when_awaited() {
     let rt = tokio::runtime::Builder::new_current_thread()
@@ -740,13 +745,7 @@ fn boxed_futures_are_timed_and_classified_when_awaited() {
     assert!(rt.block_on(store.load(0)).is_err());
     assert_eq!(calls("load", "ok"), 1.0);
     assert_eq!(calls("load", "error"), 1.0);
-    let text = observe::metrics::render();
-    let sum = value(
-        &text,
-        "function_calls_duration_seconds_sum",
-        &[("function", "load")],
-    );
-    assert!(sum >= 0.03, "both awaits of 15 ms are timed, got {sum}");
+    assert_both_awaits_timed("load");
     let info = observe::registry::functions()
         .into_iter()
         .find(|f| f.function == "load")
