@@ -29,6 +29,19 @@ async fn settle_handler() -> String {
     settle(21).await.to_string()
 }
 
+/// Fails by its `?`, which leaves the body without its exit: the call's drop records the
+/// error, still inside the span.
+#[observe::instrumented]
+fn refund(amount: &str) -> Result<u64, std::num::ParseIntError> {
+    let cents: u64 = amount.parse()?;
+    Ok(cents)
+}
+
+#[get("/refund")]
+async fn refund_handler() -> String {
+    format!("{:?}", refund("ten").map_err(|_| "rejected"))
+}
+
 fn openmetrics_exemplars(text: &str) -> Vec<(String, String)> {
     let out = common::openmetrics_parse(text);
     assert!(
@@ -66,6 +79,7 @@ fn sampled_spans_become_exemplars_that_prometheus_stores() {
             App::new()
                 .wrap(observe::Middleware::new())
                 .service(settle_handler)
+                .service(refund_handler)
                 .configure(observe::metrics::configure)
         })
         .workers(1)
@@ -83,6 +97,9 @@ fn sampled_spans_become_exemplars_that_prometheus_stores() {
         // After an unsampled observation a bucket rests for `exemplar::RETRY` (10 ms).
         std::thread::sleep(Duration::from_millis(50));
     }
+    let header = format!("traceparent: 00-{SAMPLED}-b7ad6b7169203331-01\r\n");
+    let (status, _, body) = common::http_get(addr, "/refund", &header);
+    assert_eq!((status, body.as_str()), (200, "Err(\"rejected\")"));
 
     let (status, head, om) = common::http_get(addr, "/metrics", OM_ACCEPT);
     assert_eq!(status, 200);
@@ -106,6 +123,21 @@ fn sampled_spans_become_exemplars_that_prometheus_stores() {
             "no exemplar with the sampled trace id on {family}: {exemplars:?}"
         );
     }
+    // The call that left by `?` counted as an error, its trace the exemplar.
+    assert!(
+        om.lines()
+            .any(|l| l.starts_with("function_calls_duration_seconds_bucket{")
+                && l.contains("function=\"refund\"")
+                && l.contains(&format!(" # {{trace_id=\"{SAMPLED}\""))),
+        "no exemplar on refund's series: {om}"
+    );
+    assert!(
+        om.lines().any(|l| l.starts_with("function_calls_total{")
+            && l.contains("function=\"refund\"")
+            && l.contains("result=\"error\"")
+            && l.ends_with(" 1")),
+        "refund's error not counted: {om}"
+    );
     // Never a label; never in the classic format, which promtool still accepts.
     for line in om.lines().filter(|l| l.contains(SAMPLED)) {
         let (series, exemplar) = line.split_once(" # ").expect("only in an exemplar");

@@ -100,7 +100,8 @@ impl From<ParseIntError> for Rejected {
 }
 
 /// `?` converting its error, `return` from a loop and a match arm, a user label: the
-/// body runs in place as a labelled block whose `?` and `return` break out of it.
+/// body runs in place, its `return`s breaking out of a labelled block, its `?` leaving
+/// the function as written (the call's drop counts the error).
 #[observe::instrumented(span = false)]
 fn early_sum(items: &[&str], stop: u32) -> Result<u32, Rejected> {
     let mut sum = 0;
@@ -531,6 +532,31 @@ fn status(code: u16) -> u16 {
     code
 }
 
+#[derive(Debug)]
+enum Lookup {
+    Absent,
+    Broken,
+}
+
+fn probe(key: u8) -> Result<u8, Lookup> {
+    match key {
+        0 => Err(Lookup::Absent),
+        1 => Err(Lookup::Broken),
+        key => Ok(key),
+    }
+}
+
+fn absent_is_fine(found: &Result<u8, Lookup>) -> bool {
+    !matches!(found, Err(Lookup::Broken))
+}
+
+/// A `?` under a classifier of its own: the classifier sees the error it returns.
+#[observe::instrumented(ok_if = absent_is_fine)]
+fn lookup(key: u8) -> Result<u8, Lookup> {
+    let value = probe(key)?;
+    Ok(value)
+}
+
 #[observe::instrumented(name = "Ledger::post", labels(tier = "gold", region = "eu"))]
 fn post() {}
 
@@ -545,6 +571,9 @@ fn custom_classification_and_labels() {
     assert_eq!(calls("brew", "ok"), 2.0);
     assert_eq!(calls("status", "error"), 1.0);
     assert_eq!(calls("status", "ok"), 1.0);
+    assert!(lookup(0).is_err() && lookup(1).is_err());
+    assert_eq!(lookup(2).ok(), Some(2));
+    assert_calls("lookup", 2.0, 1.0);
     post();
     let text = observe::metrics::render();
     assert_eq!(

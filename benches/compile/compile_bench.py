@@ -23,7 +23,7 @@ RUSTC_BOOTSTRAP=1, non-empty lines).
 
 Bodies (`--body`): `plain` is `if x == K { Err(E) } else { Ok(x * M) }`, which
 `#[instrumented]` runs in place as a block; `try` is the same through a `?`
-(`let y = check(x, K)?; Ok(y * M)`), run in place as a closure; `await` makes each async
+(`let y = check(x, K)?; Ok(y * M)`), also in place, its `?` as written; `await` makes each async
 body await a ready future first, so that it is polled inside `Timed`.
 """
 
@@ -62,7 +62,7 @@ MODES = {
 BODIES = {
     # No early exit: `#[instrumented]` runs such a body in place.
     "plain": "    if x == {k} {{ Err(E) }} else {{ Ok(x.wrapping_mul({m})) }}",
-    # A `?`: the body runs as a closure called once, to be timed.
+    # A `?`: in place too, the `?` left as it is (the call's drop counts the error).
     "try": "    let y = check(x, {k})?;\n    Ok(y.wrapping_mul({m}))",
     # The async functions await (a ready future): a traced body is then polled inside
     # `Timed` (sync functions get the plain body).

@@ -41,10 +41,9 @@ pub mod telemetry;
 /// Items used by code that `observe`'s macros generate. Not a stable API.
 #[doc(hidden)]
 pub mod __private {
-    pub use crate::metrics::branch::Branch;
     pub use crate::metrics::call::{
-        Call, CallIn, Timed, TimedUntraced, enter, enter_untraced, enter_with_span, exit_untraced,
-        timed, timed_in, timed_now, timed_untraced,
+        Call, CallIn, Timed, TimedUntraced, UntracedCall, enter, enter_untraced, enter_with_span,
+        exit_untraced, timed, timed_in, timed_now, timed_untraced,
     };
     pub use crate::metrics::classify::result_outcome;
     pub use crate::metrics::objective::check_objective;

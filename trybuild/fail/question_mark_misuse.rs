@@ -1,5 +1,5 @@
-// A `?` in a body that runs in place is reported at the `?`, as rustc reports it: on an
-// `Option` in a function that returns `Result`, and on an error without `From`.
+// A `?` in a body that runs in place is rustc's own `?`, reported at the `?` as rustc
+// reports it: on an `Option` in a function that returns `Result`, and on an error without `From`.
 #[derive(Debug)]
 pub struct Mine;
 

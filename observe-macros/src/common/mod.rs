@@ -20,11 +20,3 @@ pub fn lex(text: &str) -> proc_macro2::TokenStream {
         text.parse().expect("generated code lexes")
     }
 }
-
-/// One identifier with the call site's span: built by the client, no lexing.
-pub fn ident(name: &str) -> proc_macro2::TokenTree {
-    proc_macro2::TokenTree::Ident(proc_macro2::Ident::new(
-        name,
-        proc_macro2::Span::call_site(),
-    ))
-}

@@ -151,9 +151,13 @@ pub(super) fn default_classify(result: bool, at: Span) -> TokenStream {
 pub(super) enum Flow {
     /// Only by its value: the body runs as a block in place.
     Through,
-    /// Also by a `return` or a `?`: it runs in place as a closure called once (a closure
-    /// is a function of its own to compile, so only when needed).
-    Leaves,
+    /// Also by a `?` or a `return` (`returns`), and by no macro call: see [`in_place`].
+    Leaves {
+        /// A `return` somewhere.
+        returns: bool,
+        /// A `?` somewhere.
+        questions: bool,
+    },
     /// A macro call, which may expand to a `return`, a `?` or an `.await`; or, when the
     /// walk was asked to look for them, an `.await`. A synchronous body runs as a
     /// closure; an `async` body is polled inside `Timed`.
@@ -175,7 +179,7 @@ pub(super) fn async_flow(body: &proc_macro2::Group) -> Flow {
 
 fn walk_body(stream: TokenStream, awaits: bool) -> Flow {
     use proc_macro2::{Spacing, TokenTree};
-    let mut flow = Flow::Through;
+    let (mut returns, mut questions) = (false, false);
     let mut previous_ident = false;
     let mut bang_after_ident = false;
     let mut after_dot = false;
@@ -185,14 +189,12 @@ fn walk_body(stream: TokenStream, awaits: bool) -> Flow {
                 if awaits && after_dot && i == "await" {
                     return Flow::Unknown;
                 }
-                if i == "return" {
-                    flow = Flow::Leaves;
-                }
+                returns |= i == "return";
                 (true, false)
             }
             TokenTree::Punct(p) => match p.as_char() {
                 '?' => {
-                    flow = Flow::Leaves;
+                    questions = true;
                     (false, false)
                 }
                 '!' => (false, previous_ident && p.spacing() == Spacing::Alone),
@@ -204,48 +206,69 @@ fn walk_body(stream: TokenStream, awaits: bool) -> Flow {
                 }
                 match walk_body(g.stream(), awaits) {
                     Flow::Through => {}
-                    Flow::Leaves => flow = Flow::Leaves,
+                    Flow::Leaves {
+                        returns: r,
+                        questions: q,
+                    } => {
+                        returns |= r;
+                        questions |= q;
+                    }
                     Flow::Unknown => return Flow::Unknown,
                 }
                 (false, false)
             }
             TokenTree::Literal(_) => (false, false),
         };
-        if flow == Flow::Leaves && !awaits {
-            // Only a macro could change a synchronous body's run: it runs as a closure.
-            return flow;
-        }
         after_dot = matches!(&token, TokenTree::Punct(p) if p.as_char() == '.');
         previous_ident = ident;
         bang_after_ident = bang;
     }
-    flow
+    if returns || questions {
+        Flow::Leaves { returns, questions }
+    } else {
+        Flow::Through
+    }
+}
+
+/// The body to run in place, between the call's entry and exit, or `None` when it must
+/// run as a closure called once (a closure is a function of its own to compile, so only
+/// when needed): the block as it is when it leaves only by its value, or by `?` where
+/// `questions_leave` (an early exit the call's drop records right: as an error, in a
+/// function whose declared `Result` is classified by default); with a `return`, a
+/// labelled block each `return` breaks out of (`early.rs`).
+pub(super) fn in_place(
+    body: &proc_macro2::Group,
+    flow: Flow,
+    questions_leave: bool,
+) -> Option<TokenStream> {
+    use quote::ToTokens as _;
+    match flow {
+        Flow::Through => Some(body.to_token_stream()),
+        Flow::Leaves {
+            questions: true, ..
+        } if !questions_leave => None,
+        Flow::Leaves { returns: false, .. } => Some(body.to_token_stream()),
+        Flow::Leaves { returns: true, .. } => super::early::labelled_body(body),
+        Flow::Unknown => None,
+    }
 }
 
 /// How the body is run and bound: `(annotation, expression)` for
-/// `let __observe_out #annotation = #expression;` — the body as a block typed with the
-/// declared return type when nothing in it can leave early; when it can, and declares a
-/// `Result`, as a labelled block its `?` and `return` break out of (`early.rs`); else a
-/// closure.
+/// `let __observe_out #annotation = #expression;` — in place, typed with the declared
+/// return type, when [`in_place`] can; else a closure.
 fn run_body(
     p: &TokenStream,
     output: &ReturnType,
     block: &proc_macro2::Group,
+    questions_leave: bool,
 ) -> (TokenStream, TokenStream) {
     let ret = nameable_output(output);
-    let flow = sync_flow(block);
-    let closure_output = closure_output(output);
-    let labelled = match &closure_output {
-        Some(ty) if flow == Flow::Leaves && declares_result(output) => {
-            super::early::labelled_body(block, ty)
-        }
-        _ => None,
-    };
-    match (closure_output, labelled) {
-        (Some(output), _) if flow == Flow::Through => (quote!(: #output), quote!(#block)),
-        (Some(output), Some(labelled)) => (quote!(: #output), labelled),
-        (Some(output), None) => (TokenStream::new(), quote!((move || -> #output #block)())),
-        (None, _) => (
+    match closure_output(output) {
+        Some(output) => match in_place(block, sync_flow(block), questions_leave) {
+            Some(body) => (quote!(: #output), body),
+            None => (TokenStream::new(), quote!((move || -> #output #block)())),
+        },
+        None => (
             TokenStream::new(),
             quote!(#p::call::<#ret, _>(move || #block)),
         ),
@@ -353,6 +376,12 @@ pub fn instrumented(args: &Args, item: &super::Function) -> TokenStream {
     };
 
     // --- how the value is classified, once the body has produced it ---
+    // A `?` may leave the body without its exit when the call's drop records that right:
+    // as an error (a declared `Result` classified by default), or with no outcome to
+    // record (a span only); `err` needs the value either way.
+    let questions_leave = args.err.is_none()
+        && (!metrics_on
+            || (declares_result(&sig.output) && args.ok_if.is_none() && args.error_if.is_none()));
     let outcome = || {
         if let Some((_, path)) = &args.error_if {
             quote!(#p::outcome_from(!(#path)(&__observe_out)))
@@ -400,13 +429,13 @@ pub fn instrumented(args: &Args, item: &super::Function) -> TokenStream {
         {
             // A body that finishes in its first poll: the call (and its span, if any,
             // entered exactly while the body runs) lives in the body's own `async` block,
-            // started on the first poll, its drop counting a panicked call; no wrapper
-            // future is instantiated. A body that can leave early by `return` or `?` runs
-            // there as a closure called once. A body that awaits keeps `Timed` even
-            // without a span: in place, its guard lives across the suspension points, and
-            // a release build of a function polling many such bodies inlined took 2.5
-            // times as long (the 500-function benchmark with `--body await`: 3.44 s
-            // against 1.39 s).
+            // started on the first poll, its drop counting a call left by `?` or a panic;
+            // no wrapper future is instantiated. The body runs there as a synchronous one
+            // does (`in_place`, else a closure called once). A body that awaits keeps
+            // `Timed` even without a span: in place, its guard lives across the
+            // suspension points, and a release build of a function polling many such
+            // bodies inlined took 2.5 times as long (the 500-function benchmark with
+            // `--body await`: 3.44 s against 1.39 s).
             let outcome = outcome();
             let statements = block.stream();
             let (enter, exit) = if span_on {
@@ -422,7 +451,7 @@ pub fn instrumented(args: &Args, item: &super::Function) -> TokenStream {
             };
             // As a synchronous body runs (no macro call here, so the two walks agree).
             let braced = proc_macro2::Group::new(proc_macro2::Delimiter::Brace, statements);
-            let (bind, run) = run_body(&p, &item.sig.output, &braced);
+            let (bind, run) = run_body(&p, &item.sig.output, &braced, questions_leave);
             let run = quote!(let __observe_out #bind = #run;);
             return quote! {
                 #(#attrs)* #vis #sig {
@@ -525,7 +554,7 @@ pub fn instrumented(args: &Args, item: &super::Function) -> TokenStream {
             #future
         }}
     } else {
-        let (bind, run) = run_body(&p, &sig.output, block);
+        let (bind, run) = run_body(&p, &sig.output, block, questions_leave);
         let record = span::record_err(args, quote!(&__observe_out));
         let outcome = outcome();
         if metrics_on && !span_on {
@@ -612,7 +641,7 @@ pub(super) fn says_inline(meta: &TokenStream) -> bool {
 
 #[cfg(test)]
 mod tests {
-    use super::{Flow, async_flow, sync_flow};
+    use super::{Flow, async_flow, in_place, sync_flow};
 
     fn block(body: &str) -> proc_macro2::Group {
         syn::parse_str(body).expect("a block")
@@ -651,12 +680,27 @@ mod tests {
     }
 
     #[test]
-    fn an_async_body_that_leaves_early_without_macros_or_awaits_runs_as_a_closure() {
-        assert_eq!(in_async("{ return 1; }"), Flow::Leaves);
-        assert_eq!(in_async("{ let v = s.parse()?; Ok(v) }"), Flow::Leaves);
+    fn an_async_body_that_leaves_early_without_macros_or_awaits_runs_in_place() {
+        assert_eq!(
+            in_async("{ return 1; }"),
+            Flow::Leaves {
+                returns: true,
+                questions: false
+            }
+        );
+        assert_eq!(
+            in_async("{ let v = s.parse()?; Ok(v) }"),
+            Flow::Leaves {
+                returns: false,
+                questions: true
+            }
+        );
         assert_eq!(
             in_async("{ if x { return Ok(1) } let v = f(x)?; Ok(v) }"),
-            Flow::Leaves
+            Flow::Leaves {
+                returns: true,
+                questions: true
+            }
         );
         assert_eq!(
             in_async("{ let v = s.parse()?; log::info!(\"{v}\"); Ok(v) }"),
@@ -673,8 +717,36 @@ mod tests {
         assert!(escapes("{ if x { 1 } else { inner::bail!(\"no\") } }"));
         assert!(escapes("{ let f = || { return 2 }; f() }"));
         assert!(escapes("{ vec![1] }"));
+        assert_eq!(
+            sync_flow(&block("{ let v = s.parse()?; tracing::info!(\"{v}\"); v }")),
+            Flow::Unknown,
+            "a macro after a `?` still counts"
+        );
         assert!(!escapes("{ if x != 0 { Ok(x) } else { Err(E) } }"));
         assert!(!escapes("{ let y = !x; values[y as usize] }"));
         assert!(!escapes("{ 'outer: loop { break 'outer 3 } }"));
+    }
+
+    #[test]
+    fn a_question_mark_stays_where_the_drop_records_it_right() {
+        let run = |body: &str, questions_leave: bool| {
+            let body = block(body);
+            in_place(&body, sync_flow(&body), questions_leave).map(|t| t.to_string())
+        };
+        let question = "{ let v = s.parse()?; Ok(v) }";
+        assert_eq!(
+            run(question, true).as_deref(),
+            Some("{ let v = s . parse () ?; Ok (v) }")
+        );
+        assert_eq!(run(question, false), None, "`ok_if`, `err`, an `Option`");
+        let both = "{ if x { return Ok(1) } Ok(f(x)?) }";
+        assert!(
+            run(both, true)
+                .unwrap()
+                .contains("break '__observe_body Ok (1)")
+        );
+        assert_eq!(run(both, false), None);
+        let returns = "{ if x { return 1 } 2 }";
+        assert!(run(returns, false).unwrap().starts_with("'__observe_body"));
     }
 }

@@ -12,7 +12,7 @@
 use proc_macro2::{Delimiter, Group, Ident, Spacing, Span, TokenStream, TokenTree};
 
 use super::attr::Args;
-use super::{early, expand, span, statics};
+use super::{expand, span, statics};
 use crate::common::lex;
 
 const P: &str = "::observe::__private";
@@ -85,11 +85,11 @@ pub fn expand(args: &TokenStream, item: &TokenStream) -> Option<TokenStream> {
 
     if !head.is_async {
         // The head as written, then the body.
-        let leaves = expand::sync_flow(body) != expand::Flow::Through;
+        let flow = expand::sync_flow(body);
         let outcome = expand::default_outcome(result, at);
         let inner = [
             lex(&site),
-            run_in_place(untraced, leaves, result, output, body, outcome),
+            run_in_place(untraced, flow, result, output, body, outcome),
         ];
         let mut out = expand::never_inline(head.inline);
         out.extend(head_tokens.iter().cloned());
@@ -111,16 +111,14 @@ pub fn expand(args: &TokenStream, item: &TokenStream) -> Option<TokenStream> {
     let statements = body.stream();
     let mut inner = vec![lex(&site)];
     // In place when nothing awaits and no macro is called (the body then finishes in its
-    // first poll), as a closure when it can leave early; else inside `Timed` (see
-    // `expand`).
+    // first poll), as a synchronous body runs; else inside `Timed` (see `expand`).
     let flow = expand::async_flow(body);
     if flow != expand::Flow::Unknown {
-        let leaves = flow == expand::Flow::Leaves;
         let body = Group::new(Delimiter::Brace, statements);
         let outcome = expand::default_outcome(result, at);
         let future = [
             moves,
-            run_in_place(untraced, leaves, result, output, &body, outcome),
+            run_in_place(untraced, flow, result, output, &body, outcome),
         ];
         inner.push(lex("async move"));
         inner.push(group(Delimiter::Brace, future));
@@ -149,26 +147,21 @@ pub fn expand(args: &TokenStream, item: &TokenStream) -> Option<TokenStream> {
     Some(out.into_iter().collect())
 }
 
-/// `enter; let __observe_out … = body; exit(outcome); __observe_out`: the body as a
-/// block typed by the declared output; when it can leave early (`leaves`), as a labelled
-/// block whose `?` and `return` break out of it (`early.rs`; a declared `Result` output),
-/// else as a closure called once.
+/// `enter; let __observe_out … = body; exit(outcome); __observe_out`: the body in place
+/// (`expand::in_place`; a `?` leaves it with an error the call's drop records, when the
+/// output is a declared `Result`), typed by the declared output, else as a closure
+/// called once.
 fn run_in_place(
     untraced: bool,
-    leaves: bool,
+    flow: expand::Flow,
     result: bool,
     output: TokenStream,
     body: &Group,
     outcome: TokenStream,
 ) -> TokenStream {
-    let labelled = if leaves && result {
-        early::labelled_body(body, &output)
-    } else {
-        None
-    };
-    let bind = match labelled {
+    let bind = match expand::in_place(body, flow, result) {
         Some(block) => vec![lex("let __observe_out:"), output, lex("="), block],
-        None if leaves => {
+        None => {
             let closure = [
                 lex("move || ->"),
                 output,
@@ -180,12 +173,6 @@ fn run_in_place(
                 lex("()"),
             ]
         }
-        None => vec![
-            lex("let __observe_out:"),
-            output,
-            lex("="),
-            TokenTree::Group(body.clone()).into(),
-        ],
     };
     let mut tokens = lex(&enter(untraced));
     tokens.extend(bind);
@@ -519,9 +506,10 @@ mod tests {
     }
 
     /// An `async` body runs in place (no `Timed`) when nothing in it awaits and it calls
-    /// no macro: as a block; when it can leave early, as a labelled block its `?` and
-    /// `return` break out of (a declared `Result` that `early.rs` can read), else as a
-    /// closure called once; a body that awaits or calls a macro is polled inside `Timed`.
+    /// no macro: as a block, its `?` as they are (a declared `Result` classified by
+    /// default); with a `return`, as a labelled block its `return` breaks out of (when
+    /// `early.rs` can read it), else as a closure called once; a body that awaits or
+    /// calls a macro is polled inside `Timed`.
     #[test]
     fn async_bodies_run_in_place_unless_they_await_or_call_a_macro() {
         let in_place = "async fn a(x: u8) -> Result<u8, E> { if x == 0 { Err(E) } else { Ok(x) } }";
@@ -538,17 +526,18 @@ mod tests {
         let labelled = |args: &str, item: &str| full(args, item).contains("' __observe_body :");
         for args in ["", "span = false"] {
             assert!(!timed(args, in_place) && !closure(args, in_place), "{args}");
-            assert!(!labelled(args, in_place), "{args}");
-            for item in [escapes, returns] {
+            for item in [in_place, escapes, inner_closure] {
                 assert!(
-                    !timed(args, item) && labelled(args, item),
+                    !timed(args, item) && !closure(args, item),
                     "({args}) {item}"
                 );
-                assert!(!closure(args, item), "({args}) {item}");
+                assert!(!labelled(args, item), "({args}) {item}");
             }
-            for item in [option, inner_closure] {
-                assert!(!timed(args, item) && closure(args, item), "({args}) {item}");
-            }
+            let text = full(args, escapes);
+            assert!(text.contains("{ check ( x ) ? ; Ok ( x ) }"), "{text}");
+            assert!(!timed(args, returns) && labelled(args, returns), "{args}");
+            assert!(!closure(args, returns), "{args}");
+            assert!(!timed(args, option) && closure(args, option), "{args}");
             for item in [awaits, escapes_and_awaits, macro_call] {
                 assert!(timed(args, item), "({args}) {item}");
             }
@@ -568,6 +557,9 @@ mod tests {
         assert!(timed("fields(x)", in_place));
         assert!(!timed("level = \"debug\"", in_place));
         assert!(!timed("level = \"debug\"", escapes));
+        // A classifier of its own sees every value: a `?` may not skip it.
+        assert!(closure("ok_if = fine", escapes));
+        assert!(!closure("ok_if = fine", in_place));
     }
 
     /// A synchronous function is `#[inline(never)]` unless it says otherwise; an `async

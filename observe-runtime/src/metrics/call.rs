@@ -13,25 +13,28 @@ use tracing::span::{Entered, EnteredSpan, Id};
 
 use super::callsite::close_entered;
 use super::meta::Outcome;
-use super::site::{Guard, Site};
+use super::site::{Guard, Site, Started};
 
-/// A synchronous call in progress: its timing guard and its span, entered (opened
-/// through the dispatcher directly: the call holds 24 bytes, not a `Span`). Dropped
-/// without [`Call::exit`] (a panic), the call counts as an error and the span closes.
+/// A synchronous call in progress: its start and its span, entered (opened through the
+/// dispatcher directly: the call holds 24 bytes, not a `Span`). Dropped without
+/// [`Call::exit`], the body left by `?` or panicked: the call counts as an error
+/// (offered as its bucket's exemplar unless panicking) and the span closes. Its fields
+/// have no drops of their own: a body that leaves early drops it by one call.
 #[must_use = "a call is recorded by `exit`"]
 pub struct Call {
-    guard: Guard,
-    span: OpenSpan,
+    started: Started,
+    /// The span opened and entered by [`Site::open_entered`], if any.
+    span: Option<Id>,
 }
 
-/// The id of a span opened and entered by [`Site::open_entered`]; exited and closed
-/// when dropped.
-struct OpenSpan(Option<Id>);
-
-impl Drop for OpenSpan {
-    #[inline]
+impl Drop for Call {
+    /// The call recorded before the span closes: an error's exemplar carries the span's
+    /// trace.
+    #[cold]
+    #[inline(never)]
     fn drop(&mut self) {
-        if let Some(id) = self.0.take() {
+        self.started.finish_left(true);
+        if let Some(id) = self.span.take() {
             close_entered(id);
         }
     }
@@ -41,10 +44,9 @@ impl Drop for OpenSpan {
 /// its clock and opens and enters its span.
 #[inline(never)]
 pub fn enter(site: &'static Site) -> Call {
-    let guard = site.start();
     Call {
-        guard,
-        span: OpenSpan(site.open_entered()),
+        started: site.begin(),
+        span: site.open_entered(),
     }
 }
 
@@ -52,31 +54,64 @@ impl Call {
     /// Records the call with `outcome`, inside its span (where the call may become its
     /// bucket's exemplar), then leaves and closes the span.
     #[inline(never)]
-    pub fn exit(self, outcome: Outcome) {
-        let Call { guard, span } = self;
-        guard.finish_traced(outcome);
-        drop(span);
+    pub fn exit(mut self, outcome: Outcome) {
+        let (started, span) = (self.started, self.span.take());
+        std::mem::forget(self);
+        started.finish(outcome, true);
+        if let Some(id) = span {
+            close_entered(id);
+        }
     }
 }
 
-/// A synchronous call in a span the function built itself (`fields(…)`), entered.
+/// A synchronous call in a span the function built itself (`fields(…)`), entered; as
+/// [`Call`] otherwise.
 #[must_use = "a call is recorded by `exit`"]
 pub struct CallIn {
-    guard: Guard,
-    span: EnteredSpan,
+    /// `None` once recorded.
+    guard: Option<Guard>,
+    /// Left when the call is dropped, after the guard recorded it.
+    _span: EnteredSpan,
 }
 
-/// Starts a synchronous call of `site` without a span (`span = false`): only its timing
-/// guard.
+impl Drop for CallIn {
+    /// Before the span is left (see [`Call`]).
+    #[inline]
+    fn drop(&mut self) {
+        if let Some(guard) = self.guard.take() {
+            guard.into_started().finish_left(true);
+        }
+    }
+}
+
+/// A synchronous call without a span (`span = false`) in progress: its start. Dropped
+/// without [`exit_untraced`], the body left by `?` or panicked: the call counts as an
+/// error.
+#[must_use = "a call is recorded by `exit_untraced`"]
+pub struct UntracedCall(Started);
+
+impl Drop for UntracedCall {
+    /// Out of line (inlined, the call to record it took LLVM's constraint elimination
+    /// a fifth of a release build of the compile-time benchmark).
+    #[cold]
+    #[inline(never)]
+    fn drop(&mut self) {
+        self.0.finish_left(false);
+    }
+}
+
+/// Starts a synchronous call of `site` without a span (`span = false`): only its start.
 #[inline(never)]
-pub fn enter_untraced(site: &'static Site) -> Guard {
-    site.start()
+pub fn enter_untraced(site: &'static Site) -> UntracedCall {
+    UntracedCall(site.begin())
 }
 
 /// Records a synchronous call of a site without a span (see [`enter_untraced`]).
 #[inline(never)]
-pub fn exit_untraced(guard: Guard, outcome: Outcome) {
-    guard.finish(outcome);
+pub fn exit_untraced(call: UntracedCall, outcome: Outcome) {
+    let started = call.0;
+    std::mem::forget(call);
+    started.finish(outcome, false);
 }
 
 /// Starts a synchronous call of `site` inside `span`, a span the function built itself
@@ -84,18 +119,18 @@ pub fn exit_untraced(guard: Guard, outcome: Outcome) {
 #[inline(never)]
 pub fn enter_with_span(site: &'static Site, span: Span) -> CallIn {
     CallIn {
-        guard: site.start(),
-        span: span.entered(),
+        guard: Some(site.start()),
+        _span: span.entered(),
     }
 }
 
 impl CallIn {
     /// Records the call with `outcome`, inside its span, then leaves and closes the span.
     #[inline(never)]
-    pub fn exit(self, outcome: Outcome) {
-        let CallIn { guard, span } = self;
-        guard.finish_traced(outcome);
-        drop(span);
+    pub fn exit(mut self, outcome: Outcome) {
+        if let Some(guard) = self.guard.take() {
+            guard.finish_traced(outcome);
+        }
     }
 }
 
@@ -316,13 +351,13 @@ impl<F: Future> Future for TimedUntraced<F> {
         let this = unsafe { self.get_unchecked_mut() };
         if !this.started {
             this.started = true;
-            this.guard = Some(enter_untraced(this.site));
+            this.guard = Some(this.site.start());
         }
         // SAFETY: see above.
         let future = unsafe { Pin::new_unchecked(&mut this.future) };
         let out = std::task::ready!(future.poll(cx));
         if let Some(guard) = this.guard.take() {
-            exit_untraced(guard, (this.classify)(&out));
+            guard.finish((this.classify)(&out));
         }
         Poll::Ready(out)
     }

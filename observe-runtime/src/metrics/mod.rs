@@ -3,7 +3,6 @@
 //! Nothing here knows a wire format: [`crate::exposition`] reads these values at scrape
 //! time.
 
-pub(crate) mod branch;
 pub(crate) mod call;
 pub(crate) mod callsite;
 pub(crate) mod classify;

@@ -159,11 +159,17 @@ impl Site {
     /// or dropped, on every exit path.
     #[inline(always)]
     pub fn start(&'static self) -> Guard {
+        Guard(self.begin())
+    }
+
+    /// Starts timing one call, recorded by whoever holds the [`Started`] (once).
+    #[inline(always)]
+    pub fn begin(&'static self) -> Started {
         let shard = self.own_shard();
         // SAFETY: a shard has `stride > STARTED` words.
         unsafe { (*shard.add(STARTED)).fetch_add(1, Relaxed) };
         let start = clock::raw();
-        Guard {
+        Started {
             site: self,
             start,
             #[cfg(feature = "inflight")]
@@ -198,44 +204,47 @@ pub(crate) fn bucket_index(bounds_ns: &[u64], elapsed: u64) -> usize {
         .min(bounds_ns.len().saturating_sub(1))
 }
 
-/// Records one call when finished or dropped. See [`Site::start`].
+/// One call started ([`Site::begin`]): its site, its start on the clock, its in-flight
+/// slot; recorded once by [`Started::finish`]. No drop of its own: a holder that may be
+/// dropped before the call finishes records it in its own drop ([`Guard`], or the calls
+/// of `call.rs` that run in place).
 ///
 /// Two words (without the `inflight` feature), so it travels in registers between the
 /// out-of-line entry and exit: the exit finds the counters from the site again (one load
 /// each, and the thread's shard: a future may finish on another thread, and any shard
 /// counts the same).
-#[must_use = "dropping the guard at once records a call of zero length"]
-pub struct Guard {
+#[derive(Clone, Copy)]
+pub struct Started {
     site: &'static Site,
     start: u64,
     #[cfg(feature = "inflight")]
     slot: u32,
 }
 
-impl Guard {
-    /// Records the call with the given outcome (no exemplar).
+impl Started {
+    /// Records the call with `outcome`; `exemplar`: inside its span, offering it as the
+    /// bucket's exemplar.
     #[inline(always)]
-    pub fn finish(self, outcome: Outcome) {
-        self.finish_with(outcome, false);
-    }
-
-    /// Records the call inside its span, offering it as the bucket's exemplar.
-    #[inline(always)]
-    pub fn finish_traced(self, outcome: Outcome) {
-        self.finish_with(outcome, true);
-    }
-
-    #[inline(always)]
-    fn finish_with(self, outcome: Outcome, exemplar: bool) {
-        let this = std::mem::ManuallyDrop::new(self);
+    pub fn finish(self, outcome: Outcome, exemplar: bool) {
         #[cfg(feature = "inflight")]
-        super::inflight::exit(this.slot);
-        this.record(outcome, exemplar);
+        super::inflight::exit(self.slot);
+        self.record(outcome, exemplar);
+    }
+
+    /// Records a call run in place whose body left without its exit: by `?` (in a
+    /// function that returns a `Result`, only with an error) or by a panic. An error;
+    /// `traced`: offered as the bucket's exemplar (its span still entered) unless
+    /// panicking.
+    #[cold]
+    #[inline(never)]
+    pub fn finish_left(self, traced: bool) {
+        let exemplar = traced && !std::thread::panicking();
+        self.finish(Outcome::Error, exemplar);
     }
 
     /// Adds the call to the counters of the calling thread's shard.
     #[inline(always)]
-    fn record(&self, outcome: Outcome, exemplar: bool) {
+    fn record(self, outcome: Outcome, exemplar: bool) {
         // This thread's shard first (`start` allocated the counters): its loads then
         // overlap the clock read instead of delaying the adds after it.
         let shard = self.site.own_shard();
@@ -261,6 +270,32 @@ impl Guard {
     }
 }
 
+/// Records one call when finished or dropped. See [`Site::start`].
+#[must_use = "dropping the guard at once records a call of zero length"]
+pub struct Guard(Started);
+
+impl Guard {
+    /// Records the call with the given outcome (no exemplar).
+    #[inline(always)]
+    pub fn finish(self, outcome: Outcome) {
+        self.into_started().finish(outcome, false);
+    }
+
+    /// Records the call inside its span, offering it as the bucket's exemplar.
+    #[inline(always)]
+    pub fn finish_traced(self, outcome: Outcome) {
+        self.into_started().finish(outcome, true);
+    }
+
+    /// The call, no longer recorded by this guard's drop.
+    #[inline(always)]
+    pub(crate) fn into_started(self) -> Started {
+        let started = self.0;
+        std::mem::forget(self);
+        started
+    }
+}
+
 impl Drop for Guard {
     /// Reached only when `finish` was not: the call panicked (an error) or its future was
     /// dropped before completion (cancelled).
@@ -271,9 +306,7 @@ impl Drop for Guard {
         } else {
             Outcome::Cancelled
         };
-        #[cfg(feature = "inflight")]
-        super::inflight::exit(self.slot);
-        self.record(outcome, false);
+        self.0.finish(outcome, false);
     }
 }
 
