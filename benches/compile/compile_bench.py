@@ -20,6 +20,12 @@ RUSTC_BOOTSTRAP=1, non-empty lines).
 
     benches/compile/compile_bench.py [--functions 500] [--reps 3] [--variants a,b]
         [--modes check,debug,release] [--body plain|try|await] [--markdown]
+        [--instructions]
+
+`--instructions` also counts the instructions rustc executes for each build, once, under
+valgrind's callgrind (about half a minute per build): unlike the wall time, the count
+does not move with the machine's load, so it tells a change of a few per cent apart
+from noise. Its ratios are reported beside the times'.
 
 Bodies (`--body`): `plain` is `if x == K { Err(E) } else { Ok(x * M) }`, which
 `#[instrumented]` runs in place as a block; `try` is the same through a `?`
@@ -32,6 +38,7 @@ import os
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -165,6 +172,27 @@ def timed_build(variant, mode):
     return time.perf_counter() - start
 
 
+def instructions(variant, mode):
+    """Instructions rustc executes building `variant` from scratch (callgrind, all threads)."""
+    lib = WORK / f"v_{variant}" / "src" / "lib.rs"
+    os.utime(lib, None)
+    verbose = cargo([*MODES[mode], "-v", "-p", f"v_{variant}"], capture=True).stderr
+    command = [l for l in verbose.splitlines() if l.strip().startswith("Running `")][-1]
+    command = command.strip()[len("Running `") : -1]
+    with tempfile.TemporaryDirectory() as out:
+        run = subprocess.run(
+            f"valgrind --tool=callgrind --callgrind-out-file={out}/cg.%p {command}",
+            shell=True,
+            cwd=WORK,
+            env=dict(os.environ, CARGO_INCREMENTAL="0"),
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+            check=True,
+        )
+    return sum(int(l.split()[-1].replace(",", "")) for l in run.stderr.splitlines() if "Collected :" in l)
+
+
 def expanded_lines(variant):
     out = cargo(
         ["rustc", "-p", f"v_{variant}", "--profile=check", "--", "-Zunpretty=expanded"],
@@ -181,6 +209,11 @@ def main():
     parser.add_argument("--variants", default=",".join(VARIANTS))
     parser.add_argument("--modes", default=",".join(MODES))
     parser.add_argument("--markdown", action="store_true")
+    parser.add_argument(
+        "--instructions",
+        action="store_true",
+        help="also count rustc's instructions per build (callgrind, once each)",
+    )
     parser.add_argument(
         "--body",
         choices=sorted(BODIES),
@@ -209,15 +242,26 @@ def main():
                 t = timed_build(v, mode)
                 times[(v, mode)].append(t)
                 print(f"  round {rep + 1} {mode:7} {v:15} {t:7.2f} s", file=sys.stderr)
+    counts = {}
+    if args.instructions:
+        for mode in modes:
+            for v in variants:
+                counts[(v, mode)] = instructions(v, mode)
+                print(f"  instructions {mode:7} {v:15} {counts[(v, mode)] / 1e9:7.3f} G", file=sys.stderr)
     lines = {v: expanded_lines(v) for v in variants}
     base_lines = lines["none"]
     median = {k: statistics.median(t) for k, t in times.items()}
-    header = ["variant"] + [f"{m} (s)" for m in modes] + [f"{m} ÷ none" for m in modes] + ["expanded lines/fn"]
+    header = ["variant"] + [f"{m} (s)" for m in modes] + [f"{m} ÷ none" for m in modes]
+    if counts:
+        header += [f"{m} instr. ÷ none" for m in modes]
+    header.append("expanded lines/fn")
     rows = []
     for v in variants:
         row = [v]
         row += [f"{median[(v, m)]:.2f}" for m in modes]
         row += [f"{median[(v, m)] / median[('none', m)]:.2f}" for m in modes]
+        if counts:
+            row += [f"{counts[(v, m)] / counts[('none', m)]:.3f}" for m in modes]
         row.append(f"{lines[v] / args.functions:.1f}")
         rows.append(row)
     if args.markdown:
