@@ -325,6 +325,21 @@ pub struct TimedUntraced<F: Future> {
     classify: fn(&F::Output) -> Outcome,
 }
 
+/// Starts a call of a [`TimedUntraced`] future: out of line, not generic (inlined into
+/// every future's `poll`, the start and the record made a release build of the 500
+/// awaiting functions of the compile-time benchmark execute 3.7 times the instructions
+/// of the unannotated one).
+#[inline(never)]
+fn start_untraced(site: &'static Site) -> Guard {
+    site.start()
+}
+
+/// Records a call of a [`TimedUntraced`] future (see [`start_untraced`]).
+#[inline(never)]
+fn finish_untraced(guard: Guard, outcome: Outcome) {
+    guard.finish(outcome);
+}
+
 /// The future of an `async fn` of `site` without a span: see [`TimedUntraced`].
 #[inline]
 pub fn timed_untraced<R, F: Future<Output = R>>(
@@ -351,13 +366,13 @@ impl<F: Future> Future for TimedUntraced<F> {
         let this = unsafe { self.get_unchecked_mut() };
         if !this.started {
             this.started = true;
-            this.guard = Some(this.site.start());
+            this.guard = Some(start_untraced(this.site));
         }
         // SAFETY: see above.
         let future = unsafe { Pin::new_unchecked(&mut this.future) };
         let out = std::task::ready!(future.poll(cx));
         if let Some(guard) = this.guard.take() {
-            guard.finish((this.classify)(&out));
+            finish_untraced(guard, (this.classify)(&out));
         }
         Poll::Ready(out)
     }
