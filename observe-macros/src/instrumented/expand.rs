@@ -440,7 +440,7 @@ pub fn instrumented(args: &Args, item: &super::Function) -> TokenStream {
             let statements = block.stream();
             let (enter, exit) = if span_on {
                 (
-                    quote!(let __observe_call = #p::enter(&__OBSERVE);),
+                    quote!(let __observe_call = &mut #p::enter(&__OBSERVE);),
                     quote!(__observe_call.exit(#outcome);),
                 )
             } else {
@@ -571,7 +571,7 @@ pub fn instrumented(args: &Args, item: &super::Function) -> TokenStream {
                 let new_span = new_span();
                 quote!(#p::enter_with_span(&__OBSERVE, #new_span))
             } else {
-                quote!(#p::enter(&__OBSERVE))
+                quote!(&mut #p::enter(&__OBSERVE))
             };
             quote! {{
                 #site

@@ -191,7 +191,7 @@ fn enter(untraced: bool) -> String {
     if untraced {
         format!("let __observe_guard = {P}::enter_untraced(&__OBSERVE);")
     } else {
-        format!("let __observe_call = {P}::enter(&__OBSERVE);")
+        format!("let __observe_call = &mut {P}::enter(&__OBSERVE);")
     }
 }
 
@@ -543,7 +543,8 @@ mod tests {
             }
         }
         assert!(
-            full("", in_place).contains("__observe_call = : : observe : : __private : : enter")
+            full("", in_place)
+                .contains("__observe_call = & mut : : observe : : __private : : enter")
         );
         // Without a span, the future is `TimedUntraced`, for `-> impl Future` too.
         let future_fn = "fn i(x: u8) -> impl Future<Output = u8> { async move { x } }";
