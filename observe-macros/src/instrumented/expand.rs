@@ -255,16 +255,17 @@ pub(super) fn in_place(
 
 /// How the body is run and bound: `(annotation, expression)` for
 /// `let __observe_out #annotation = #expression;` — in place, typed with the declared
-/// return type, when [`in_place`] can; else a closure.
+/// return type, when [`in_place`] can (`flow`: the body's, walked once); else a closure.
 fn run_body(
     p: &TokenStream,
     output: &ReturnType,
     block: &proc_macro2::Group,
+    flow: Flow,
     questions_leave: bool,
 ) -> (TokenStream, TokenStream) {
     let ret = nameable_output(output);
     match closure_output(output) {
-        Some(output) => match in_place(block, sync_flow(block), questions_leave) {
+        Some(output) => match in_place(block, flow, questions_leave) {
             Some(body) => (quote!(: #output), body),
             None => (TokenStream::new(), quote!((move || -> #output #block)())),
         },
@@ -423,9 +424,8 @@ pub fn instrumented(args: &Args, item: &super::Function) -> TokenStream {
         // `async fn` → `fn … -> impl Future`: the `Timed` future is the function's
         // future, with the body's `async` block the only state machine.
         let (sig, moves) = desugar_async(sig);
-        if args.err.is_none()
-            && async_flow(block) != Flow::Unknown
-            && closure_output(&item.sig.output).is_some()
+        let flow = async_flow(block);
+        if args.err.is_none() && flow != Flow::Unknown && closure_output(&item.sig.output).is_some()
         {
             // A body that finishes in its first poll: the call (and its span, if any,
             // entered exactly while the body runs) lives in the body's own `async` block,
@@ -449,9 +449,10 @@ pub fn instrumented(args: &Args, item: &super::Function) -> TokenStream {
                     quote!(#p::exit_untraced(__observe_guard, #outcome);),
                 )
             };
-            // As a synchronous body runs (no macro call here, so the two walks agree).
+            // As a synchronous body runs (no `.await`, no macro call: its flow is the
+            // synchronous walk's).
             let braced = proc_macro2::Group::new(proc_macro2::Delimiter::Brace, statements);
-            let (bind, run) = run_body(&p, &item.sig.output, &braced, questions_leave);
+            let (bind, run) = run_body(&p, &item.sig.output, &braced, flow, questions_leave);
             let run = quote!(let __observe_out #bind = #run;);
             return quote! {
                 #(#attrs)* #vis #sig {
@@ -554,7 +555,7 @@ pub fn instrumented(args: &Args, item: &super::Function) -> TokenStream {
             #future
         }}
     } else {
-        let (bind, run) = run_body(&p, &sig.output, block, questions_leave);
+        let (bind, run) = run_body(&p, &sig.output, block, sync_flow(block), questions_leave);
         let record = span::record_err(args, quote!(&__observe_out));
         let outcome = outcome();
         if metrics_on && !span_on {

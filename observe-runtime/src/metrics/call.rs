@@ -62,9 +62,7 @@ impl Call {
     pub fn exit(&mut self, outcome: Outcome) {
         self.live = false;
         self.started.finish(outcome, true);
-        if let Some(id) = self.span.take() {
-            close_entered(id);
-        }
+        self.close_span();
     }
 
     /// The body left without `exit`: recorded before the span closes, so that an
@@ -74,6 +72,12 @@ impl Call {
     fn left(&mut self) {
         self.live = false;
         self.started.finish_left(true);
+        self.close_span();
+    }
+
+    /// Leaves and closes the span, if any (after the call was recorded inside it).
+    #[inline(always)]
+    fn close_span(&mut self) {
         if let Some(id) = self.span.take() {
             close_entered(id);
         }
