@@ -42,6 +42,18 @@ async fn refund_handler() -> String {
     format!("{:?}", refund("ten").map_err(|_| "rejected"))
 }
 
+/// The same in a span the function builds itself (`fields(…)`).
+#[observe::instrumented(fields(amount = %amount))]
+fn void_charge(amount: &str) -> Result<u64, std::num::ParseIntError> {
+    let cents: u64 = amount.parse()?;
+    Ok(cents)
+}
+
+#[get("/void")]
+async fn void_handler() -> String {
+    format!("{:?}", void_charge("ten").map_err(|_| "rejected"))
+}
+
 fn openmetrics_exemplars(text: &str) -> Vec<(String, String)> {
     let out = common::openmetrics_parse(text);
     assert!(
@@ -80,6 +92,7 @@ fn sampled_spans_become_exemplars_that_prometheus_stores() {
                 .wrap(observe::Middleware::new())
                 .service(settle_handler)
                 .service(refund_handler)
+                .service(void_handler)
                 .configure(observe::metrics::configure)
         })
         .workers(1)
@@ -98,8 +111,14 @@ fn sampled_spans_become_exemplars_that_prometheus_stores() {
         std::thread::sleep(Duration::from_millis(50));
     }
     let header = format!("traceparent: 00-{SAMPLED}-b7ad6b7169203331-01\r\n");
-    let (status, _, body) = common::http_get(addr, "/refund", &header);
-    assert_eq!((status, body.as_str()), (200, "Err(\"rejected\")"));
+    for path in ["/refund", "/void"] {
+        let (status, _, body) = common::http_get(addr, path, &header);
+        assert_eq!(
+            (status, body.as_str()),
+            (200, "Err(\"rejected\")"),
+            "{path}"
+        );
+    }
 
     let (status, head, om) = common::http_get(addr, "/metrics", OM_ACCEPT);
     assert_eq!(status, 200);
@@ -123,21 +142,24 @@ fn sampled_spans_become_exemplars_that_prometheus_stores() {
             "no exemplar with the sampled trace id on {family}: {exemplars:?}"
         );
     }
-    // The call that left by `?` counted as an error, its trace the exemplar.
-    assert!(
-        om.lines()
-            .any(|l| l.starts_with("function_calls_duration_seconds_bucket{")
-                && l.contains("function=\"refund\"")
-                && l.contains(&format!(" # {{trace_id=\"{SAMPLED}\""))),
-        "no exemplar on refund's series: {om}"
-    );
-    assert!(
-        om.lines().any(|l| l.starts_with("function_calls_total{")
-            && l.contains("function=\"refund\"")
-            && l.contains("result=\"error\"")
-            && l.ends_with(" 1")),
-        "refund's error not counted: {om}"
-    );
+    // The calls that left by `?` counted as errors, their trace the exemplar.
+    for function in ["refund", "void_charge"] {
+        let label = format!("function=\"{function}\"");
+        assert!(
+            om.lines()
+                .any(|l| l.starts_with("function_calls_duration_seconds_bucket{")
+                    && l.contains(&label)
+                    && l.contains(&format!(" # {{trace_id=\"{SAMPLED}\""))),
+            "no exemplar on {function}'s series: {om}"
+        );
+        assert!(
+            om.lines().any(|l| l.starts_with("function_calls_total{")
+                && l.contains(&label)
+                && l.contains("result=\"error\"")
+                && l.ends_with(" 1")),
+            "{function}'s error not counted: {om}"
+        );
+    }
     // Never a label; never in the classic format, which promtool still accepts.
     for line in om.lines().filter(|l| l.contains(SAMPLED)) {
         let (series, exemplar) = line.split_once(" # ").expect("only in an exemplar");

@@ -7,7 +7,9 @@
 //! call polled once to completion: bare, `#[instrumented]` without and with its span
 //! (no `.await` in the body: run in place), and the same three whose body awaits a ready
 //! future (`#[instrumented]` polls those inside `Timed`); their added cost is over
-//! `async_bare`.
+//! `async_bare`. The `try_` rows are synchronous functions with a `?`: bare, with
+//! `#[instrumented(fields(x))]` (a span the function builds itself) and with
+//! `#[tracing::instrument(skip_all, fields(x))]`.
 #![allow(missing_docs)]
 
 use std::hint::black_box;
@@ -85,6 +87,43 @@ async fn metrics_await(x: u64) -> Result<u64, Overflow> {
 async fn full_await(x: u64) -> Result<u64, Overflow> {
     let y = std::future::ready(checked(x)?).await;
     Ok(y)
+}
+
+/// A synchronous function with a `?` and a field of its own: its span is built by the
+/// function (`fields(…)`), the call kept where a `?` leaves it.
+#[inline(never)]
+fn try_bare(x: u64) -> u64 {
+    sync_try(x).unwrap_or(0)
+}
+
+#[inline(always)]
+fn sync_try(x: u64) -> Result<u64, Overflow> {
+    let y = checked(x)?;
+    Ok(y)
+}
+
+#[observe::instrumented(fields(x))]
+#[inline(never)]
+fn fields_try(x: u64) -> Result<u64, Overflow> {
+    let y = checked(x)?;
+    Ok(y)
+}
+
+#[inline(never)]
+fn try_instrumented_fields(x: u64) -> u64 {
+    fields_try(x).unwrap_or(0)
+}
+
+#[tracing::instrument(skip_all, fields(x))]
+#[inline(never)]
+fn tracing_fields_try(x: u64) -> Result<u64, Overflow> {
+    let y = checked(x)?;
+    Ok(y)
+}
+
+#[inline(never)]
+fn try_tracing_instrument_fields(x: u64) -> u64 {
+    tracing_fields_try(x).unwrap_or(0)
 }
 
 /// Polls `future` once; every future here is ready at its first poll.
@@ -211,6 +250,12 @@ fn variants() -> Vec<Variant> {
         ("hand_written", hand_written),
         ("naive_with_label_values", naive),
         ("tracing_instrument", tracing_instrument),
+        ("try_bare", try_bare),
+        ("try_instrumented_fields", try_instrumented_fields),
+        (
+            "try_tracing_instrument_fields",
+            try_tracing_instrument_fields,
+        ),
         ("async_bare", async_bare),
         ("async_instrumented_metrics", async_instrumented_metrics),
         (

@@ -570,7 +570,7 @@ pub fn instrumented(args: &Args, item: &super::Function) -> TokenStream {
         } else if metrics_on {
             let enter = if own_span {
                 let new_span = new_span();
-                quote!(#p::enter_with_span(&__OBSERVE, #new_span))
+                quote!(&mut #p::enter_with_span(&__OBSERVE, #new_span))
             } else {
                 quote!(&mut #p::enter(&__OBSERVE))
             };

@@ -85,7 +85,8 @@ impl Call {
 }
 
 /// A synchronous call in a span the function built itself (`fields(…)`), entered; as
-/// [`Call`] otherwise.
+/// [`Call`] otherwise, ended through `&mut` too (moved into `exit` by value, a function
+/// with a field and a `?` took 70 ns a call instead of 49, `calls.rs`).
 #[must_use = "a call is recorded by `exit`"]
 pub struct CallIn {
     /// `None` once recorded.
@@ -147,7 +148,7 @@ pub fn enter_with_span(site: &'static Site, span: Span) -> CallIn {
 impl CallIn {
     /// Records the call with `outcome`, inside its span, then leaves and closes the span.
     #[inline(never)]
-    pub fn exit(mut self, outcome: Outcome) {
+    pub fn exit(&mut self, outcome: Outcome) {
         if let Some(guard) = self.guard.take() {
             guard.finish_traced(outcome);
         }
