@@ -446,7 +446,7 @@ pub fn instrumented(args: &Args, item: &super::Function) -> TokenStream {
             } else {
                 (
                     quote!(let __observe_guard = #p::enter_untraced(&__OBSERVE);),
-                    quote!(#p::exit_untraced(__observe_guard, #outcome);),
+                    quote!(#p::exit_untraced(#outcome, __observe_guard);),
                 )
             };
             // As a synchronous body runs (no `.await`, no macro call: its flow is the
@@ -564,7 +564,7 @@ pub fn instrumented(args: &Args, item: &super::Function) -> TokenStream {
                 #site
                 let __observe_guard = #p::enter_untraced(&__OBSERVE);
                 let __observe_out #bind = #run;
-                #p::exit_untraced(__observe_guard, #outcome);
+                #p::exit_untraced(#outcome, __observe_guard);
                 __observe_out
             }}
         } else if metrics_on {

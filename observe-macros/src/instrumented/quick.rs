@@ -201,7 +201,7 @@ fn exit(untraced: bool, outcome: TokenStream) -> TokenStream {
         let mut call = lex("::observe::__private::exit_untraced");
         call.extend(group(
             Delimiter::Parenthesis,
-            [lex("__observe_guard,"), outcome],
+            [outcome, lex(", __observe_guard")],
         ));
         call
     } else {

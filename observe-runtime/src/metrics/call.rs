@@ -127,9 +127,12 @@ pub fn enter_untraced(site: &'static Site) -> UntracedCall {
     UntracedCall(site.begin())
 }
 
-/// Records a synchronous call of a site without a span (see [`enter_untraced`]).
+/// Records a synchronous call of a site without a span (see [`enter_untraced`]) with
+/// `outcome`. The outcome comes first: computed before the call is moved into the
+/// arguments, it needs no path that drops a moved call should it unwind (the other way
+/// round, a debug build of the compile-time benchmark executed 5 % more instructions).
 #[inline(never)]
-pub fn exit_untraced(call: UntracedCall, outcome: Outcome) {
+pub fn exit_untraced(outcome: Outcome, call: UntracedCall) {
     let started = call.0;
     std::mem::forget(call);
     started.finish(outcome, false);
