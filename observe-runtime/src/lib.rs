@@ -43,7 +43,8 @@ pub mod telemetry;
 pub mod __private {
     pub use crate::metrics::call::{
         Call, CallIn, Timed, TimedUntraced, UntracedCall, enter, enter_untraced, enter_with_span,
-        exit_untraced, timed, timed_in, timed_now, timed_untraced,
+        exit_result, exit_untraced, exit_untraced_result, timed, timed_in, timed_now,
+        timed_untraced,
     };
     pub use crate::metrics::classify::result_outcome;
     pub use crate::metrics::objective::check_objective;

@@ -10,6 +10,13 @@ fn lookup(x: u64) -> Result<u64> {
     if x == 0 { Result::Bad } else { Result::Fine(x) }
 }
 
+// The same without a span, in an `async fn`.
+#[observe::instrumented(span = false)]
+async fn lookup_async(x: u64) -> Result<u64> {
+    if x == 0 { Result::Bad } else { Result::Fine(x) }
+}
+
 fn main() {
     let _ = lookup(1);
+    let _ = lookup_async(1);
 }

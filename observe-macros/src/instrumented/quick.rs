@@ -86,10 +86,9 @@ pub fn expand(args: &TokenStream, item: &TokenStream) -> Option<TokenStream> {
     if !head.is_async {
         // The head as written, then the body.
         let flow = expand::sync_flow(body);
-        let outcome = expand::default_outcome(result, at);
         let inner = [
             lex(&site),
-            run_in_place(untraced, flow, result, output, body, outcome),
+            run_in_place(untraced, flow, (result, at), output, body),
         ];
         let mut out = expand::never_inline(head.inline);
         out.extend(head_tokens.iter().cloned());
@@ -115,10 +114,9 @@ pub fn expand(args: &TokenStream, item: &TokenStream) -> Option<TokenStream> {
     let flow = expand::async_flow(body);
     if flow != expand::Flow::Unknown {
         let body = Group::new(Delimiter::Brace, statements);
-        let outcome = expand::default_outcome(result, at);
         let future = [
             moves,
-            run_in_place(untraced, flow, result, output, &body, outcome),
+            run_in_place(untraced, flow, (result, at), output, &body),
         ];
         inner.push(lex("async move"));
         inner.push(group(Delimiter::Brace, future));
@@ -147,17 +145,16 @@ pub fn expand(args: &TokenStream, item: &TokenStream) -> Option<TokenStream> {
     Some(out.into_iter().collect())
 }
 
-/// `enter; let __observe_out … = body; exit(outcome); __observe_out`: the body in place
+/// `enter; let __observe_out … = body; exit; __observe_out`: the body in place
 /// (`expand::in_place`; a `?` leaves it with an error the call's drop records, when the
-/// output is a declared `Result`), typed by the declared output, else as a closure
-/// called once.
+/// output is a declared `Result`: `result`, its span `at`), typed by the declared output,
+/// else as a closure called once; ended as [`expand::Ending`] says.
 fn run_in_place(
     untraced: bool,
     flow: expand::Flow,
-    result: bool,
+    (result, at): (bool, Span),
     output: TokenStream,
     body: &Group,
-    outcome: TokenStream,
 ) -> TokenStream {
     let bind = match expand::in_place(body, flow, result) {
         Some(block) => vec![lex("let __observe_out:"), output, lex("="), block],
@@ -176,17 +173,13 @@ fn run_in_place(
     };
     let mut tokens = lex(&enter(untraced));
     tokens.extend(bind);
-    tokens.extend([lex(";"), exit(untraced, outcome), lex("; __observe_out")]);
+    let exit = expand::Ending::by_default(result, at).exit(untraced);
+    tokens.extend([lex(";"), exit, lex("; __observe_out")]);
     tokens
 }
 
-/// One group of the concatenated parts.
-fn group(delimiter: Delimiter, parts: impl IntoIterator<Item = TokenStream>) -> TokenStream {
-    TokenTree::Group(Group::new(delimiter, parts.into_iter().collect())).into()
-}
-
 /// The statement that starts the call: `enter(&__OBSERVE)` (the span opened and
-/// entered), or `enter_untraced(&__OBSERVE)`; [`exit`] ends it.
+/// entered), or `enter_untraced(&__OBSERVE)`.
 fn enter(untraced: bool) -> String {
     if untraced {
         format!("let __observe_guard = {P}::enter_untraced(&__OBSERVE);")
@@ -195,20 +188,9 @@ fn enter(untraced: bool) -> String {
     }
 }
 
-/// `__observe_call.exit(outcome)`, or `exit_untraced(__observe_guard, outcome)`.
-fn exit(untraced: bool, outcome: TokenStream) -> TokenStream {
-    if untraced {
-        let mut call = lex("::observe::__private::exit_untraced");
-        call.extend(group(
-            Delimiter::Parenthesis,
-            [outcome, lex(", __observe_guard")],
-        ));
-        call
-    } else {
-        let mut call = lex("__observe_call.exit");
-        call.extend(group(Delimiter::Parenthesis, [outcome]));
-        call
-    }
+/// One group of the concatenated parts.
+fn group(delimiter: Delimiter, parts: impl IntoIterator<Item = TokenStream>) -> TokenStream {
+    TokenTree::Group(Group::new(delimiter, parts.into_iter().collect())).into()
 }
 
 fn is_punct(token: &TokenTree, c: char) -> bool {

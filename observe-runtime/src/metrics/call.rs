@@ -12,6 +12,7 @@ use tracing::Span;
 use tracing::span::{Entered, EnteredSpan, Id};
 
 use super::callsite::close_entered;
+use super::classify::{IsResult, result_outcome};
 use super::meta::Outcome;
 use super::site::{Guard, Site, Started};
 
@@ -136,6 +137,22 @@ pub fn exit_untraced(outcome: Outcome, call: UntracedCall) {
     let started = call.0;
     std::mem::forget(call);
     started.finish(outcome, false);
+}
+
+/// Records a synchronous call of a site without a span whose function declares a
+/// `Result` classified by default: [`exit_untraced`] with [`result_outcome`]'s outcome,
+/// one instance per `Result` type instead of a second call in every function.
+#[inline]
+pub fn exit_untraced_result<R: IsResult>(out: &R, call: UntracedCall) {
+    exit_untraced(result_outcome(out), call);
+}
+
+/// Records a synchronous call of a site with a span whose function declares a `Result`
+/// classified by default: [`Call::exit`] with [`result_outcome`]'s outcome, one instance
+/// per `Result` type instead of a second call in every function.
+#[inline]
+pub fn exit_result<R: IsResult>(out: &R, call: &mut Call) {
+    call.exit(result_outcome(out));
 }
 
 /// Starts a synchronous call of `site` inside `span`, a span the function built itself
