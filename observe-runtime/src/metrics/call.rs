@@ -412,8 +412,10 @@ impl<F: Future> Future for TimedUntraced<F> {
         // SAFETY: see above.
         let future = unsafe { Pin::new_unchecked(&mut this.future) };
         let out = std::task::ready!(future.poll(cx));
+        // The outcome first: no path that drops a guard moved into the arguments.
+        let outcome = (this.classify)(&out);
         if let Some(guard) = this.guard.take() {
-            finish_untraced(guard, (this.classify)(&out));
+            finish_untraced(guard, outcome);
         }
         Poll::Ready(out)
     }
@@ -431,7 +433,8 @@ impl<F: Future> Future for Timed<F> {
         // SAFETY: see above.
         let future = unsafe { Pin::new_unchecked(&mut this.future) };
         let out = std::task::ready!(future.poll(cx));
-        exit_poll(entered, &mut this.progress, (this.classify)(&out));
+        let outcome = (this.classify)(&out);
+        exit_poll(entered, &mut this.progress, outcome);
         this.head.in_flight = false;
         Poll::Ready(out)
     }
