@@ -407,7 +407,8 @@ impl<F: Future> Future for TimedUntraced<F> {
         let this = unsafe { self.get_unchecked_mut() };
         if !this.started {
             this.started = true;
-            this.guard = Some(start_untraced(this.site));
+            // Never a guard to drop here: no drop code in every future's `poll`.
+            std::mem::forget(this.guard.replace(start_untraced(this.site)));
         }
         // SAFETY: see above.
         let future = unsafe { Pin::new_unchecked(&mut this.future) };
