@@ -168,7 +168,7 @@ impl Ending {
     pub(super) fn exit(self, untraced: bool) -> TokenStream {
         let mut tokens = lex("::observe::__private");
         match (self, untraced) {
-            (Ending::Result(at), untraced) => {
+            (Ending::Result(at), _) => {
                 let (exit, call) = if untraced {
                     (
                         quote_spanned!(at=> ::exit_untraced_result),

@@ -166,7 +166,8 @@ pub fn enter_with_span(site: &'static Site, span: Span) -> CallIn {
 }
 
 impl CallIn {
-    /// Records the call with `outcome`, inside its span, then leaves and closes the span.
+    /// Records the call with `outcome`, inside its span; the call's drop then leaves the
+    /// span (it closes when its last handle goes).
     #[inline(never)]
     pub fn exit(&mut self, outcome: Outcome) {
         if let Some(guard) = self.guard.take() {
